@@ -1,0 +1,625 @@
+"""The stack's configuration: one ini file parsed into frozen attrs objects.
+
+The schema below is the single source of truth: every key has a type (a parser
+from text), a default written as ini text (so defaults go through the same
+parser as user values), a range where one applies, and a one-line description.
+``etc/stack.ini`` and ``docs/configuration.md`` list the same keys; a test
+checks that they do.
+
+Errors name the file, the section, the key and the line, and say what is wrong
+and what is allowed (:class:`ConfigError`).  Unknown sections and keys are
+errors, so a typo never silently falls back to a default.
+
+This module is part of the sans-IO core: it reads no sockets and imports no
+reactor.  :func:`load_config` is a thin wrapper that reads a file and calls
+:func:`parse_config`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import attr
+
+__all__ = [
+    "ConfigError",
+    "Endpoint",
+    "StackConfig",
+    "load_config",
+    "parse_config",
+    "schema",
+    "render_default_ini",
+]
+
+
+class ConfigError(Exception):
+    """A configuration file is wrong; the message names where and why."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        filename: str = "<config>",
+        section: str | None = None,
+        key: str | None = None,
+        line: int | None = None,
+    ) -> None:
+        self.filename = filename
+        self.section = section
+        self.key = key
+        self.line = line
+        self.reason = message
+        where = filename
+        if line is not None:
+            where += f":{line}"
+        if section is not None:
+            where += f": [{section}]"
+            if key is not None:
+                where += f" {key}"
+        super().__init__(f"{where}: {message}")
+
+
+class _ValueError(Exception):
+    """Raised by a value parser; turned into a ConfigError with the location."""
+
+
+# --------------------------------------------------------------------------
+# Value types
+# --------------------------------------------------------------------------
+
+
+@attr.s(frozen=True, slots=True, auto_attribs=True)
+class Endpoint:
+    """A ``host:port`` to listen on or advertise; ``host`` has no brackets."""
+
+    host: str
+    port: int
+
+    @property
+    def family(self) -> int:
+        """4 or 6, from the host's spelling (a name counts as 4)."""
+        return 6 if ":" in self.host else 4
+
+    def __str__(self) -> str:
+        if ":" in self.host:
+            return f"[{self.host}]:{self.port}"
+        return f"{self.host}:{self.port}"
+
+
+_HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")
+
+
+def _split_list(text: str) -> list[str]:
+    """Split a list value on commas, whitespace and newlines."""
+    return [item for item in re.split(r"[\s,]+", text.strip()) if item]
+
+
+def parse_bool(text: str) -> bool:
+    """``yes/no``, ``true/false``, ``on/off``, ``1/0`` (any case)."""
+    lowered = text.strip().lower()
+    if lowered in ("yes", "true", "on", "1"):
+        return True
+    if lowered in ("no", "false", "off", "0"):
+        return False
+    raise _ValueError(f"{text.strip()!r} is not a boolean; use yes or no")
+
+
+def _int_in(low: int, high: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text.strip())
+        except ValueError:
+            raise _ValueError(f"{text.strip()!r} is not a whole number; allowed: {low} to {high}") from None
+        if not low <= value <= high:
+            raise _ValueError(f"{value} is out of range; allowed: {low} to {high}")
+        return value
+
+    parse.__doc__ = f"a whole number from {low} to {high}"
+    return parse
+
+
+def _float_in(low: float, high: float) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        try:
+            value = float(text.strip())
+        except ValueError:
+            raise _ValueError(f"{text.strip()!r} is not a number; allowed: {low:g} to {high:g}") from None
+        if not low <= value <= high:
+            raise _ValueError(f"{value:g} is out of range; allowed: {low:g} to {high:g}")
+        return value
+
+    parse.__doc__ = f"a number from {low:g} to {high:g}"
+    return parse
+
+
+def _text(max_len: int = 1024) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        value = text.strip()
+        if len(value) > max_len:
+            raise _ValueError(f"is {len(value)} characters long; at most {max_len} allowed")
+        return value
+
+    parse.__doc__ = "text"
+    return parse
+
+
+def _choice(*choices: str) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        value = text.strip().lower()
+        if value not in choices:
+            raise _ValueError(f"{text.strip()!r} is not allowed; use one of: {', '.join(choices)}")
+        return value
+
+    parse.__doc__ = "one of " + ", ".join(choices)
+    return parse
+
+
+def parse_host(text: str) -> str:
+    """An IP address (v4 or v6, brackets optional) or a DNS name."""
+    host = text.strip()
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    try:
+        return str(ipaddress.ip_address(host))
+    except ValueError:
+        pass
+    if _HOSTNAME.match(host):
+        return host
+    raise _ValueError(f"{text.strip()!r} is not an IP address or host name")
+
+
+def parse_ip(text: str) -> str:
+    """An IP address (v4 or v6, brackets optional)."""
+    host = text.strip()
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    try:
+        return str(ipaddress.ip_address(host))
+    except ValueError:
+        raise _ValueError(f"{text.strip()!r} is not an IP address") from None
+
+
+def parse_endpoint(text: str) -> Endpoint:
+    """``host:port``; IPv6 as ``[::]:3478``; port 1-65535 (0 asks for any free port)."""
+    item = text.strip()
+    m = re.match(r"^\[([^\]]+)\]:(\d+)$", item) or re.match(r"^([^:\[\]]+):(\d+)$", item)
+    if not m:
+        raise _ValueError(f"{item!r} is not host:port (write IPv6 as [::]:3478)")
+    host = parse_host(m.group(1))
+    port = int(m.group(2))
+    if port > 65535:
+        raise _ValueError(f"port {port} in {item!r} is out of range; allowed: 0 to 65535")
+    return Endpoint(host, port)
+
+
+def parse_endpoints(text: str) -> tuple[Endpoint, ...]:
+    """A list of ``host:port`` separated by commas, spaces or newlines; may be empty."""
+    return tuple(parse_endpoint(item) for item in _split_list(text))
+
+
+def parse_ips(text: str) -> tuple[str, ...]:
+    """A list of IP addresses; may be empty."""
+    return tuple(parse_ip(item) for item in _split_list(text))
+
+
+def parse_networks(text: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    """A list of CIDR networks (``10.0.0.0/8``, ``fd00::/8``) or single addresses."""
+    result = []
+    for item in _split_list(text):
+        try:
+            result.append(ipaddress.ip_network(item, strict=False))
+        except ValueError:
+            raise _ValueError(f"{item!r} is not a CIDR network such as 10.0.0.0/8 or fd00::/8") from None
+    return tuple(result)
+
+
+def parse_port_range(text: str) -> tuple[int, int]:
+    """``low-high``, both 1024-65535, low <= high."""
+    m = re.match(r"^\s*(\d+)\s*-\s*(\d+)\s*$", text)
+    if not m:
+        raise _ValueError(f"{text.strip()!r} is not a port range such as 49152-65535")
+    low, high = int(m.group(1)), int(m.group(2))
+    if not (1024 <= low <= high <= 65535):
+        raise _ValueError(f"{low}-{high} is not allowed; need 1024 <= low <= high <= 65535")
+    return (low, high)
+
+
+def parse_external_ips(text: str) -> tuple[tuple[str, str | None], ...]:
+    """coturn style: ``PUBLIC`` or ``PUBLIC/PRIVATE`` (one per address family)."""
+    result: list[tuple[str, str | None]] = []
+    for item in _split_list(text):
+        public, _, private = item.partition("/")
+        result.append((parse_ip(public), parse_ip(private) if private else None))
+    return tuple(result)
+
+
+def parse_users(text: str) -> tuple[tuple[str, str], ...]:
+    """One ``name:password`` a line (a password of ``0x`` + 32 hex digits is an MD5 key)."""
+    users: list[tuple[str, str]] = []
+    seen: set[str] = set()
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line:
+            continue
+        name, sep, password = line.partition(":")
+        if not sep or not name or not password:
+            raise _ValueError(f"{line!r} is not name:password")
+        if name in seen:
+            raise _ValueError(f"user {name!r} is listed twice")
+        seen.add(name)
+        users.append((name, password))
+    return tuple(users)
+
+
+def parse_secrets(text: str) -> tuple[str, ...]:
+    """One or more shared secrets, separated by spaces, commas or newlines."""
+    secrets_ = tuple(_split_list(text))
+    for secret in secrets_:
+        if len(secret) < 8:
+            raise _ValueError("a secret shorter than 8 characters is too easy to guess")
+    return secrets_
+
+
+def parse_origins(text: str) -> tuple[str, ...]:
+    """A list of origins such as ``https://example.org`` (``*`` allows any)."""
+    result = []
+    for item in _split_list(text):
+        if item != "*" and not re.match(r"^https?://[^/\s]+$", item):
+            raise _ValueError(f"{item!r} is not an origin such as https://example.org or *")
+        result.append(item.lower())
+    return tuple(result)
+
+
+def parse_url(text: str) -> str:
+    """An ``http://`` or ``https://`` base URL with no path, or empty."""
+    value = text.strip().rstrip("/")
+    if value and not re.match(r"^https?://[^/\s]+$", value):
+        raise _ValueError(f"{value!r} is not a base URL such as https://call.example.org")
+    return value
+
+
+def parse_redis_url(text: str) -> str:
+    """``redis://host:port/db``."""
+    value = text.strip()
+    if not re.match(r"^redis://[^/\s]+(:\d+)?(/\d+)?$", value):
+        raise _ValueError(f"{value!r} is not a URL such as redis://127.0.0.1:6379/0")
+    return value
+
+
+# --------------------------------------------------------------------------
+# Schema
+# --------------------------------------------------------------------------
+
+_META = "webrtcstack"
+
+
+def _key(default: str, parser: Callable[[str], Any], doc: str, *, kind: str | None = None) -> Any:
+    """Declare one config key: its default as ini text, its parser and its doc line."""
+    return attr.ib(
+        default=parser(default),
+        metadata={_META: {"default": default, "parser": parser, "doc": doc, "kind": kind or (parser.__doc__ or "").split("\n")[0]}},
+    )
+
+
+_bool = parse_bool
+_port_count = _int_in(0, 1_000_000)
+
+
+@attr.s(frozen=True, slots=True)
+class StackSection:
+    """``[stack]``: process-wide settings."""
+
+    drain_seconds: int = _key("10", _int_in(0, 3600), "on SIGTERM, how long existing calls and allocations may go on before the stop")
+    max_open_files: int = _key("20000", _int_in(256, 1_048_576), "the soft limit on open files the process raises itself to at start (capped by the hard limit)")
+    log_format: str = _key("text", _choice("text", "json"), "log lines as plain text or as JSON lines")
+    log_level: str = _key("info", _choice("debug", "info", "warn", "error"), "the lowest level logged")
+
+
+@attr.s(frozen=True, slots=True)
+class TurnSection:
+    """``[turn]``: the STUN/TURN server (STUN is served on the same ports)."""
+
+    enabled: bool = _key("yes", _bool, "serve STUN and TURN")
+    listen: tuple[Endpoint, ...] = _key("0.0.0.0:3478 [::]:3478", parse_endpoints, "host:port list; each gets UDP and TCP (IPv6 as [::]:3478)")
+    tls_listen: tuple[Endpoint, ...] = _key("", parse_endpoints, "host:port list for TURN over TLS (usually :5349 or :443); needs [tls]")
+    software: str = _key("webrtcstack", _text(128), "the SOFTWARE attribute in every response (empty to send none)")
+    realm: str = _key("webrtcstack", _text(256), "the long-term credential realm")
+    users: tuple[tuple[str, str], ...] = _key("", parse_users, "static users, one name:password a line (indent continuation lines); 0x<32 hex> is a precomputed MD5 key")
+    users_file: str = _key("", _text(4096), "a file with more name:password lines (read at start and on reload)")
+    static_auth_secret: tuple[str, ...] = _key("", parse_secrets, "coturn-style REST API shared secrets (several for rotation); empty: one is generated at start")
+    rest_api_separator: str = _key(":", _text(1), "the separator between expiry and name in REST API usernames")
+    relay_ports: tuple[int, int] = _key("49152-65535", parse_port_range, "the UDP port range relayed addresses are taken from")
+    relay_ip: tuple[str, ...] = _key("", parse_ips, "addresses relay sockets bind to, one per family; empty: 0.0.0.0 and ::")
+    external_ip: tuple[tuple[str, str | None], ...] = _key("", parse_external_ips, "public address advertised in XOR-RELAYED-ADDRESS, or public/private for 1:1 NAT")
+    allow_loopback_peers: bool = _key("no", _bool, "allow relaying to 127.0.0.0/8 and ::1 (tests only)")
+    denied_peers: tuple[Any, ...] = _key("", parse_networks, "extra CIDR ranges peers may not be in")
+    allowed_peers: tuple[Any, ...] = _key("", parse_networks, "CIDR ranges always allowed as peers (wins over every deny)")
+    default_lifetime_s: int = _key("600", _int_in(60, 86400), "allocation lifetime when the client asks for none")
+    max_lifetime_s: int = _key("3600", _int_in(60, 86400), "the longest allocation lifetime granted")
+    permission_lifetime_s: int = _key("300", _int_in(30, 3600), "permission lifetime (RFC 8656: 300)")
+    channel_lifetime_s: int = _key("600", _int_in(60, 3600), "channel binding lifetime (RFC 8656: 600)")
+    nonce_lifetime_s: int = _key("600", _int_in(30, 86400), "how long a nonce is valid before 438 Stale Nonce")
+    user_quota: int = _key("20", _int_in(0, 1_000_000), "allocations at once per user (0: no per-user limit)")
+    total_quota: int = _key("10000", _int_in(1, 1_000_000), "allocations at once in all")
+    max_permissions: int = _key("10", _int_in(1, 10000), "permissions per allocation")
+    max_channels: int = _key("64", _int_in(1, 4096), "channel bindings per allocation")
+    max_bps: int = _key("0", _int_in(0, 10_000_000_000), "relayed bits per second per allocation, each direction (0: no limit)")
+    max_tcp_connections: int = _key("10000", _int_in(1, 1_000_000), "client TCP/TLS connections at once")
+    max_frame_bytes: int = _key("65540", _int_in(548, 65540), "the largest STUN or ChannelData frame accepted on a stream")
+    unauthenticated_replies_per_second: int = _key("20", _int_in(1, 100000), "401 replies per source address per second; more are dropped")
+
+
+@attr.s(frozen=True, slots=True)
+class HttpSection:
+    """``[http]``: the room server, the call page and WebSocket signaling."""
+
+    enabled: bool = _key("yes", _bool, "serve the room server, the call page and signaling")
+    listen: tuple[Endpoint, ...] = _key("127.0.0.1:8080", parse_endpoints, "host:port list for plain HTTP")
+    tls_listen: tuple[Endpoint, ...] = _key("", parse_endpoints, "host:port list for HTTPS/WSS; needs [tls]")
+    public_url: str = _key("", parse_url, "the base URL users reach us at (https://call.example.org); empty: taken from each request's Host")
+    redirect_to_https: bool = _key("no", _bool, "plain HTTP only redirects to public_url (needs an https public_url)")
+    max_connections: int = _key("10000", _int_in(1, 1_000_000), "HTTP and WebSocket connections at once")
+
+
+@attr.s(frozen=True, slots=True)
+class TlsSection:
+    """``[tls]``: the certificate for HTTPS, WSS and TURN over TLS."""
+
+    certificate: str = _key("", _text(4096), "PEM file with the certificate and its chain")
+    private_key: str = _key("", _text(4096), "PEM file with the private key")
+
+
+@attr.s(frozen=True, slots=True)
+class RoomsSection:
+    """``[rooms]``: the apprtc-compatible room server."""
+
+    enabled: bool = _key("yes", _bool, "serve the room API and the call page")
+    capacity: int = _key("2", _int_in(2, 16), "clients per room (apprtc: 2)")
+    room_ttl_seconds: int = _key("86400", _int_in(60, 30 * 86400), "a room with no change for this long is removed")
+    max_rooms: int = _key("10000", _int_in(1, 10_000_000), "rooms at once; a join beyond it gets ERROR")
+    max_message_bytes: int = _key("65536", _int_in(256, 1_048_576), "the largest signaling message accepted")
+    max_stored_messages: int = _key("256", _int_in(1, 10000), "messages stored for a client waiting alone in a room")
+    turn_credential_ttl_seconds: int = _key("86400", _int_in(60, 30 * 86400), "lifetime of the TURN REST credentials handed to clients")
+    bypass_join_confirmation: bool = _key("no", _bool, "join at once instead of showing the join button")
+    header_message: str = _key("", _text(512), "a message shown at the top of the call page")
+
+
+@attr.s(frozen=True, slots=True)
+class SignalingSection:
+    """``[signaling]``: the collider-compatible WebSocket signaling."""
+
+    enabled: bool = _key("yes", _bool, "serve WebSocket signaling at /ws on the HTTP site")
+    listen: tuple[Endpoint, ...] = _key("", parse_endpoints, "extra host:port list serving collider's exact paths (/ws, /status, /<room>/<client>)")
+    allowed_origins: tuple[str, ...] = _key("", parse_origins, "origins allowed to open a WebSocket; empty: the site's own origin and localhost")
+    register_timeout_seconds: int = _key("10", _int_in(1, 3600), "how long a client may stay unregistered before it is removed (collider: 10)")
+    max_queued_messages: int = _key("1024", _int_in(1, 100000), "messages queued per client (collider: 1024)")
+    max_message_bytes: int = _key("65536", _int_in(256, 1_048_576), "the largest WebSocket message accepted")
+    max_connections: int = _key("10000", _int_in(1, 1_000_000), "WebSocket connections at once")
+    max_connections_per_ip: int = _key("50", _int_in(1, 1_000_000), "WebSocket connections at once from one address")
+    messages_per_second: int = _key("50", _int_in(1, 100000), "messages a client may send per second")
+    ping_interval_seconds: int = _key("30", _int_in(0, 3600), "idle WebSocket ping interval (0: no pings)")
+
+
+@attr.s(frozen=True, slots=True)
+class MetricsSection:
+    """``[metrics]``: Prometheus metrics, health and status."""
+
+    enabled: bool = _key("yes", _bool, "serve /metrics, /healthz and /status")
+    listen: tuple[Endpoint, ...] = _key("127.0.0.1:9641", parse_endpoints, "host:port list for the metrics endpoint")
+
+
+@attr.s(frozen=True, slots=True)
+class RedisSection:
+    """``[redis]``: keep room and signaling state in Redis instead of memory."""
+
+    enabled: bool = _key("no", _bool, "store rooms and signaling state in Redis")
+    url: str = _key("redis://127.0.0.1:6379/0", parse_redis_url, "the Redis server")
+    key_prefix: str = _key("webrtcstack:", _text(64), "prefix of every key we write")
+
+
+_SECTIONS: dict[str, type] = {
+    "stack": StackSection,
+    "turn": TurnSection,
+    "http": HttpSection,
+    "tls": TlsSection,
+    "rooms": RoomsSection,
+    "signaling": SignalingSection,
+    "metrics": MetricsSection,
+    "redis": RedisSection,
+}
+
+
+@attr.s(frozen=True, slots=True)
+class StackConfig:
+    """The whole validated configuration."""
+
+    stack: StackSection = attr.ib(factory=StackSection)
+    turn: TurnSection = attr.ib(factory=TurnSection)
+    http: HttpSection = attr.ib(factory=HttpSection)
+    tls: TlsSection = attr.ib(factory=TlsSection)
+    rooms: RoomsSection = attr.ib(factory=RoomsSection)
+    signaling: SignalingSection = attr.ib(factory=SignalingSection)
+    metrics: MetricsSection = attr.ib(factory=MetricsSection)
+    redis: RedisSection = attr.ib(factory=RedisSection)
+    filename: str = attr.ib(default="<defaults>")
+
+    @property
+    def tls_enabled(self) -> bool:
+        """Whether any TLS listener is configured."""
+        return bool(self.turn.tls_listen or self.http.tls_listen)
+
+
+@attr.s(frozen=True, slots=True, auto_attribs=True)
+class KeyInfo:
+    """What the schema says about one key (for docs and tests)."""
+
+    section: str
+    key: str
+    default: str
+    kind: str
+    doc: str
+
+
+def schema() -> Iterator[KeyInfo]:
+    """Every section and key, in file order."""
+    for section, cls in _SECTIONS.items():
+        for field in attr.fields(cls):
+            meta = field.metadata[_META]
+            yield KeyInfo(section, field.name, meta["default"], meta["kind"], meta["doc"])
+
+
+def render_default_ini() -> str:
+    """The default config file text: every key, its default and a comment."""
+    out = [
+        "# webrtcstack configuration. Every key is listed with its default.",
+        "# Lists are separated by spaces, commas or newlines; continue a value on",
+        "# the next line by indenting it.  Docs: docs/configuration.md",
+    ]
+    for section, cls in _SECTIONS.items():
+        out.append("")
+        out.append(f"[{section}]")
+        for field in attr.fields(cls):
+            meta = field.metadata[_META]
+            out.append(f"# {meta['doc']}")
+            out.append(f"{field.name} = {meta['default']}".rstrip())
+    return "\n".join(out) + "\n"
+
+
+# --------------------------------------------------------------------------
+# Parsing
+# --------------------------------------------------------------------------
+
+_SECTION_RE = re.compile(r"^\[([^\]]*)\]\s*$")
+_KEY_RE = re.compile(r"^([A-Za-z0-9_.-]+)\s*[=:]\s?(.*)$")
+
+
+def _read_ini(text: str, filename: str) -> dict[str, dict[str, tuple[str, int]]]:
+    """A small ini reader that keeps line numbers (configparser does not)."""
+    result: dict[str, dict[str, tuple[str, int]]] = {}
+    section: str | None = None
+    current: tuple[str, str, int] | None = None  # section, key, line
+    for number, raw in enumerate(text.splitlines(), start=1):
+        stripped = raw.strip()
+        if not stripped or stripped.startswith(("#", ";")):
+            continue
+        if raw[:1] in (" ", "\t") and current is not None:
+            sec, key, line = current
+            value, _ = result[sec][key]
+            result[sec][key] = (value + "\n" + stripped, line)
+            continue
+        m = _SECTION_RE.match(stripped)
+        if m:
+            section = m.group(1).strip()
+            if section in result:
+                raise ConfigError(f"section [{section}] appears twice", filename=filename, section=section, line=number)
+            result[section] = {}
+            current = None
+            continue
+        m = _KEY_RE.match(stripped)
+        if not m:
+            raise ConfigError(
+                f"cannot read line {stripped!r}; expected [section] or key = value",
+                filename=filename, section=section, line=number,
+            )
+        if section is None:
+            raise ConfigError("a key before any [section]", filename=filename, key=m.group(1), line=number)
+        key = m.group(1)
+        if key in result[section]:
+            raise ConfigError("key appears twice in its section", filename=filename, section=section, key=key, line=number)
+        result[section][key] = (m.group(2).strip(), number)
+        current = (section, key, number)
+    return result
+
+
+def parse_config(text: str, filename: str = "<config>") -> StackConfig:
+    """Parse and validate config text; raise :class:`ConfigError` on any fault."""
+    raw = _read_ini(text, filename)
+    sections: dict[str, Any] = {}
+    for section, keys in raw.items():
+        cls = _SECTIONS.get(section)
+        if cls is None:
+            line = min((ln for _, ln in keys.values()), default=None)
+            raise ConfigError(
+                f"unknown section [{section}]; allowed: {', '.join('[' + s + ']' for s in _SECTIONS)}",
+                filename=filename, section=section, line=line,
+            )
+        fields = {f.name: f for f in attr.fields(cls)}
+        values: dict[str, Any] = {}
+        for key, (value, line) in keys.items():
+            field = fields.get(key)
+            if field is None:
+                close = [k for k in fields if _similar(k, key)]
+                hint = f" (did you mean {close[0]}?)" if close else ""
+                raise ConfigError(
+                    f"unknown key{hint}; allowed in [{section}]: {', '.join(fields)}",
+                    filename=filename, section=section, key=key, line=line,
+                )
+            try:
+                values[key] = field.metadata[_META]["parser"](value)
+            except _ValueError as e:
+                raise ConfigError(str(e), filename=filename, section=section, key=key, line=line) from None
+        sections[section] = (cls(**values), {k: ln for k, (_, ln) in keys.items()})
+    config = StackConfig(**{name: sec for name, (sec, _) in sections.items()}, filename=filename)
+    _check_consistency(config, {name: lines for name, (_, lines) in sections.items()})
+    return config
+
+
+def _similar(a: str, b: str) -> bool:
+    """A cheap typo test: same letters give or take one, or one is a prefix."""
+    if a.startswith(b) or b.startswith(a):
+        return True
+    if abs(len(a) - len(b)) > 2:
+        return False
+    return sum(1 for x, y in zip(a, b) if x != y) + abs(len(a) - len(b)) <= 2
+
+
+def _check_consistency(config: StackConfig, lines: dict[str, dict[str, int]]) -> None:
+    """Checks that involve more than one key."""
+
+    def fail(section: str, key: str, message: str) -> None:
+        raise ConfigError(message, filename=config.filename, section=section, key=key, line=lines.get(section, {}).get(key))
+
+    turn = config.turn
+    if turn.max_lifetime_s < turn.default_lifetime_s:
+        fail("turn", "max_lifetime_s", f"{turn.max_lifetime_s} is below default_lifetime_s ({turn.default_lifetime_s})")
+    families = [6 if ":" in ip else 4 for ip in turn.relay_ip]
+    if len(families) != len(set(families)):
+        fail("turn", "relay_ip", "give at most one address per family (one IPv4, one IPv6)")
+    ext_families = [6 if ":" in pub else 4 for pub, _ in turn.external_ip]
+    if len(ext_families) != len(set(ext_families)):
+        fail("turn", "external_ip", "give at most one public address per family")
+    for key in ("certificate", "private_key"):
+        if config.tls_enabled and not getattr(config.tls, key):
+            needs = "turn tls_listen" if config.turn.tls_listen else "http tls_listen"
+            fail("tls", key, f"is required because {needs} is set")
+    if config.http.redirect_to_https and not config.http.public_url.startswith("https://"):
+        fail("http", "redirect_to_https", "needs an https:// public_url to redirect to")
+    all_listen = []
+    for section, key in (("turn", "listen"), ("turn", "tls_listen"), ("http", "listen"), ("http", "tls_listen"),
+                         ("signaling", "listen"), ("metrics", "listen")):
+        sec = getattr(config, section)
+        if getattr(sec, "enabled", True) is False:
+            continue
+        if section == "signaling" and not config.http.enabled:
+            pass
+        for ep in getattr(sec, key):
+            proto = "udp+tcp" if (section, key) == ("turn", "listen") else "tcp"
+            for other_ep, other_proto, other_where in all_listen:
+                if ep.port and ep == other_ep and ("tcp" in proto and "tcp" in other_proto):
+                    fail(section, key, f"{ep} is also used by {other_where}; each listener needs its own port")
+            all_listen.append((ep, proto, f"[{section}] {key}"))
+
+
+def load_config(path: str) -> StackConfig:
+    """Read and parse a config file; a missing or unreadable file is a ConfigError."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except OSError as e:
+        raise ConfigError(f"cannot read the file: {e.strerror}", filename=path) from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"the file is not UTF-8 text ({e.reason} at byte {e.start})", filename=path) from None
+    return parse_config(text, filename=path)

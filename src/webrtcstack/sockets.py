@@ -1,0 +1,134 @@
+"""Listening sockets as Twisted services (shell code).
+
+Why not ``internet.UDPServer``/``TCPServer``: Linux binds ``[::]`` dual-stack
+by default, so ``0.0.0.0:3478`` and ``[::]:3478`` in one config would clash.
+We make IPv6 sockets ``IPV6_V6ONLY`` ourselves and hand them to the reactor
+with ``adoptDatagramPort`` / ``adoptStreamPort``, so each family gets its own
+socket, as coturn does.
+
+Every service binds in ``startService`` and closes its port in
+``stopService`` (returning the Deferred the reactor gives), so a stopped stack
+leaves no port open.
+"""
+
+from __future__ import annotations
+
+import resource
+import socket
+from typing import Any
+
+from twisted.application import service
+from twisted.internet import defer
+from twisted.internet.interfaces import IListeningPort
+from twisted.internet.protocol import DatagramProtocol, Factory
+from twisted.logger import Logger
+
+from webrtcstack.config import Endpoint
+
+log = Logger()
+
+
+def make_socket(kind: int, host: str, port: int, *, backlog: int = 1024) -> socket.socket:
+    """Create, configure and bind a non-blocking socket (listening, if stream).
+
+    :param kind: ``socket.SOCK_DGRAM`` or ``socket.SOCK_STREAM``.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, kind)
+    try:
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        if kind == socket.SOCK_STREAM:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        if kind == socket.SOCK_STREAM:
+            sock.listen(backlog)
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def listen_udp(reactor: Any, host: str, port: int, protocol: DatagramProtocol,
+               max_packet_size: int = 65535) -> IListeningPort:
+    """Bind a UDP socket (v6-only for IPv6 hosts) and attach ``protocol`` to it."""
+    sock = make_socket(socket.SOCK_DGRAM, host, port)
+    try:
+        listening = reactor.adoptDatagramPort(sock.fileno(), sock.family, protocol, max_packet_size)
+    finally:
+        # The reactor dup()s the descriptor; our copy must go.
+        sock.close()
+    return listening
+
+
+def listen_tcp(reactor: Any, host: str, port: int, factory: Factory, backlog: int = 1024) -> IListeningPort:
+    """Bind a listening TCP socket (v6-only for IPv6 hosts) serving ``factory``."""
+    sock = make_socket(socket.SOCK_STREAM, host, port, backlog=backlog)
+    try:
+        listening = reactor.adoptStreamPort(sock.fileno(), sock.family, factory)
+    finally:
+        sock.close()
+    return listening
+
+
+class ListenerService(service.Service):
+    """One listener: binds on start, closes on stop.
+
+    :param kind: ``"udp"``, ``"tcp"`` or ``"tls"`` (TLS is TCP with a context
+        factory wrapped around ``target`` by the caller).
+    :param target: a DatagramProtocol for UDP, a Factory for TCP.
+    """
+
+    def __init__(self, reactor: Any, kind: str, endpoint: Endpoint, target: Any, *, what: str = "") -> None:
+        self.reactor = reactor
+        self.kind = kind
+        self.endpoint = endpoint
+        self.target = target
+        self.what = what
+        self.port: IListeningPort | None = None
+        self.setName(f"{what or kind} {kind} {endpoint}")
+
+    def startService(self) -> None:
+        # Binding errors propagate: a port in use stops the start with a clear error.
+        if self.kind == "udp":
+            self.port = listen_udp(self.reactor, self.endpoint.host, self.endpoint.port, self.target)
+        else:
+            self.port = listen_tcp(self.reactor, self.endpoint.host, self.endpoint.port, self.target)
+        service.Service.startService(self)
+        log.info("{what} listening on {kind} {address}", what=self.what, kind=self.kind, address=self.address_text())
+
+    def address_text(self) -> str:
+        """The bound address as host:port (useful with port 0)."""
+        if self.port is None:
+            return str(self.endpoint)
+        host = self.port.getHost()
+        return str(Endpoint(host.host, host.port))
+
+    def bound_port(self) -> int:
+        """The port actually bound (after start)."""
+        assert self.port is not None
+        return int(self.port.getHost().port)
+
+    def stopService(self) -> defer.Deferred[None] | None:
+        service.Service.stopService(self)
+        port, self.port = self.port, None
+        if port is not None:
+            return defer.maybeDeferred(port.stopListening)
+        return None
+
+
+def raise_open_files_limit(wanted: int) -> tuple[int, int]:
+    """Raise the soft RLIMIT_NOFILE toward ``wanted`` (capped by the hard limit).
+
+    :returns: the (soft, hard) limits now in force.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if target > soft:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError) as e:
+            log.warn("could not raise the open files limit to {target}: {error}", target=target, error=e)
+    return soft, hard
