@@ -1,0 +1,84 @@
+"""twistd entry point: ``Options`` and ``makeService`` only.
+
+``twistd -n webrtcstack -c etc/stack.ini`` parses and validates the config in
+``Options.postOptions``, so a bad config exits non-zero before twistd binds
+any port; ``makeService`` then wires the builders in :mod:`webrtcstack.service`.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+from twisted.application.service import IService
+from twisted.python import usage
+
+from webrtcstack.config import ConfigError, StackConfig, load_config
+
+DEFAULT_CONFIG_PATHS = ("etc/stack.ini", "/etc/webrtcstack/stack.ini")
+
+
+def find_config(explicit: str | None) -> str | None:
+    """The config file to use: ``explicit``, else the first default path that exists, else None."""
+    if explicit:
+        return explicit
+    for path in DEFAULT_CONFIG_PATHS:
+        if os.path.exists(path):
+            return path
+    return None
+
+
+def read_config(explicit: str | None) -> StackConfig:
+    """Load the config named by ``explicit`` or found on the default paths.
+
+    With no file at all, the built-in defaults (the same as ``etc/stack.ini``) apply.
+    """
+    path = find_config(explicit)
+    if path is None:
+        return StackConfig()
+    return load_config(path)
+
+
+class Options(usage.Options):
+    """Command-line options of ``twistd webrtcstack``."""
+
+    synopsis = "[-c PATH] [--check]"
+    longdesc = (
+        "Runs STUN/TURN, WebSocket signaling and the room server from one ini file. "
+        "Without -c, etc/stack.ini in the working directory is used, then "
+        "/etc/webrtcstack/stack.ini, then the built-in defaults."
+    )
+    optParameters = [
+        ["config", "c", None, "the config file (default: etc/stack.ini, then /etc/webrtcstack/stack.ini)"],
+    ]
+    optFlags = [
+        ["check", None, "validate the config, print what would listen where, and exit (0 if valid)"],
+    ]
+
+    config: StackConfig
+
+    def postOptions(self) -> None:
+        try:
+            self.config = read_config(self["config"])
+        except ConfigError as e:
+            sys.stderr.write(f"webrtcstack: invalid config: {e}\n")
+            sys.stderr.flush()
+            raise SystemExit(2)
+        if self["check"]:
+            from webrtcstack.service import describe_listeners
+
+            sys.stdout.write(f"config {self.config.filename}: OK\n")
+            for line in describe_listeners(self.config):
+                sys.stdout.write(f"  {line}\n")
+            sys.stdout.flush()
+            raise SystemExit(0)
+
+
+def makeService(options: Any) -> IService:
+    """Build the whole stack as one MultiService (ports bind when it starts)."""
+    from twisted.internet import reactor
+
+    from webrtcstack.service import build_service
+
+    return build_service(options.config, reactor)
