@@ -300,7 +300,7 @@ def _key(default: str, parser: Callable[[str], Any], doc: str, *, kind: str | No
     """Declare one config key: its default as ini text, its parser and its doc line."""
     return attr.ib(
         default=parser(default),
-        metadata={_META: {"default": default, "parser": parser, "doc": doc, "kind": kind or (parser.__doc__ or "").split("\n")[0]}},
+        metadata={_META: {"default": default, "parser": parser, "doc": doc, "kind": kind or (parser.__doc__ or "").split("\n")[0].replace("``", "`").rstrip(".")}},
     )
 
 
@@ -312,10 +312,7 @@ _port_count = _int_in(0, 1_000_000)
 class StackSection:
     """``[stack]``: process-wide settings."""
 
-    drain_seconds: int = _key("10", _int_in(0, 3600), "on SIGTERM, how long existing calls and allocations may go on before the stop")
     max_open_files: int = _key("20000", _int_in(256, 1_048_576), "the soft limit on open files the process raises itself to at start (capped by the hard limit)")
-    log_format: str = _key("text", _choice("text", "json"), "log lines as plain text or as JSON lines")
-    log_level: str = _key("info", _choice("debug", "info", "warn", "error"), "the lowest level logged")
 
 
 @attr.s(frozen=True, slots=True)
@@ -360,7 +357,6 @@ class HttpSection:
     listen: tuple[Endpoint, ...] = _key("127.0.0.1:8080", parse_endpoints, "host:port list for plain HTTP")
     tls_listen: tuple[Endpoint, ...] = _key("", parse_endpoints, "host:port list for HTTPS/WSS; needs [tls]")
     public_url: str = _key("", parse_url, "the base URL users reach us at (https://call.example.org); empty: taken from each request's Host")
-    redirect_to_https: bool = _key("no", _bool, "plain HTTP only redirects to public_url (needs an https public_url)")
     max_connections: int = _key("10000", _int_in(1, 1_000_000), "HTTP and WebSocket connections at once")
 
 
@@ -403,23 +399,6 @@ class SignalingSection:
     ping_interval_seconds: int = _key("30", _int_in(0, 3600), "idle WebSocket ping interval (0: no pings)")
 
 
-@attr.s(frozen=True, slots=True)
-class MetricsSection:
-    """``[metrics]``: Prometheus metrics, health and status."""
-
-    enabled: bool = _key("yes", _bool, "serve /metrics, /healthz and /status")
-    listen: tuple[Endpoint, ...] = _key("127.0.0.1:9641", parse_endpoints, "host:port list for the metrics endpoint")
-
-
-@attr.s(frozen=True, slots=True)
-class RedisSection:
-    """``[redis]``: keep room and signaling state in Redis instead of memory."""
-
-    enabled: bool = _key("no", _bool, "store rooms and signaling state in Redis")
-    url: str = _key("redis://127.0.0.1:6379/0", parse_redis_url, "the Redis server")
-    key_prefix: str = _key("webrtcstack:", _text(64), "prefix of every key we write")
-
-
 _SECTIONS: dict[str, type] = {
     "stack": StackSection,
     "turn": TurnSection,
@@ -427,8 +406,6 @@ _SECTIONS: dict[str, type] = {
     "tls": TlsSection,
     "rooms": RoomsSection,
     "signaling": SignalingSection,
-    "metrics": MetricsSection,
-    "redis": RedisSection,
 }
 
 
@@ -442,8 +419,6 @@ class StackConfig:
     tls: TlsSection = attr.ib(factory=TlsSection)
     rooms: RoomsSection = attr.ib(factory=RoomsSection)
     signaling: SignalingSection = attr.ib(factory=SignalingSection)
-    metrics: MetricsSection = attr.ib(factory=MetricsSection)
-    redis: RedisSection = attr.ib(factory=RedisSection)
     filename: str = attr.ib(default="<defaults>")
 
     @property
@@ -486,6 +461,24 @@ def render_default_ini() -> str:
             out.append(f"# {meta['doc']}")
             out.append(f"{field.name} = {meta['default']}".rstrip())
     return "\n".join(out) + "\n"
+
+
+def render_markdown_reference() -> str:
+    """The key reference tables of docs/configuration.md (one per section)."""
+    out: list[str] = []
+    for section, cls in _SECTIONS.items():
+        out.append(f"### [{section}]")
+        out.append("")
+        out.append((cls.__doc__ or "").split(":", 1)[-1].strip())
+        out.append("")
+        out.append("| key | default | type | meaning |")
+        out.append("|---|---|---|---|")
+        for field in attr.fields(cls):
+            meta = field.metadata[_META]
+            default = f"`{meta['default']}`" if meta["default"] else "(empty)"
+            out.append(f"| `{field.name}` | {default} | {meta['kind']} | {meta['doc']} |")
+        out.append("")
+    return "\n".join(out)
 
 
 # --------------------------------------------------------------------------
@@ -595,16 +588,12 @@ def _check_consistency(config: StackConfig, lines: dict[str, dict[str, int]]) ->
         if config.tls_enabled and not getattr(config.tls, key):
             needs = "turn tls_listen" if config.turn.tls_listen else "http tls_listen"
             fail("tls", key, f"is required because {needs} is set")
-    if config.http.redirect_to_https and not config.http.public_url.startswith("https://"):
-        fail("http", "redirect_to_https", "needs an https:// public_url to redirect to")
     all_listen = []
     for section, key in (("turn", "listen"), ("turn", "tls_listen"), ("http", "listen"), ("http", "tls_listen"),
-                         ("signaling", "listen"), ("metrics", "listen")):
+                         ("signaling", "listen")):
         sec = getattr(config, section)
         if getattr(sec, "enabled", True) is False:
             continue
-        if section == "signaling" and not config.http.enabled:
-            pass
         for ep in getattr(sec, key):
             proto = "udp+tcp" if (section, key) == ("turn", "listen") else "tcp"
             for other_ep, other_proto, other_where in all_listen:
@@ -623,3 +612,17 @@ def load_config(path: str) -> StackConfig:
     except UnicodeDecodeError as e:
         raise ConfigError(f"the file is not UTF-8 text ({e.reason} at byte {e.start})", filename=path) from None
     return parse_config(text, filename=path)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    # python -m webrtcstack.config --ini > etc/stack.ini
+    # python -m webrtcstack.config --markdown   (the tables in docs/configuration.md)
+    import sys
+
+    if sys.argv[1:] == ["--ini"]:
+        sys.stdout.write(render_default_ini())
+    elif sys.argv[1:] == ["--markdown"]:
+        sys.stdout.write(render_markdown_reference())
+    else:
+        sys.stderr.write("usage: python -m webrtcstack.config --ini | --markdown\n")
+        raise SystemExit(2)

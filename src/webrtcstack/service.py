@@ -38,9 +38,6 @@ def describe_listeners(config: StackConfig) -> list[str]:
         if config.signaling.enabled:
             for ep in config.signaling.listen:
                 lines.append(f"collider   tcp      {ep}")
-    if config.metrics.enabled:
-        for ep in config.metrics.listen:
-            lines.append(f"metrics    tcp      {ep}")
     if not lines:
         lines.append("nothing enabled")
     return lines
