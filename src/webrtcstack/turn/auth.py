@@ -1,0 +1,219 @@
+# -*- test-case-name: tests.turn.test_auth -*-
+"""Long-term credentials (RFC 8489 §9.2) and coturn's REST API secrets.
+
+Rules:
+
+* The key for MESSAGE-INTEGRITY / MESSAGE-INTEGRITY-SHA256 is
+  ``H(username ":" OpaqueString(realm) ":" OpaqueString(password))`` where H
+  is MD5 (16-byte key, the classic RFC 5389 key) or SHA-256 (32 bytes), chosen
+  by PASSWORD-ALGORITHM (RFC 8489 §9.2.2).
+* Static users come from ``[turn] users`` / ``users_file``; a password written
+  ``0x`` + 32 hex digits is a precomputed MD5 key (coturn's ``-a`` form), which
+  therefore cannot serve SHA-256.
+* REST API users (coturn's ``static-auth-secret``): the username is
+  ``<unix expiry>[<sep><name>]`` and the password is
+  ``base64(HMAC-SHA1(secret, username))``.  Every configured secret is tried,
+  so secrets can be rotated.  An expiry in the past is refused.
+* Nonces are stateless: ``"obMatJos2" + features + base64(issued_at ‖ HMAC)``,
+  the HMAC keyed with a per-process random key over the source address, the
+  feature bits and the time (RFC 8489 §9.2 nonce cookie).  Nothing is stored
+  per nonce, so a 401 costs the server no memory.
+* Keys are compared with :func:`hmac.compare_digest` only.
+"""
+
+from __future__ import annotations
+
+import base64
+import enum
+import hashlib
+import hmac
+import os
+import stringprep
+import struct
+import unicodedata
+from collections.abc import Iterable
+
+__all__ = [
+    "PasswordAlgorithm",
+    "CredentialStore",
+    "NonceManager",
+    "NONCE_COOKIE",
+    "FEATURE_PASSWORD_ALGORITHMS",
+    "FEATURE_USERNAME_ANONYMITY",
+    "opaque_string",
+    "long_term_key",
+    "userhash",
+    "rest_password",
+    "parse_users_text",
+]
+
+NONCE_COOKIE = "obMatJos2"
+#: STUN Security Feature bits; per RFC 8489 erratum 6290 bit 0 is the least significant.
+FEATURE_PASSWORD_ALGORITHMS = 0x000001
+FEATURE_USERNAME_ANONYMITY = 0x000002
+
+
+class PasswordAlgorithm(enum.IntEnum):
+    """PASSWORD-ALGORITHM values (RFC 8489 §18.5)."""
+
+    MD5 = 0x0001
+    SHA256 = 0x0002
+
+
+def opaque_string(text: str) -> str:
+    """The RFC 8265 OpaqueString preparation, as used for realms and passwords.
+
+    ASCII passes through unchanged (the common case, and what coturn does).
+    Otherwise non-ASCII spaces become U+0020, "mapped to nothing" characters
+    go, and the result is NFKC-normalised; this reproduces the RFC 8489 test
+    vector (``"The\\u00adM\\u00aatr\\u2168"`` → ``"TheMatrIX"``).
+    """
+    if text.isascii():
+        return text
+    mapped = "".join(
+        " " if stringprep.in_table_c12(ch) else ch for ch in text if not stringprep.in_table_b1(ch)
+    )
+    return unicodedata.normalize("NFKC", mapped)
+
+
+def long_term_key(username: str, realm: str, password: str,
+                  algorithm: PasswordAlgorithm = PasswordAlgorithm.MD5) -> bytes:
+    """The long-term credential key for ``algorithm`` (RFC 8489 §9.2.2)."""
+    text = f"{username}:{opaque_string(realm)}:{opaque_string(password)}".encode()
+    if algorithm is PasswordAlgorithm.SHA256:
+        return hashlib.sha256(text).digest()
+    return hashlib.md5(text).digest()
+
+
+def userhash(username: str, realm: str) -> bytes:
+    """USERHASH = SHA-256(OpaqueString(username) ":" OpaqueString(realm)) (RFC 8489 §14.4)."""
+    return hashlib.sha256(f"{opaque_string(username)}:{opaque_string(realm)}".encode()).digest()
+
+
+def rest_password(secret: str, username: str) -> str:
+    """coturn's REST API password: base64(HMAC-SHA1(secret, username))."""
+    digest = hmac.new(secret.encode(), username.encode(), hashlib.sha1).digest()
+    return base64.b64encode(digest).decode("ascii")
+
+
+def parse_users_text(text: str) -> list[tuple[str, str]]:
+    """``name:password`` lines (``#`` comments and blank lines ignored)."""
+    users = []
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        name, sep, password = line.partition(":")
+        if sep and name and password:
+            users.append((name, password))
+    return users
+
+
+def _md5_key(password: str) -> bytes | None:
+    """The MD5 key written as ``0x`` + 32 hex digits, or None for a plain password."""
+    if len(password) == 34 and password[:2].lower() == "0x":
+        try:
+            return bytes.fromhex(password[2:])
+        except ValueError:
+            return None
+    return None
+
+
+class CredentialStore:
+    """Finds the candidate keys for a username.
+
+    :param realm: the one realm served.
+    :param users: ``(name, password)`` pairs (password may be ``0x<md5 key>``).
+    :param secrets: REST API shared secrets; empty disables REST usernames.
+    :param separator: the REST username separator (coturn ``--rest-api-separator``).
+    """
+
+    def __init__(self, realm: str, users: Iterable[tuple[str, str]] = (), secrets: Iterable[str] = (),
+                 separator: str = ":") -> None:
+        self.realm = realm
+        self.secrets = tuple(secrets)
+        self.separator = separator or ":"
+        self._users: dict[str, str] = {}
+        self._by_hash: dict[bytes, str] = {}
+        self.set_users(users)
+
+    def set_users(self, users: Iterable[tuple[str, str]]) -> None:
+        """Replace the static users (at start and on reload)."""
+        self._users = dict(users)
+        self._by_hash = {userhash(name, self.realm): name for name in self._users}
+
+    @property
+    def user_count(self) -> int:
+        """How many static users are known."""
+        return len(self._users)
+
+    def username_for_hash(self, value: bytes) -> str | None:
+        """The static username whose USERHASH is ``value`` (REST users cannot be hashed)."""
+        return self._by_hash.get(value)
+
+    def candidate_keys(self, username: str, algorithm: PasswordAlgorithm,
+                       now: float) -> tuple[list[bytes], str]:
+        """Keys that may have signed a request from ``username``.
+
+        :returns: ``(keys, reason)``; ``reason`` is ``""`` when keys were found,
+            else ``"unknown_user"``, ``"expired"`` or ``"algorithm"``.
+        """
+        password = self._users.get(username)
+        if password is not None:
+            md5 = _md5_key(password)
+            if md5 is not None:
+                if algorithm is not PasswordAlgorithm.MD5:
+                    return [], "algorithm"
+                return [md5], ""
+            return [long_term_key(username, self.realm, password, algorithm)], ""
+        if not self.secrets:
+            return [], "unknown_user"
+        stamp = username.split(self.separator, 1)[0]
+        if not stamp.isdigit() or len(stamp) > 12:
+            return [], "unknown_user"
+        if int(stamp) < now:
+            return [], "expired"
+        return [long_term_key(username, self.realm, rest_password(secret, username), algorithm)
+                for secret in self.secrets], ""
+
+
+class NonceManager:
+    """Issues and checks stateless, expiring, unpredictable nonces.
+
+    :param lifetime_s: a nonce older than this is stale (438).
+    :param features: STUN Security Feature bits advertised in the nonce cookie.
+    :param key: the HMAC key; a fresh random one per process by default.
+    """
+
+    _BODY = struct.Struct("!Q")
+    _MAC_LEN = 16
+
+    def __init__(self, lifetime_s: float, features: int = 0, key: bytes | None = None) -> None:
+        self.lifetime_s = lifetime_s
+        self.features = features
+        self._key = key if key is not None else os.urandom(32)
+        self._prefix = NONCE_COOKIE + base64.b64encode(features.to_bytes(3, "big")).decode("ascii")
+
+    def _mac(self, stamp: bytes, source_host: str) -> bytes:
+        msg = self._prefix.encode() + stamp + source_host.encode()
+        return hmac.new(self._key, msg, hashlib.sha256).digest()[: self._MAC_LEN]
+
+    def issue(self, source_host: str, now: float) -> str:
+        """A nonce bound to the client's IP address and to ``now``."""
+        stamp = self._BODY.pack(int(now))
+        body = base64.urlsafe_b64encode(stamp + self._mac(stamp, source_host)).decode("ascii")
+        return self._prefix + body
+
+    def check(self, nonce: str, source_host: str, now: float) -> bool:
+        """True if ``nonce`` is one of ours, for this source, and not stale."""
+        if not nonce.startswith(self._prefix) or len(nonce) != len(self._prefix) + 32:
+            return False
+        try:
+            raw = base64.urlsafe_b64decode(nonce[len(self._prefix):])
+        except (ValueError, TypeError):
+            return False
+        stamp, mac = raw[:8], raw[8:]
+        if not hmac.compare_digest(mac, self._mac(stamp, source_host)):
+            return False
+        (issued,) = self._BODY.unpack(stamp)
+        return issued <= now + 1 and now - issued < self.lifetime_s

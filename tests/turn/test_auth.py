@@ -1,0 +1,126 @@
+"""Tests for :mod:`webrtcstack.turn.auth`."""
+
+import base64
+import hashlib
+import hmac
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from webrtcstack.turn.auth import (
+    FEATURE_PASSWORD_ALGORITHMS,
+    FEATURE_USERNAME_ANONYMITY,
+    CredentialStore,
+    NonceManager,
+    PasswordAlgorithm,
+    long_term_key,
+    opaque_string,
+    parse_users_text,
+    rest_password,
+    userhash,
+)
+
+
+class KeyTests(SynchronousTestCase):
+    def test_md5_key(self) -> None:
+        """The MD5 key is MD5(user:realm:password), as in RFC 5769 §2.4."""
+        self.assertEqual(long_term_key("user", "realm", "pass"), hashlib.md5(b"user:realm:pass").digest())
+
+    def test_sha256_key(self) -> None:
+        """The SHA-256 key is SHA-256 over the same text."""
+        self.assertEqual(long_term_key("u", "r", "p", PasswordAlgorithm.SHA256), hashlib.sha256(b"u:r:p").digest())
+
+    def test_opaque_string_vector(self) -> None:
+        """OpaqueString maps the RFC 8489 test vector password to TheMatrIX."""
+        self.assertEqual(opaque_string("The\u00adM\u00aatr\u2168"), "TheMatrIX")
+
+    def test_userhash_vector(self) -> None:
+        """USERHASH matches the RFC 8489 B.1 vector's value."""
+        name = "\u30de\u30c8\u30ea\u30c3\u30af\u30b9"
+        self.assertEqual(userhash(name, "example.org").hex()[:8], "4a3cf38f")
+
+    def test_rest_password(self) -> None:
+        """The REST password is base64 HMAC-SHA1 of the username with the secret."""
+        expected = base64.b64encode(hmac.new(b"secret", b"123:bob", hashlib.sha1).digest()).decode()
+        self.assertEqual(rest_password("secret", "123:bob"), expected)
+
+    def test_parse_users_text(self) -> None:
+        """A users file has name:password lines, comments and blanks."""
+        self.assertEqual(parse_users_text("# c\n\nalice:pw\nbad\nbob:x:y\n"), [("alice", "pw"), ("bob", "x:y")])
+
+
+class CredentialStoreTests(SynchronousTestCase):
+    def test_static_user(self) -> None:
+        """A static user's key is derived from the password with the chosen algorithm."""
+        store = CredentialStore("r", [("alice", "pw")])
+        self.assertEqual(store.candidate_keys("alice", PasswordAlgorithm.MD5, 0), ([long_term_key("alice", "r", "pw")], ""))
+        keys, _ = store.candidate_keys("alice", PasswordAlgorithm.SHA256, 0)
+        self.assertEqual(keys, [long_term_key("alice", "r", "pw", PasswordAlgorithm.SHA256)])
+
+    def test_precomputed_key(self) -> None:
+        """A 0x password is the MD5 key itself and cannot serve SHA-256."""
+        key = long_term_key("bob", "r", "pw")
+        store = CredentialStore("r", [("bob", "0x" + key.hex())])
+        self.assertEqual(store.candidate_keys("bob", PasswordAlgorithm.MD5, 0), ([key], ""))
+        self.assertEqual(store.candidate_keys("bob", PasswordAlgorithm.SHA256, 0), ([], "algorithm"))
+
+    def test_unknown(self) -> None:
+        """An unknown name without REST secrets has no key."""
+        self.assertEqual(CredentialStore("r").candidate_keys("x", PasswordAlgorithm.MD5, 0), ([], "unknown_user"))
+
+    def test_rest_every_secret(self) -> None:
+        """A REST username gets one candidate key per secret, for rotation."""
+        store = CredentialStore("r", secrets=["s1secret", "s2secret"])
+        keys, reason = store.candidate_keys("2000:bob", PasswordAlgorithm.MD5, 1000)
+        self.assertEqual(reason, "")
+        self.assertEqual(keys, [long_term_key("2000:bob", "r", rest_password(s, "2000:bob")) for s in ("s1secret", "s2secret")])
+
+    def test_rest_expired(self) -> None:
+        """A REST username whose expiry has passed is refused."""
+        store = CredentialStore("r", secrets=["s1secret"])
+        self.assertEqual(store.candidate_keys("999:bob", PasswordAlgorithm.MD5, 1000), ([], "expired"))
+
+    def test_rest_separator_and_bare(self) -> None:
+        """The separator is configurable and a bare timestamp is a valid REST username."""
+        store = CredentialStore("r", secrets=["s1secret"], separator="-")
+        self.assertEqual(len(store.candidate_keys("2000-bob", PasswordAlgorithm.MD5, 0)[0]), 1)
+        self.assertEqual(len(store.candidate_keys("2000", PasswordAlgorithm.MD5, 0)[0]), 1)
+        self.assertEqual(store.candidate_keys("bob-2000", PasswordAlgorithm.MD5, 0), ([], "unknown_user"))
+
+    def test_userhash_lookup(self) -> None:
+        """Static users can be found by their USERHASH."""
+        store = CredentialStore("r", [("alice", "pw")])
+        self.assertEqual(store.username_for_hash(userhash("alice", "r")), "alice")
+        self.assertIsNone(store.username_for_hash(b"\0" * 32))
+
+
+class NonceTests(SynchronousTestCase):
+    def test_round_trip(self) -> None:
+        """A nonce is valid for its source until its lifetime ends."""
+        nonces = NonceManager(600, FEATURE_PASSWORD_ALGORITHMS | FEATURE_USERNAME_ANONYMITY, key=b"k" * 32)
+        nonce = nonces.issue("192.0.2.1", 1000.0)
+        self.assertTrue(nonce.startswith("obMatJos2AAAD"))
+        self.assertTrue(nonces.check(nonce, "192.0.2.1", 1599.0))
+        self.assertFalse(nonces.check(nonce, "192.0.2.1", 1600.0))
+
+    def test_other_source(self) -> None:
+        """A nonce issued to one address is not valid from another."""
+        nonces = NonceManager(600)
+        self.assertFalse(nonces.check(nonces.issue("192.0.2.1", 0), "192.0.2.2", 0))
+
+    def test_other_process(self) -> None:
+        """Each process has its own random key, so nonces are unpredictable."""
+        self.assertFalse(NonceManager(600).check(NonceManager(600).issue("h", 0), "h", 0))
+
+    def test_tampered(self) -> None:
+        """A nonce with a changed time or feature bits is rejected."""
+        nonces = NonceManager(600, FEATURE_PASSWORD_ALGORITHMS)
+        nonce = nonces.issue("h", 0)
+        self.assertFalse(nonces.check(nonce.replace("AAAB", "AAAA", 1), "h", 0))
+        self.assertFalse(nonces.check(nonce[:-2] + "AA", "h", 0))
+        self.assertFalse(nonces.check("garbage", "h", 0))
+        self.assertFalse(nonces.check(nonce[:13] + "!" * 32, "h", 0))
+
+    def test_future(self) -> None:
+        """A nonce from the future (clock step back) is stale."""
+        nonces = NonceManager(600)
+        self.assertFalse(nonces.check(nonces.issue("h", 1000), "h", 900))
