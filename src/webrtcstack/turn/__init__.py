@@ -1,0 +1,1 @@
+"""TURN (RFC 8656, RFC 6156): the sans-IO engine and, in ``adapters``, its Twisted shell."""
