@@ -1,0 +1,224 @@
+"""The room server as twisted.web resources (apprtc's routes), and the call page.
+
+Routes: ``GET /``, ``GET /r/<room>``, ``POST /join/<room>``, ``POST
+/message/<room>/<client>``, ``POST /leave/<room>/<client>``, ``POST
+/bye/<room>/<client>`` (collider's disconnect notice, treated as leave),
+``GET /params``, ``POST``/``GET /v1alpha/iceconfig``.  Ids outside
+``[A-Za-z0-9_-]{1,64}`` get 404, a known path with the wrong method 405.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+import json
+import re
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import parse_qsl
+
+from twisted.logger import Logger
+from twisted.web.resource import Resource
+from twisted.web.server import Request
+
+from webrtcstack.config import StackConfig
+from webrtcstack.rooms.credentials import ice_servers
+from webrtcstack.rooms.model import ID_PATTERN, Result
+from webrtcstack.rooms.params import Query, SiteUrls, room_parameters
+from webrtcstack.signaling.protocol import HubRunner
+
+__all__ = ["RoomServerResource", "render_template", "script_json"]
+
+log = Logger()
+
+_ID = "(" + ID_PATTERN + ")"
+
+
+def _template(name: str) -> str:
+    return importlib.resources.files("webrtcstack").joinpath("templates", name).read_text("utf-8")
+
+
+_JS_ESCAPES = str.maketrans({"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"})
+
+
+def script_json(value: Any) -> str:
+    """JSON that is safe inside an HTML ``<script>`` element."""
+    return json.dumps(value).translate(_JS_ESCAPES)
+
+
+def render_template(name: str, values: dict[str, str]) -> bytes:
+    """Fill ``{{key}}`` slots of a template; values are inserted as given (escape them first)."""
+    text = _template(name)
+    return re.sub(r"\{\{(\w+)\}\}", lambda m: values.get(m.group(1), ""), text).encode("utf-8")
+
+
+def _loading_params(params: dict[str, Any]) -> dict[str, Any]:
+    """The object the page script starts from (apprtc's ``loadingParams`` names)."""
+    return {
+        "errorMessages": params["error_messages"],
+        "warningMessages": params["warning_messages"],
+        "headerMessage": params["header_message"],
+        "isLoopback": json.loads(params["is_loopback"]),
+        "roomId": params.get("room_id", ""),
+        "roomLink": params.get("room_link", ""),
+        "mediaConstraints": json.loads(params["media_constraints"]),
+        "offerOptions": json.loads(params["offer_options"]),
+        "peerConnectionConfig": json.loads(params["pc_config"]),
+        "peerConnectionConstraints": json.loads(params["pc_constraints"]),
+        "iceServerRequestUrl": params["ice_server_url"],
+        "iceServerTransports": params["ice_server_transports"],
+        "wssUrl": params["wss_url"],
+        "wssPostUrl": params["wss_post_url"],
+        "bypassJoinConfirmation": json.loads(params["bypass_join_confirmation"]),
+        "versionInfo": json.loads(params["version_info"]),
+    }
+
+
+class RoomServerResource(Resource):
+    """Every room-server route, matched on the whole path (as webapp2 does).
+
+    :param runner: the signaling hub runner (the hub holds the room registry).
+    :param auth_secrets: TURN REST secrets; credentials come from the first.
+    """
+
+    isLeaf = True
+
+    def __init__(self, config: StackConfig, runner: HubRunner, auth_secrets: tuple[str, ...], version: str = "") -> None:
+        super().__init__()
+        self.config = config
+        self.runner = runner
+        self.hub = runner.hub
+        self.auth_secrets = auth_secrets
+        self.version = version
+        Handler = Callable[..., bytes]
+        self.routes: list[tuple[re.Pattern[str], dict[bytes, Handler]]] = [
+            (re.compile(r"/\Z"), {b"GET": self.index}),
+            (re.compile(r"/r/" + _ID + r"\Z"), {b"GET": self.room_page}),
+            (re.compile(r"/join/" + _ID + r"\Z"), {b"POST": self.join}),
+            (re.compile(r"/message/" + _ID + "/" + _ID + r"\Z"), {b"POST": self.message}),
+            (re.compile(r"/leave/" + _ID + "/" + _ID + r"\Z"), {b"POST": self.leave}),
+            (re.compile(r"/bye/" + _ID + "/" + _ID + r"\Z"), {b"POST": self.leave}),
+            (re.compile(r"/params\Z"), {b"GET": self.params}),
+            (re.compile(r"/v1alpha/iceconfig\Z"), {b"POST": self.iceconfig, b"GET": self.iceconfig}),
+        ]
+
+    # -- plumbing ------------------------------------------------------------
+
+    def render(self, request: Request) -> bytes:
+        path = request.path.decode("utf-8", "replace")
+        method = b"GET" if request.method == b"HEAD" else request.method
+        for pattern, handlers in self.routes:
+            m = pattern.match(path)
+            if m is None:
+                continue
+            handler = handlers.get(method)
+            if handler is None:
+                request.setResponseCode(405)
+                request.setHeader(b"Allow", b", ".join(handlers))
+                request.setHeader(b"Content-Type", b"text/plain; charset=utf-8")
+                return b"405 Method Not Allowed\n"
+            return handler(request, *m.groups())
+        request.setResponseCode(404)
+        request.setHeader(b"Content-Type", b"text/plain; charset=utf-8")
+        return b"404 Not Found\n"
+
+    def _query(self, request: Request) -> Query:
+        raw = request.uri.split(b"?", 1)[1] if b"?" in request.uri else b""
+        return Query(parse_qsl(raw.decode("utf-8", "replace"), keep_blank_values=True))
+
+    def _base_url(self, request: Request) -> str:
+        if self.config.http.public_url:
+            return self.config.http.public_url
+        host = (request.getHeader(b"host") or b"localhost").decode("utf-8", "replace")
+        return ("https://" if request.isSecure() else "http://") + host
+
+    def _params(self, request: Request, room_id: str | None = None) -> dict[str, Any]:
+        return room_parameters(
+            self._query(request),
+            urls=SiteUrls(self._base_url(request)),
+            user_agent=(request.getHeader(b"user-agent") or b"").decode("utf-8", "replace"),
+            header_message=self.config.rooms.header_message,
+            bypass_join_confirmation=self.config.rooms.bypass_join_confirmation,
+            version=self.version,
+            room_id=room_id,
+        )
+
+    @staticmethod
+    def _json(request: Request, value: Any) -> bytes:
+        request.setHeader(b"Content-Type", b"application/json; charset=utf-8")
+        request.setHeader(b"Cache-Control", b"no-store")
+        return json.dumps(value).encode("utf-8")
+
+    def _page(self, request: Request, params: dict[str, Any]) -> bytes:
+        request.setHeader(b"Content-Type", b"text/html; charset=utf-8")
+        request.setHeader(b"Cache-Control", b"no-store")
+        return render_template("call.html", {
+            "loading_params": script_json(_loading_params(params)),
+            "include_loopback_js": params["include_loopback_js"],
+        })
+
+    # -- routes --------------------------------------------------------------
+
+    def index(self, request: Request) -> bytes:
+        """``GET /``: the landing page (create a random room or name one)."""
+        return self._page(request, self._params(request))
+
+    def room_page(self, request: Request, room_id: str) -> bytes:
+        """``GET /r/<room>``: the call page, or the "room is full" page."""
+        if self.hub.rooms is not None and self.hub.rooms.is_full(room_id):
+            request.setHeader(b"Content-Type", b"text/html; charset=utf-8")
+            request.setHeader(b"Cache-Control", b"no-store")
+            return render_template("full.html", {})
+        return self._page(request, self._params(request, room_id))
+
+    def join(self, request: Request, room_id: str) -> bytes:
+        """``POST /join/<room>``: a new client id, the initiator flag and the stored messages."""
+        params = self._params(request, room_id)
+        assert self.hub.rooms is not None
+        runner = self.runner
+        result = self.hub.handle_join(room_id, loopback=params["is_loopback"] == "true", now=runner.now())
+        runner.rearm()
+        if result.result is not Result.SUCCESS:
+            answer: dict[str, Any] = {"result": result.result.value, "params": {"messages": []}}
+            if result.error:
+                answer["error"] = result.error
+            return self._json(request, answer)
+        params["client_id"] = result.client_id
+        params["is_initiator"] = json.dumps(result.is_initiator)
+        params["messages"] = list(result.messages)
+        return self._json(request, {"result": "SUCCESS", "params": params})
+
+    def message(self, request: Request, room_id: str, client_id: str) -> bytes:
+        """``POST /message/<room>/<client>``: store while alone, else pass on through the hub."""
+        body = request.content.read() if request.content is not None else b""
+        try:
+            text = body.decode("utf-8")
+        except UnicodeDecodeError:
+            return self._json(request, {"result": "ERROR", "error": "the message is not UTF-8"})
+        runner = self.runner
+        result, effects = self.hub.handle_message(room_id, client_id, text, now=runner.now())
+        runner.apply(effects)
+        runner.rearm()
+        answer: dict[str, Any] = {"result": result.result.value}
+        if result.error:
+            answer["error"] = result.error
+        return self._json(request, answer)
+
+    def leave(self, request: Request, room_id: str, client_id: str) -> bytes:
+        """``POST /leave/<room>/<client>`` (and ``/bye``): leave; always an empty 200."""
+        runner = self.runner
+        result, effects = self.hub.handle_leave(room_id, client_id, now=runner.now())
+        runner.apply(effects)
+        runner.rearm()
+        if result is not Result.SUCCESS:
+            log.debug("leave {room}/{client}: {result}", room=room_id, client=client_id, result=result.value)
+        return b""
+
+    def params(self, request: Request) -> bytes:
+        """``GET /params``: the room-independent parameters."""
+        return self._json(request, self._params(request))
+
+    def iceconfig(self, request: Request) -> bytes:
+        """``POST /v1alpha/iceconfig``: our STUN/TURN URLs with fresh REST credentials."""
+        host = (request.getHeader(b"host") or b"").decode("utf-8", "replace")
+        secret = self.auth_secrets[0] if self.auth_secrets else ""
+        return self._json(request, ice_servers(self.config, secret, host, now=self.runner.now()))

@@ -1,0 +1,464 @@
+"""The signaling hub: collider's rooms, clients and queues, joined to the room server.
+
+One :class:`SignalingHub` is the switchboard of the process.  The room
+resources call :meth:`~SignalingHub.handle_join`, ``handle_message`` and
+``handle_leave`` (which run the room rules of
+:class:`~webrtcstack.rooms.model.RoomRegistry` and keep the signaling side in
+step); the WebSocket shell feeds each socket's frames to a
+:class:`SignalingSession`; collider's HTTP API calls ``handle_post`` and
+``handle_delete``.  Outputs are effects: :class:`Deliver` a frame to a
+client's socket, :class:`Disconnect` a client's socket, :class:`Reply` on the
+socket that sent the frame.
+
+Collider's rules, kept: capacity counts unregistered clients; a message is
+delivered at once to every other registered client, or queued on the *sender*
+(bounded) when nobody can take it; a client's queue goes to the next client
+that registers; a client whose socket closes is removed after the register
+timeout unless it registers again.
+
+Beyond collider (with a room registry):
+
+- only a client id the room server issued for the room may register (no
+  hijacking of someone else's room);
+- a join creates the signaling client at once with the register timeout, so
+  a client that joins and never connects does not hold the room;
+- removing a signaling client (socket gone for the grace period, DELETE,
+  never registered) also removes it from its room: no ghost rooms
+  (apprtc issue #251);
+- ``/leave`` marks the signaling client as left: it may still send its
+  ``bye``, counts for nothing, and goes with its socket.
+
+This module is part of the sans-IO core.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+
+import attr
+
+from webrtcstack.rooms.model import LOOPBACK_CLIENT_ID, JoinResult, MessageResult, Result, RoomRegistry, is_valid_id
+from webrtcstack.rooms.storage import Channel, Peer, Storage
+from webrtcstack.signaling.messages import Errors, FrameError, envelope, parse_command
+
+__all__ = [
+    "Deliver",
+    "Disconnect",
+    "Reply",
+    "Effect",
+    "SignalingError",
+    "SignalingHub",
+    "SignalingSession",
+    "LOOPBACK_SOCKET_CLIENT_ID",
+]
+
+#: the id apprtc's loopback page registers its second socket with (lower case!)
+LOOPBACK_SOCKET_CLIENT_ID = "loopback_client_id"
+
+
+@attr.s(frozen=True, slots=True, auto_attribs=True)
+class Deliver:
+    """Send ``frame`` on the socket of ``(room_id, client_id)``."""
+
+    room_id: str
+    client_id: str
+    frame: str
+
+
+@attr.s(frozen=True, slots=True, auto_attribs=True)
+class Disconnect:
+    """Close the socket ``conn`` (bound to ``(room_id, client_id)``)."""
+
+    room_id: str
+    client_id: str
+    conn: object
+
+
+@attr.s(frozen=True, slots=True, auto_attribs=True)
+class Reply:
+    """Send ``frame`` on the socket that sent the command; then close it if ``close``."""
+
+    frame: str
+    close: bool = False
+
+
+Effect = Deliver | Disconnect | Reply
+
+
+class SignalingError(Exception):
+    """A command the hub refuses; ``str(e)`` is the text for the client."""
+
+
+@attr.s(slots=True, auto_attribs=True)
+class Counters:
+    """collider's ``/status`` numbers."""
+
+    open_ws: int = 0
+    total_ws: int = 0
+    ws_errors: int = 0
+    http_errors: int = 0
+
+
+class SignalingHub:
+    """Signaling state and rules; see the module docstring.
+
+    :param storage: shared with ``rooms`` (if any).
+    :param rooms: the room registry, or None to run as a plain collider
+        (any client may register any room).
+    :param capacity: clients per room.
+    :param register_timeout_s: how long a client may have no socket.
+    :param max_queued: messages queued per sending client.
+    :param max_rooms: channels at once (without a registry; with one the
+        registry's own limit applies at join).
+    """
+
+    def __init__(
+        self,
+        storage: Storage,
+        *,
+        rooms: RoomRegistry | None = None,
+        capacity: int = 2,
+        register_timeout_s: float = 10.0,
+        max_queued: int = 1024,
+        max_rooms: int = 10000,
+    ) -> None:
+        self.storage = storage
+        self.rooms = rooms
+        self.capacity = capacity
+        self.register_timeout_s = register_timeout_s
+        self.max_queued = max_queued
+        self.max_rooms = max_rooms
+        self.counters = Counters()
+        self._timers: list[tuple[float, int, str, str]] = []
+        self._seq = itertools.count()
+
+    # -- room server inputs --------------------------------------------------
+
+    def handle_join(self, room_id: str, *, loopback: bool = False, now: float) -> JoinResult:
+        """``POST /join``: the registry's join, then expect the new client's socket."""
+        assert self.rooms is not None
+        result = self.rooms.handle_join(room_id, loopback=loopback, now=now)
+        if result.result is not Result.SUCCESS:
+            return result
+        channel = self._channel(room_id, create=True)
+        assert channel is not None
+        self._add_peer(channel, result.client_id, now)
+        if loopback and self.rooms.is_member(room_id, LOOPBACK_CLIENT_ID):
+            channel.peers[LOOPBACK_SOCKET_CLIENT_ID] = Peer(LOOPBACK_SOCKET_CLIENT_ID, pseudo=True)
+        self.storage.put_channel(channel)
+        return result
+
+    def handle_message(self, room_id: str, client_id: str, message: str, *, now: float) -> tuple[MessageResult, list[Effect]]:
+        """``POST /message``: store it in the room, or pass it on as the client's ``send``."""
+        assert self.rooms is not None
+        result = self.rooms.handle_message(room_id, client_id, message, now=now)
+        if not result.forward:
+            return result, []
+        try:
+            return result, self.handle_post(room_id, client_id, message, now=now)
+        except SignalingError as e:
+            return MessageResult(Result.ERROR, error=str(e)), []
+
+    def handle_leave(self, room_id: str, client_id: str, *, now: float) -> tuple[Result, list[Effect]]:
+        """``POST /leave`` (and ``/bye``): leave the room; the socket may still send ``bye``."""
+        assert self.rooms is not None
+        result = self.rooms.handle_leave(room_id, client_id, now=now)
+        effects: list[Effect] = []
+        channel = self.storage.get_channel(room_id)
+        if channel is not None:
+            peer = channel.peers.get(client_id)
+            if peer is not None and not peer.left:
+                peer.left = True
+                if peer.conn is None:
+                    self._remove(channel, peer, effects, notify=False)
+                else:
+                    self._arm(channel.room_id, peer, now + self.register_timeout_s)
+            self._drop_lonely_pseudo(channel, effects)
+        return result, effects
+
+    # -- collider inputs -----------------------------------------------------
+
+    def handle_register(self, room_id: str, client_id: str, conn: object, *, now: float) -> list[Effect]:
+        """Bind a socket to ``(room_id, client_id)`` and hand it what others queued.
+
+        :raises SignalingError: room full, client bound elsewhere, or (with a
+            registry) an id pair the room server did not issue.
+        """
+        channel = self._channel(room_id, create=self.rooms is None)
+        peer = channel.peers.get(client_id) if channel is not None else None
+        if self.rooms is not None:
+            if channel is None or peer is None or peer.left:
+                raise SignalingError(Errors.NOT_ISSUED)
+        elif peer is None:
+            assert channel is not None
+            self._check_capacity(channel)
+            peer = self._add_peer(channel, client_id, now)
+        assert channel is not None and peer is not None
+        if peer.conn is not None:
+            raise SignalingError(Errors.DUPLICATED_REGISTRATION)
+        peer.conn = conn
+        peer.remove_at = None
+        self.counters.open_ws += 1
+        self.counters.total_ws += 1
+        effects: list[Effect] = []
+        if sum(1 for p in channel.peers.values() if not p.left) >= 2:
+            for other in channel.peers.values():
+                if other is not peer and other.queue and not other.left:
+                    for msg in other.queue:
+                        effects.append(Deliver(room_id, client_id, envelope(msg)))
+                    other.queue.clear()
+        self.storage.put_channel(channel)
+        if self.rooms is not None:
+            self.rooms.touch(room_id, now=now)
+        return effects
+
+    def handle_send(self, room_id: str, client_id: str, msg: str, *, now: float) -> list[Effect]:
+        """A message from a registered client: deliver it or queue it on the sender.
+
+        :raises SignalingError: the sender is gone, or its queue is full.
+        """
+        channel = self.storage.get_channel(room_id)
+        peer = channel.peers.get(client_id) if channel is not None else None
+        if channel is None or peer is None:
+            raise SignalingError(Errors.NOT_REGISTERED)
+        return self._send(channel, peer, msg, now)
+
+    def handle_post(self, room_id: str, client_id: str, msg: str, *, now: float) -> list[Effect]:
+        """collider's ``POST /<room>/<client>``: a ``send`` that may create the client.
+
+        Without a registry an unknown client is created, unregistered, with
+        the register timeout; with one only a client of the room may post.
+
+        :raises SignalingError: room full, queue full, or not in the room.
+        """
+        channel = self._channel(room_id, create=self.rooms is None)
+        peer = channel.peers.get(client_id) if channel is not None else None
+        if peer is None:
+            if self.rooms is not None or channel is None:
+                raise SignalingError(Errors.NOT_IN_ROOM)
+            self._check_capacity(channel)
+            peer = self._add_peer(channel, client_id, now)
+            self.storage.put_channel(channel)
+        assert channel is not None
+        return self._send(channel, peer, msg, now)
+
+    def handle_delete(self, room_id: str, client_id: str, *, now: float) -> list[Effect]:
+        """collider's ``DELETE /<room>/<client>``: remove the client (and from its room)."""
+        effects: list[Effect] = []
+        channel = self.storage.get_channel(room_id)
+        if channel is not None:
+            peer = channel.peers.get(client_id)
+            if peer is not None:
+                self._remove(channel, peer, effects, notify=True, now=now)
+        return effects
+
+    def handle_disconnect(self, room_id: str, client_id: str, conn: object, *, now: float) -> list[Effect]:
+        """A registered socket closed: keep the client for the grace period (or drop it if it left)."""
+        effects: list[Effect] = []
+        channel = self.storage.get_channel(room_id)
+        peer = channel.peers.get(client_id) if channel is not None else None
+        if channel is None or peer is None or peer.conn is not conn:
+            return effects
+        peer.conn = None
+        self.counters.open_ws -= 1
+        if peer.left:
+            self._remove(channel, peer, effects, notify=False)
+        elif not peer.pseudo:
+            self._arm(room_id, peer, now + self.register_timeout_s)
+            self.storage.put_channel(channel)
+        return effects
+
+    def handle_timers(self, *, now: float) -> list[Effect]:
+        """Remove clients whose time without a socket ran out; expire idle rooms."""
+        effects: list[Effect] = []
+        while self._timers and self._timers[0][0] <= now:
+            at, _, room_id, client_id = heapq.heappop(self._timers)
+            channel = self.storage.get_channel(room_id)
+            peer = channel.peers.get(client_id) if channel is not None else None
+            if channel is None or peer is None or peer.remove_at != at:
+                continue  # re-registered, re-armed or already gone
+            self._remove(channel, peer, effects, notify=True, now=now)
+        if self.rooms is not None:
+            for room_id in self.rooms.handle_timers(now=now):
+                channel = self.storage.get_channel(room_id)
+                if channel is not None:
+                    for peer in list(channel.peers.values()):
+                        self._remove(channel, peer, effects, notify=False)
+        return effects
+
+    def next_deadline(self) -> float | None:
+        """When :meth:`handle_timers` next has work, or None."""
+        deadlines = []
+        if self._timers:
+            deadlines.append(self._timers[0][0])
+        if self.rooms is not None:
+            rooms_deadline = self.rooms.next_deadline()
+            if rooms_deadline is not None:
+                deadlines.append(rooms_deadline)
+        return min(deadlines) if deadlines else None
+
+    # -- queries -------------------------------------------------------------
+
+    def status(self, *, uptime_s: float) -> dict[str, float | int]:
+        """collider's ``/status`` object."""
+        c = self.counters
+        return {"upsec": uptime_s, "openws": c.open_ws, "totalws": c.total_ws, "wserrors": c.ws_errors, "httperrors": c.http_errors}
+
+    def peer(self, room_id: str, client_id: str) -> Peer | None:
+        """The signaling client, if any (for tests and status pages)."""
+        channel = self.storage.get_channel(room_id)
+        return channel.peers.get(client_id) if channel is not None else None
+
+    # -- internals -----------------------------------------------------------
+
+    def _channel(self, room_id: str, *, create: bool) -> Channel | None:
+        channel = self.storage.get_channel(room_id)
+        if channel is None and create:
+            if self.rooms is None and self.storage.channel_count() >= self.max_rooms:
+                raise SignalingError(Errors.TOO_MANY_ROOMS)
+            channel = Channel(room_id)
+        return channel
+
+    def _check_capacity(self, channel: Channel) -> None:
+        if sum(1 for p in channel.peers.values() if not p.left) >= self.capacity:
+            raise SignalingError(Errors.ROOM_FULL)
+
+    def _add_peer(self, channel: Channel, client_id: str, now: float) -> Peer:
+        peer = Peer(client_id)
+        channel.peers[client_id] = peer
+        self._arm(channel.room_id, peer, now + self.register_timeout_s)
+        self.storage.put_channel(channel)
+        return peer
+
+    def _arm(self, room_id: str, peer: Peer, at: float) -> None:
+        peer.remove_at = at
+        heapq.heappush(self._timers, (at, next(self._seq), room_id, peer.client_id))
+
+    def _send(self, channel: Channel, sender: Peer, msg: str, now: float) -> list[Effect]:
+        effects: list[Effect] = []
+        queue = False
+        frame = None
+        for other in channel.peers.values():
+            if other is sender or other.left:
+                continue
+            if other.conn is None:
+                queue = True
+                continue
+            if frame is None:
+                frame = envelope(msg)
+            effects.append(Deliver(channel.room_id, other.client_id, frame))
+        if frame is None or queue:
+            if len(sender.queue) >= self.max_queued:
+                raise SignalingError(Errors.QUEUE_FULL)
+            sender.queue.append(msg)
+            self.storage.put_channel(channel)
+        return effects
+
+    def _remove(self, channel: Channel, peer: Peer, effects: list[Effect], *, notify: bool, now: float = 0.0) -> None:
+        if channel.peers.get(peer.client_id) is not peer:
+            return
+        del channel.peers[peer.client_id]
+        peer.remove_at = None
+        if peer.conn is not None:
+            effects.append(Disconnect(channel.room_id, peer.client_id, peer.conn))
+            peer.conn = None
+            self.counters.open_ws -= 1
+        if notify and not peer.left and not peer.pseudo and self.rooms is not None:
+            self.rooms.handle_leave(channel.room_id, peer.client_id, now=now)
+        self._drop_lonely_pseudo(channel, effects)
+        if channel.peers:
+            self.storage.put_channel(channel)
+        else:
+            self.storage.delete_channel(channel.room_id)
+
+    def _drop_lonely_pseudo(self, channel: Channel, effects: list[Effect]) -> None:
+        """The loopback pseudo client goes when no real client is left."""
+        if any(not p.pseudo and not p.left for p in channel.peers.values()):
+            return
+        for p in [p for p in channel.peers.values() if p.pseudo]:
+            del channel.peers[p.client_id]
+            if p.conn is not None:
+                effects.append(Disconnect(channel.room_id, p.client_id, p.conn))
+                p.conn = None
+                self.counters.open_ws -= 1
+        if not channel.peers:
+            self.storage.delete_channel(channel.room_id)
+
+
+class SignalingSession:
+    """One WebSocket's side of the protocol: parse frames, check limits, call the hub.
+
+    :param conn: the token the hub stores for this socket (the shell passes
+        its protocol object).
+    """
+
+    def __init__(self, hub: SignalingHub, conn: object, *, max_message_bytes: int = 65536,
+                 messages_per_second: int = 50, now: float) -> None:
+        self.hub = hub
+        self.conn = conn
+        self.max_message_bytes = max_message_bytes
+        self.rate = float(messages_per_second)
+        self._tokens = self.rate
+        self._refilled_at = now
+        self.room_id: str | None = None
+        self.client_id: str | None = None
+        self._closed = False
+
+    @property
+    def registered(self) -> bool:
+        """Whether this socket registered successfully."""
+        return self.client_id is not None
+
+    def _error(self, text: str, close: bool = True) -> list[Effect]:
+        self.hub.counters.ws_errors += 1
+        return [Reply(envelope(error=text), close)]
+
+    def handle_frame(self, payload: bytes, *, now: float) -> list[Effect]:
+        """One text or binary frame from the client."""
+        if len(payload) > self.max_message_bytes:
+            return self._error(Errors.too_large(self.max_message_bytes))
+        # Token bucket: ``rate`` frames a second, bursts up to ``rate``.
+        self._tokens = min(self.rate, self._tokens + (now - self._refilled_at) * self.rate)
+        self._refilled_at = now
+        if self._tokens < 1.0:
+            return self._error(Errors.too_fast(int(self.rate)), close=False)
+        self._tokens -= 1.0
+        try:
+            command = parse_command(payload.decode("utf-8"))
+        except UnicodeDecodeError as e:
+            return self._error(Errors.JSON_PREFIX + f"invalid UTF-8: {e.reason}")
+        except FrameError as e:
+            return self._error(str(e))
+        if command.cmd == "send":
+            if self.room_id is None or self.client_id is None:
+                return self._error(Errors.NOT_REGISTERED)
+            if not command.msg:
+                return self._error(Errors.INVALID_SEND)
+            try:
+                return self.hub.handle_send(self.room_id, self.client_id, command.msg, now=now)
+            except SignalingError as e:
+                return self._error(str(e), close=False)
+        if command.cmd == "register":
+            if self.registered:
+                return self._error(Errors.DUPLICATED_REGISTER_REQUEST)
+            if not command.roomid or not command.clientid:
+                return self._error(Errors.INVALID_REGISTER)
+            if not is_valid_id(command.roomid) or not is_valid_id(command.clientid):
+                return self._error(Errors.BAD_ID)
+            try:
+                effects = self.hub.handle_register(command.roomid, command.clientid, self.conn, now=now)
+            except SignalingError as e:
+                return self._error(str(e))
+            self.room_id, self.client_id = command.roomid, command.clientid
+            return effects
+        return self._error(Errors.UNEXPECTED_CMD, close=False)
+
+    def handle_close(self, *, now: float) -> list[Effect]:
+        """The socket is gone (any reason): start the client's grace period."""
+        if self._closed:
+            return []
+        self._closed = True
+        if self.room_id is None or self.client_id is None:
+            return []
+        return self.hub.handle_disconnect(self.room_id, self.client_id, self.conn, now=now)

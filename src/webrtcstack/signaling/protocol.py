@@ -1,0 +1,210 @@
+"""The Twisted shell around the signaling hub: the WebSocket protocol and factory.
+
+:class:`HubRunner` owns the hub, reads the clock, keeps the hub's one
+re-armed timer and carries out its effects (send a frame, close a socket).
+:class:`SignalingServerFactory` makes a :class:`SignalingServerProtocol`
+per socket; each feeds its frames to a sans-IO
+:class:`~webrtcstack.signaling.hub.SignalingSession`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
+from autobahn.websocket.types import ConnectionDeny
+from twisted.logger import Logger
+
+from webrtcstack.signaling.hub import Deliver, Disconnect, Effect, Reply, SignalingHub, SignalingSession
+from webrtcstack.signaling.origin import origin_allowed
+
+__all__ = ["HubRunner", "SignalingServerProtocol", "SignalingServerFactory"]
+
+log = Logger()
+
+
+class HubRunner:
+    """Drives a :class:`SignalingHub`: time, the one timer, effects.
+
+    :param reactor: gives ``seconds()`` and ``callLater`` (a ``task.Clock``
+        in tests).
+    """
+
+    def __init__(self, hub: SignalingHub, reactor: Any) -> None:
+        self.hub = hub
+        self.reactor = reactor
+        self.started_at = reactor.seconds()
+        #: (room_id, client_id) -> the protocol registered as that client
+        self.sockets: dict[tuple[str, str], SignalingServerProtocol] = {}
+        self._timer: Any = None
+        self._stopped = False
+
+    def now(self) -> float:
+        """The reactor's time."""
+        return float(self.reactor.seconds())
+
+    def apply(self, effects: Iterable[Effect], origin: SignalingServerProtocol | None = None) -> None:
+        """Carry out effects; ``Reply`` goes to ``origin``, the socket that sent the frame."""
+        for effect in effects:
+            if type(effect) is Deliver:
+                proto = self.sockets.get((effect.room_id, effect.client_id))
+                if proto is not None:
+                    proto.sendMessage(effect.frame.encode("utf-8"), False)
+            elif type(effect) is Disconnect:
+                key = (effect.room_id, effect.client_id)
+                if self.sockets.get(key) is effect.conn:
+                    del self.sockets[key]
+                conn = effect.conn
+                if isinstance(conn, SignalingServerProtocol):
+                    conn.close_soon()
+            elif type(effect) is Reply and origin is not None:
+                origin.sendMessage(effect.frame.encode("utf-8"), False)
+                if effect.close:
+                    origin.close_soon()
+
+    def rearm(self) -> None:
+        """Point the timer at the hub's next deadline."""
+        if self._stopped:
+            return
+        deadline = self.hub.next_deadline()
+        if deadline is None:
+            if self._timer is not None and self._timer.active():
+                self._timer.cancel()
+            self._timer = None
+            return
+        delay = max(0.0, deadline - self.now())
+        if self._timer is not None and self._timer.active():
+            if abs(self._timer.getTime() - deadline) > 1e-6:
+                self._timer.reset(delay)
+            return
+        self._timer = self.reactor.callLater(delay, self._fire)
+
+    def _fire(self) -> None:
+        self._timer = None
+        self.apply(self.hub.handle_timers(now=self.now()))
+        self.rearm()
+
+    def stop(self) -> None:
+        """Cancel the timer and drop every socket (the service is stopping)."""
+        self._stopped = True
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
+        for proto in list(self.sockets.values()):
+            proto.close_soon()
+        self.sockets.clear()
+
+
+class SignalingServerProtocol(WebSocketServerProtocol):
+    """One signaling WebSocket (collider's ``/ws``)."""
+
+    factory: SignalingServerFactory
+    session: SignalingSession | None = None
+    _peer_ip: str | None = None
+    _closing = False
+
+    def onConnect(self, request: Any) -> None:
+        factory = self.factory
+        origin = request.headers.get("origin")
+        if not origin_allowed(origin, allowed=factory.allowed_origins,
+                              host_header=request.headers.get("host", ""), public_url=factory.public_url):
+            log.info("signaling: refused Origin {origin!r} from {peer}", origin=origin, peer=request.peer)
+            raise ConnectionDeny(ConnectionDeny.FORBIDDEN, "Origin not allowed")
+        ip = getattr(self.transport.getPeer(), "host", "?")
+        if factory.open_count >= factory.max_connections:
+            raise ConnectionDeny(ConnectionDeny.SERVICE_UNAVAILABLE, "Too many WebSocket connections")
+        if factory.per_ip.get(ip, 0) >= factory.max_connections_per_ip:
+            raise ConnectionDeny(429, "Too many WebSocket connections from this address")
+        factory.open_count += 1
+        factory.per_ip[ip] = factory.per_ip.get(ip, 0) + 1
+        self._peer_ip = ip
+        return None
+
+    def onOpen(self) -> None:
+        runner = self.factory.runner
+        self.session = SignalingSession(
+            runner.hub, self,
+            max_message_bytes=self.factory.max_message_bytes,
+            messages_per_second=self.factory.messages_per_second,
+            now=runner.now(),
+        )
+
+    def onMessage(self, payload: bytes, isBinary: bool) -> None:
+        session = self.session
+        if session is None or self._closing:
+            return
+        runner = self.factory.runner
+        was_registered = session.client_id is not None
+        effects = session.handle_frame(payload, now=runner.now())
+        if not was_registered and session.client_id is not None:
+            assert session.room_id is not None
+            runner.sockets[(session.room_id, session.client_id)] = self
+            runner.apply(effects, self)
+            runner.rearm()
+        else:
+            runner.apply(effects, self)
+
+    def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
+        factory = self.factory
+        if self._peer_ip is not None:
+            factory.open_count -= 1
+            left = factory.per_ip.get(self._peer_ip, 1) - 1
+            if left <= 0:
+                factory.per_ip.pop(self._peer_ip, None)
+            else:
+                factory.per_ip[self._peer_ip] = left
+            self._peer_ip = None
+        session = self.session
+        if session is None:
+            return
+        runner = factory.runner
+        if session.room_id is not None and session.client_id is not None:
+            key = (session.room_id, session.client_id)
+            if runner.sockets.get(key) is self:
+                del runner.sockets[key]
+        runner.apply(session.handle_close(now=runner.now()))
+        runner.rearm()
+
+    def close_soon(self) -> None:
+        """Start the closing handshake (code 1000) once."""
+        if not self._closing:
+            self._closing = True
+            self.sendClose(1000)
+
+
+class SignalingServerFactory(WebSocketServerFactory):
+    """Makes signaling sockets; holds the limits and the connection counts.
+
+    :param runner: the hub runner shared with the room server.
+    :param allowed_origins: ``[signaling] allowed_origins``.
+    :param public_url: ``[http] public_url`` (its origin is always allowed).
+    """
+
+    protocol = SignalingServerProtocol
+
+    def __init__(self, runner: HubRunner, *, allowed_origins: tuple[str, ...] = (), public_url: str = "",
+                 max_message_bytes: int = 65536, max_connections: int = 10000,
+                 max_connections_per_ip: int = 50, messages_per_second: int = 50,
+                 ping_interval_s: int = 30) -> None:
+        super().__init__()
+        self.runner = runner
+        self.allowed_origins = allowed_origins
+        self.public_url = public_url
+        self.max_message_bytes = max_message_bytes
+        self.max_connections = max_connections
+        self.max_connections_per_ip = max_connections_per_ip
+        self.messages_per_second = messages_per_second
+        self.open_count = 0
+        self.per_ip: dict[str, int] = {}
+        options: dict[str, Any] = {
+            # Autobahn's own cap fails the connection with close code 1009 and
+            # no envelope; ours (in the session) answers with an error text
+            # first, so Autobahn's sits well above it.
+            "maxMessagePayloadSize": max_message_bytes * 4,
+            "maxFramePayloadSize": max_message_bytes * 4,
+        }
+        if ping_interval_s:
+            options["autoPingInterval"] = ping_interval_s
+            options["autoPingTimeout"] = ping_interval_s
+        self.setProtocolOptions(**options)

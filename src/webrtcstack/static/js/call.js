@@ -1,0 +1,392 @@
+// webrtcstack call page: apprtc's call flow over our room server and
+// collider-compatible signaling, with the standard WebRTC API only.
+//
+//   join (POST /join/<room>)  +  WebSocket (register)  +  ICE servers (POST)
+//   initiator: offer, candidates -> POST /message/<room>/<client>
+//   the other: answer, candidates -> WebSocket {"cmd":"send","msg":...}
+//   hang up: POST /leave, send {"type":"bye"}, close the socket, DELETE
+'use strict';
+
+(function () {
+  const params = window.loadingParams || {};
+  const $ = (id) => document.getElementById(id);
+  const ROOM_RE = /^[A-Za-z0-9_-]{5,64}$/;
+
+  function showMessage(text, kind) {
+    const li = document.createElement('li');
+    li.textContent = text;
+    li.className = kind || 'info';
+    $('messages').appendChild(li);
+  }
+
+  function setStatus(text) {
+    $('status').textContent = text;
+  }
+
+  function randomRoom() {
+    const digits = new Uint32Array(9);
+    crypto.getRandomValues(digits);
+    return Array.from(digits, (d) => String(d % 10)).join('');
+  }
+
+  if (params.headerMessage) {
+    $('header-message').textContent = params.headerMessage;
+    $('header-message').hidden = false;
+  }
+
+  // ---------------------------------------------------------------- landing
+  if (!params.roomId) {
+    $('landing').hidden = false;
+    const input = $('room-name');
+    input.value = randomRoom();
+    const go = (name) => { window.location.href = '/r/' + encodeURIComponent(name) + window.location.search; };
+    $('room-form').addEventListener('submit', (e) => {
+      e.preventDefault();
+      if (ROOM_RE.test(input.value)) go(input.value);
+    });
+    $('random-room').addEventListener('click', () => go(randomRoom()));
+    return;
+  }
+
+  // ------------------------------------------------------------------- call
+  function postJson(url, body) {
+    return fetch(url, { method: 'POST', body: body === undefined ? '' : body, cache: 'no-store' })
+      .then((r) => {
+        if (!r.ok) throw new Error(url + ': HTTP ' + r.status);
+        return r.json();
+      });
+  }
+
+  // apprtc's ?tt= filter: keep URLs of that transport, add it where none is given.
+  function filterTransports(servers, transport) {
+    if (!transport) return servers;
+    const out = [];
+    for (const server of servers) {
+      const urls = [].concat(server.urls || []);
+      const kept = [];
+      for (const url of urls) {
+        if (url.indexOf('transport=') === -1) kept.push(url + '?transport=' + transport);
+        else if (url.indexOf('transport=' + transport) !== -1) kept.push(url);
+      }
+      if (kept.length) out.push(Object.assign({}, server, { urls: kept }));
+    }
+    return out;
+  }
+
+  class Call {
+    constructor(p) {
+      this.p = p;
+      this.roomId = p.roomId;
+      this.pcConfig = Object.assign({}, p.peerConnectionConfig || {});
+      this.clientId = null;
+      this.isInitiator = false;
+      this.ws = null;
+      this.registered = false;
+      this.pc = null;
+      this.localStream = null;
+      this.remoteStream = null;
+      this.inbox = [];          // messages waiting for the peer connection
+      this.pendingCandidates = [];
+      this.hungUp = false;
+      this.mediaReady = null;
+      this.iceReady = null;
+    }
+
+    start() {
+      $('call').hidden = false;
+      $('room-link').value = this.p.roomLink || window.location.href;
+      for (const text of this.p.warningMessages || []) showMessage(text, 'warning');
+      if ((this.p.errorMessages || []).length) {
+        for (const text of this.p.errorMessages) showMessage(text, 'error');
+        setStatus('Cannot start the call.');
+        return;
+      }
+      this.mediaReady = this.getMedia();
+      this.iceReady = this.getIceServers();
+      if (this.p.bypassJoinConfirmation) {
+        this.join();
+      } else {
+        setStatus('Ready to join?');
+        $('confirm-join').hidden = false;
+        $('join-button').addEventListener('click', () => {
+          $('confirm-join').hidden = true;
+          this.join();
+        }, { once: true });
+      }
+    }
+
+    getMedia() {
+      setStatus('Asking for camera and microphone…');
+      if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) {
+        showMessage('This page needs https (or http://localhost) to use the camera.', 'error');
+        return Promise.resolve(null);
+      }
+      const constraints = this.p.mediaConstraints || { audio: true, video: true };
+      return navigator.mediaDevices.getUserMedia(constraints).then((stream) => {
+        this.localStream = stream;
+        $('local-video').srcObject = stream;
+        return stream;
+      }).catch((err) => {
+        const denied = err && (err.name === 'NotAllowedError' || err.name === 'SecurityError');
+        showMessage(denied
+          ? 'Camera and microphone access was denied. Allow it in the browser and reload to send video; you can still see and hear the other side.'
+          : 'Could not open camera or microphone: ' + (err && (err.message || err.name)), 'error');
+        return null;
+      });
+    }
+
+    getIceServers() {
+      const url = this.p.iceServerRequestUrl;
+      if (!url || (this.pcConfig.iceServers || []).length) return Promise.resolve();
+      return postJson(url).then((answer) => {
+        const servers = filterTransports(answer.iceServers || [], this.p.iceServerTransports);
+        this.pcConfig.iceServers = (this.pcConfig.iceServers || []).concat(servers);
+      }).catch((err) => {
+        showMessage('No TURN server; the call may not connect across networks (' + err.message + ').', 'warning');
+      });
+    }
+
+    join() {
+      setStatus('Joining the room…');
+      const socketOpen = this.openSocket();
+      const joined = postJson('/join/' + encodeURIComponent(this.roomId) + window.location.search).then((answer) => {
+        if (answer.result === 'FULL') {
+          window.location.href = '/r/' + encodeURIComponent(this.roomId) + window.location.search;
+          throw new Error('room full');
+        }
+        if (answer.result !== 'SUCCESS') throw new Error('join failed: ' + answer.result + (answer.error ? ' (' + answer.error + ')' : ''));
+        this.clientId = answer.params.client_id;
+        this.isInitiator = answer.params.is_initiator === 'true';
+        for (const text of answer.params.messages || []) this.inbox.push(JSON.parse(text));
+      });
+      Promise.all([joined, socketOpen]).then(() => {
+        this.ws.send(JSON.stringify({ cmd: 'register', roomid: this.roomId, clientid: this.clientId }));
+        this.registered = true;
+        setStatus(this.isInitiator ? 'Waiting for someone to join…' : 'Connecting…');
+        return Promise.all([this.mediaReady, this.iceReady]);
+      }).then(() => {
+        if (!this.hungUp) this.startPeerConnection();
+      }).catch((err) => {
+        if (err.message !== 'room full') {
+          setStatus('Could not join.');
+          showMessage(err.message, 'error');
+        }
+      });
+    }
+
+    openSocket() {
+      return new Promise((resolve, reject) => {
+        const ws = new WebSocket(this.p.wssUrl);
+        this.ws = ws;
+        ws.onopen = () => resolve();
+        ws.onerror = () => reject(new Error('cannot reach the signaling server'));
+        ws.onclose = () => {
+          if (!this.hungUp && this.registered) showMessage('Signaling connection closed.', 'warning');
+        };
+        ws.onmessage = (event) => {
+          let envelope;
+          try { envelope = JSON.parse(event.data); } catch (e) { return; }
+          if (envelope.error) {
+            showMessage('Signaling: ' + envelope.error, 'error');
+            return;
+          }
+          if (envelope.msg) this.receive(JSON.parse(envelope.msg));
+        };
+      });
+    }
+
+    send(message) {
+      const text = JSON.stringify(message);
+      if (this.isInitiator) {
+        const url = '/message/' + encodeURIComponent(this.roomId) + '/' + encodeURIComponent(this.clientId) + window.location.search;
+        return postJson(url, text).then((answer) => {
+          if (answer.result !== 'SUCCESS') showMessage('Message refused: ' + answer.result, 'error');
+        }).catch((err) => showMessage(err.message, 'error'));
+      }
+      if (this.ws && this.ws.readyState === WebSocket.OPEN) {
+        this.ws.send(JSON.stringify({ cmd: 'send', msg: text }));
+        return Promise.resolve();
+      }
+      return fetch(this.p.wssPostUrl + '/' + this.roomId + '/' + this.clientId, { method: 'POST', body: text });
+    }
+
+    startPeerConnection() {
+      const cfg = this.pcConfig;
+      const config = {
+        iceServers: cfg.iceServers || [],
+        iceTransportPolicy: cfg.iceTransportPolicy || cfg.iceTransports || 'all',
+        bundlePolicy: cfg.bundlePolicy || 'max-bundle',
+        rtcpMuxPolicy: cfg.rtcpMuxPolicy || 'require',
+      };
+      const pc = new RTCPeerConnection(config);
+      this.pc = pc;
+      this.remoteStream = new MediaStream();
+      $('remote-video').srcObject = this.remoteStream;
+      if (this.localStream) {
+        for (const track of this.localStream.getTracks()) pc.addTrack(track, this.localStream);
+      } else {
+        pc.addTransceiver('audio', { direction: 'recvonly' });
+        pc.addTransceiver('video', { direction: 'recvonly' });
+      }
+      pc.ontrack = (event) => {
+        if (!this.remoteStream.getTracks().includes(event.track)) this.remoteStream.addTrack(event.track);
+      };
+      pc.onicecandidate = (event) => {
+        const c = event.candidate;
+        if (!c || !c.candidate) return;
+        // apprtc never sends TCP candidates, and with it=relay only relay ones.
+        if (/ tcp /i.test(c.candidate)) return;
+        if (config.iceTransportPolicy === 'relay' && c.candidate.indexOf(' typ relay') === -1) return;
+        this.send({ type: 'candidate', label: c.sdpMLineIndex, id: c.sdpMid, candidate: c.candidate });
+      };
+      pc.oniceconnectionstatechange = () => {
+        $('ice-state').textContent = 'ICE: ' + pc.iceConnectionState;
+        if (pc.iceConnectionState === 'connected' || pc.iceConnectionState === 'completed') setStatus('Connected.');
+        else if (pc.iceConnectionState === 'failed') setStatus('Connection failed.');
+        else if (pc.iceConnectionState === 'disconnected') setStatus('Connection interrupted…');
+      };
+      if (this.isInitiator) {
+        this.makeOffer();
+      }
+      this.drainInbox();
+    }
+
+    makeOffer() {
+      const pc = this.pc;
+      pc.createOffer(this.p.offerOptions || {}).then((offer) => pc.setLocalDescription(offer)).then(() => {
+        this.send({ sdp: pc.localDescription.sdp, type: 'offer' });
+      }).catch((err) => showMessage('Cannot make an offer: ' + err.message, 'error'));
+    }
+
+    // Messages are applied in order; offer/answer go first (apprtc does the same
+    // with messages stored in the room), candidates wait for a remote description.
+    drainInbox() {
+      if (!this.pc) return;
+      const pending = this.inbox;
+      this.inbox = [];
+      pending.sort((a, b) => (a.type === 'candidate') - (b.type === 'candidate'));
+      for (const message of pending) this.handle(message);
+    }
+
+    receive(message) {
+      if (message.type === 'bye') {
+        this.remoteHungUp();
+        return;
+      }
+      this.inbox.push(message);
+      this.drainInbox();
+    }
+
+    handle(message) {
+      const pc = this.pc;
+      if (message.type === 'offer') {
+        pc.setRemoteDescription({ type: 'offer', sdp: message.sdp })
+          .then(() => this.flushCandidates())
+          .then(() => pc.createAnswer())
+          .then((answer) => pc.setLocalDescription(answer))
+          .then(() => this.send({ sdp: pc.localDescription.sdp, type: 'answer' }))
+          .catch((err) => showMessage('Cannot answer: ' + err.message, 'error'));
+      } else if (message.type === 'answer') {
+        pc.setRemoteDescription({ type: 'answer', sdp: message.sdp })
+          .then(() => this.flushCandidates())
+          .catch((err) => showMessage('Cannot apply the answer: ' + err.message, 'error'));
+      } else if (message.type === 'candidate') {
+        const init = { candidate: message.candidate, sdpMid: message.id, sdpMLineIndex: message.label };
+        if (pc.remoteDescription) pc.addIceCandidate(init).catch(() => {});
+        else this.pendingCandidates.push(init);
+      } else if (message.type === 'remove-candidates') {
+        // Native clients send these; browsers have nothing to undo.
+      } else {
+        console.warn('unknown signaling message', message);
+      }
+    }
+
+    flushCandidates() {
+      const list = this.pendingCandidates;
+      this.pendingCandidates = [];
+      return Promise.all(list.map((c) => this.pc.addIceCandidate(c).catch(() => {})));
+    }
+
+    remoteHungUp() {
+      showMessage('The remote side hung up.', 'info');
+      this.isInitiator = true;
+      if (!this.pc) return;  // not started yet: it will offer when it starts
+      this.pc.close();
+      this.pc = null;
+      this.inbox = [];
+      this.pendingCandidates = [];
+      $('ice-state').textContent = '';
+      // Like apprtc: the one left becomes initiator and offers again; the
+      // offer is stored in the room for whoever joins next.
+      this.isInitiator = true;
+      setStatus('Waiting for someone to join…');
+      this.startPeerConnection();
+    }
+
+    hangUp(unloading) {
+      if (this.hungUp) return;
+      this.hungUp = true;
+      const opts = { method: 'POST', keepalive: true };
+      if (this.clientId) {
+        const room = encodeURIComponent(this.roomId), client = encodeURIComponent(this.clientId);
+        // Order matters: leave first, so the room already counts one client
+        // when the other side reacts to bye with a new offer.
+        fetch('/leave/' + room + '/' + client, opts).catch(() => {});
+        const bye = JSON.stringify({ type: 'bye' });
+        if (this.ws && this.ws.readyState === WebSocket.OPEN) {
+          this.ws.send(JSON.stringify({ cmd: 'send', msg: bye }));
+        } else {
+          fetch(this.p.wssPostUrl + '/' + room + '/' + client, { method: 'POST', body: bye, keepalive: true }).catch(() => {});
+        }
+        if (this.ws) this.ws.close();
+        fetch(this.p.wssPostUrl + '/' + room + '/' + client, { method: 'DELETE', keepalive: true }).catch(() => {});
+      } else if (this.ws) {
+        this.ws.close();
+      }
+      if (this.pc) this.pc.close();
+      this.pc = null;
+      if (this.localStream) for (const t of this.localStream.getTracks()) t.stop();
+      if (!unloading) {
+        setStatus('You hung up.');
+        $('ice-state').textContent = '';
+        $('controls').hidden = true;
+        showMessage('Call ended. Reload the page to join again.', 'info');
+      }
+    }
+
+    toggle(kind, button) {
+      if (!this.localStream) return;
+      const tracks = kind === 'audio' ? this.localStream.getAudioTracks() : this.localStream.getVideoTracks();
+      const muted = button.getAttribute('aria-pressed') !== 'true';
+      for (const t of tracks) t.enabled = !muted;
+      button.setAttribute('aria-pressed', String(muted));
+      button.textContent = kind === 'audio' ? (muted ? 'Unmute audio' : 'Mute audio') : (muted ? 'Start video' : 'Stop video');
+    }
+  }
+
+  const call = new Call(params);
+  window.webrtcstackCall = call;  // for tests and the console
+
+  $('mute-audio').addEventListener('click', (e) => call.toggle('audio', e.currentTarget));
+  $('mute-video').addEventListener('click', (e) => call.toggle('video', e.currentTarget));
+  $('hangup').addEventListener('click', () => call.hangUp(false));
+  window.addEventListener('pagehide', () => call.hangUp(true));
+  $('copy-link').addEventListener('click', () => {
+    const link = $('room-link');
+    const done = () => { $('copy-link').textContent = 'Copied'; setTimeout(() => { $('copy-link').textContent = 'Copy link'; }, 1500); };
+    if (navigator.clipboard && window.isSecureContext) {
+      navigator.clipboard.writeText(link.value).then(done, () => { link.select(); document.execCommand('copy'); done(); });
+    } else {
+      link.select();
+      document.execCommand('copy');
+      done();
+    }
+  });
+
+  const begin = () => call.start();
+  if (document.visibilityState === 'prerender') {
+    document.addEventListener('visibilitychange', begin, { once: true });
+  } else {
+    begin();
+  }
+})();

@@ -1,0 +1,148 @@
+"""The web side of the stack: room server, call page, static files and signaling.
+
+:func:`build_web` wires the sans-IO room registry and signaling hub to
+twisted.web and Autobahn and returns a :class:`WebApp` whose sites the
+service binds.  Nothing here binds a port.
+
+Main site (``[http] listen``)::
+
+    /                       landing page            /r/<room>        call page
+    /join /message /leave /bye /params /v1alpha/iceconfig   room server API
+    /ws                     signaling WebSocket     /collider/...    collider HTTP API
+    /js /css /images        page assets
+
+Collider site (``[signaling] listen``): ``/ws``, ``/status``, ``/<room>/<client>``.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+from typing import Any
+
+import attr
+from autobahn.twisted.resource import WebSocketResource
+from twisted.web.resource import NoResource, Resource
+from twisted.web.server import Request, Site
+from twisted.web.static import File
+
+from webrtcstack import __version__ as _version
+from webrtcstack.config import StackConfig
+from webrtcstack.rooms.model import RoomRegistry
+from webrtcstack.rooms.resource import RoomServerResource
+from webrtcstack.rooms.storage import MemoryStorage, Storage
+from webrtcstack.signaling.hub import SignalingHub
+from webrtcstack.signaling.protocol import HubRunner, SignalingServerFactory
+from webrtcstack.signaling.resource import ColliderRootResource
+
+__all__ = ["WebApp", "build_web", "COLLIDER_PREFIX"]
+
+#: where the collider HTTP API sits on the main site (``wss_post_url``)
+COLLIDER_PREFIX = b"/collider"
+
+
+class _StaticFile(File):
+    """Static files without directory listings."""
+
+    def directoryListing(self) -> Resource:
+        return NoResource()
+
+
+class WebRootResource(Resource):
+    """Dispatches the first path segment; everything else is the room server."""
+
+    def __init__(self, rooms: Resource | None, ws: Resource | None, collider: Resource | None, static_dir: str) -> None:
+        super().__init__()
+        self.rooms = rooms
+        self.ws = ws
+        self.collider = collider
+        self.static = {name: _StaticFile(f"{static_dir}/{name.decode()}") for name in (b"js", b"css", b"images")}
+
+    def getChild(self, path: bytes, request: Request) -> Resource:
+        if path == b"ws" and not request.postpath and self.ws is not None:
+            return self.ws
+        if path == b"collider" and self.collider is not None:
+            return self.collider
+        if path in self.static and request.method in (b"GET", b"HEAD"):
+            return self.static[path]
+        if self.rooms is not None:
+            return self.rooms
+        return NoResource()
+
+    def render(self, request: Request) -> bytes:
+        if self.rooms is not None:
+            return self.rooms.render(request)
+        return NoResource().render(request)
+
+
+@attr.s(slots=True, auto_attribs=True)
+class WebApp:
+    """The built web side: ``site`` for ``[http] listen``, ``collider_site`` for ``[signaling] listen``."""
+
+    site: Site
+    collider_site: Site | None
+    runner: HubRunner
+    hub: SignalingHub
+    signaling_factory: SignalingServerFactory | None
+
+    def stop(self) -> None:
+        """Cancel the hub's timer and close every signaling socket."""
+        self.runner.stop()
+
+
+def build_web(config: StackConfig, reactor: Any, auth_secrets: tuple[str, ...], *, storage: Storage | None = None) -> WebApp:
+    """Build the room server, signaling and page resources from ``config``.
+
+    :param reactor: gives the time and the hub's timer (a ``task.Clock`` in tests).
+    :param auth_secrets: the effective TURN REST secrets.
+    :param storage: where state lives (default: a fresh :class:`MemoryStorage`).
+    """
+    storage = storage if storage is not None else MemoryStorage()
+    rooms_cfg, sig = config.rooms, config.signaling
+    registry = None
+    if rooms_cfg.enabled:
+        registry = RoomRegistry(
+            storage,
+            capacity=rooms_cfg.capacity,
+            room_ttl_s=rooms_cfg.room_ttl_seconds,
+            max_rooms=rooms_cfg.max_rooms,
+            max_stored_messages=rooms_cfg.max_stored_messages,
+            max_message_bytes=rooms_cfg.max_message_bytes,
+        )
+    hub = SignalingHub(
+        storage,
+        rooms=registry,
+        capacity=rooms_cfg.capacity,
+        register_timeout_s=sig.register_timeout_seconds,
+        max_queued=sig.max_queued_messages,
+        max_rooms=rooms_cfg.max_rooms,
+    )
+    runner = HubRunner(hub, reactor)
+
+    factory = None
+    ws_resource = None
+    collider_main = None
+    collider_site = None
+    if sig.enabled:
+        factory = SignalingServerFactory(
+            runner,
+            allowed_origins=sig.allowed_origins,
+            public_url=config.http.public_url,
+            max_message_bytes=sig.max_message_bytes,
+            max_connections=sig.max_connections,
+            max_connections_per_ip=sig.max_connections_per_ip,
+            messages_per_second=sig.messages_per_second,
+            ping_interval_s=sig.ping_interval_seconds,
+        )
+        ws_resource = WebSocketResource(factory)
+        collider_main = ColliderRootResource(runner, None, COLLIDER_PREFIX, sig.max_message_bytes)
+        if sig.listen:
+            collider_root = ColliderRootResource(runner, ws_resource, b"", sig.max_message_bytes)
+            collider_site = Site(collider_root)
+            collider_site.displayTracebacks = False
+
+    room_resource = RoomServerResource(config, runner, auth_secrets, version=_version) if registry is not None else None
+    static_dir = str(importlib.resources.files("webrtcstack").joinpath("static"))
+    root = WebRootResource(room_resource, ws_resource, collider_main, static_dir)
+    site = Site(root)
+    site.displayTracebacks = False
+    return WebApp(site=site, collider_site=collider_site, runner=runner, hub=hub, signaling_factory=factory)
