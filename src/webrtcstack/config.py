@@ -313,6 +313,8 @@ class StackSection:
     """``[stack]``: process-wide settings."""
 
     max_open_files: int = _key("20000", _int_in(256, 1_048_576), "the soft limit on open files the process raises itself to at start (capped by the hard limit)")
+    drain_seconds: int = _key("30", _int_in(0, 86400), "on SIGTERM, refuse new allocations and joins and wait up to this long for existing ones to end")
+    log_format: str = _key("text", _choice("text", "json"), "log lines as text, or one JSON object a line")
 
 
 @attr.s(frozen=True, slots=True)
@@ -355,7 +357,8 @@ class HttpSection:
 
     enabled: bool = _key("yes", _bool, "serve the room server, the call page and signaling")
     listen: tuple[Endpoint, ...] = _key("127.0.0.1:8080", parse_endpoints, "host:port list for plain HTTP")
-    tls_listen: tuple[Endpoint, ...] = _key("", parse_endpoints, "host:port list for HTTPS/WSS; needs [tls]")
+    tls_listen: tuple[Endpoint, ...] = _key("", parse_endpoints, "host:port list for HTTPS/WSS; needs [tls]; the same port as [turn] tls_listen serves both (one-port mode)")
+    redirect_listen: tuple[Endpoint, ...] = _key("", parse_endpoints, "host:port list for plain HTTP that only redirects to HTTPS (usually :80); needs tls_listen")
     public_url: str = _key("", parse_url, "the base URL users reach us at (https://call.example.org); empty: taken from each request's Host")
     max_connections: int = _key("10000", _int_in(1, 1_000_000), "HTTP and WebSocket connections at once")
 
@@ -399,6 +402,14 @@ class SignalingSection:
     ping_interval_seconds: int = _key("30", _int_in(0, 3600), "idle WebSocket ping interval (0: no pings)")
 
 
+@attr.s(frozen=True, slots=True)
+class MetricsSection:
+    """``[metrics]``: Prometheus `/metrics`, `/healthz` and `/status` on their own listener."""
+
+    enabled: bool = _key("yes", _bool, "serve /metrics, /healthz and /status")
+    listen: tuple[Endpoint, ...] = _key("127.0.0.1:9641", parse_endpoints, "host:port list; keep it private (loopback or an internal network)")
+
+
 _SECTIONS: dict[str, type] = {
     "stack": StackSection,
     "turn": TurnSection,
@@ -406,6 +417,7 @@ _SECTIONS: dict[str, type] = {
     "tls": TlsSection,
     "rooms": RoomsSection,
     "signaling": SignalingSection,
+    "metrics": MetricsSection,
 }
 
 
@@ -419,6 +431,7 @@ class StackConfig:
     tls: TlsSection = attr.ib(factory=TlsSection)
     rooms: RoomsSection = attr.ib(factory=RoomsSection)
     signaling: SignalingSection = attr.ib(factory=SignalingSection)
+    metrics: MetricsSection = attr.ib(factory=MetricsSection)
     filename: str = attr.ib(default="<defaults>")
 
     @property
@@ -588,15 +601,21 @@ def _check_consistency(config: StackConfig, lines: dict[str, dict[str, int]]) ->
         if config.tls_enabled and not getattr(config.tls, key):
             needs = "turn tls_listen" if config.turn.tls_listen else "http tls_listen"
             fail("tls", key, f"is required because {needs} is set")
+    if config.http.redirect_listen and not config.http.tls_listen:
+        fail("http", "redirect_listen", "redirects to HTTPS, so [http] tls_listen must be set too")
+    # One-port mode: a [turn] tls_listen endpoint also in [http] tls_listen is one shared listener.
+    shared_tls = set(config.turn.tls_listen) & set(config.http.tls_listen) if config.turn.enabled and config.http.enabled else set()
     all_listen = []
     for section, key in (("turn", "listen"), ("turn", "tls_listen"), ("http", "listen"), ("http", "tls_listen"),
-                         ("signaling", "listen")):
+                         ("http", "redirect_listen"), ("signaling", "listen"), ("metrics", "listen")):
         sec = getattr(config, section)
         if getattr(sec, "enabled", True) is False:
             continue
         for ep in getattr(sec, key):
             proto = "udp+tcp" if (section, key) == ("turn", "listen") else "tcp"
             for other_ep, other_proto, other_where in all_listen:
+                if (section, key) == ("http", "tls_listen") and other_where == "[turn] tls_listen" and ep in shared_tls:
+                    continue
                 if ep.port and ep == other_ep and ("tcp" in proto and "tcp" in other_proto):
                     fail(section, key, f"{ep} is also used by {other_where}; each listener needs its own port")
             all_listen.append((ep, proto, f"[{section}] {key}"))
