@@ -1,0 +1,93 @@
+"""A trial mixin that serves ``build_web`` on 127.0.0.1 with a ``task.Clock`` for the hub's time."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from twisted.internet import reactor, task
+
+from tests.signaling.wsclient import WsClient, http, http_json, ws_connect
+from webrtcstack.config import StackConfig, parse_config
+from webrtcstack.web import WebApp, build_web
+
+SECRET = "test-secret-0123"
+
+
+def make_config(**sections: dict[str, str]) -> StackConfig:
+    """A config from ``section={key: value}`` overrides (pings off unless asked)."""
+    sections.setdefault("signaling", {})
+    sections["signaling"].setdefault("ping_interval_seconds", "0")
+    sections.setdefault("turn", {})
+    sections["turn"].setdefault("listen", "127.0.0.1:3478")
+    lines = []
+    for name, keys in sections.items():
+        lines.append(f"[{name}]")
+        lines.extend(f"{k} = {v}" for k, v in keys.items())
+    return parse_config("\n".join(lines) + "\n")
+
+
+class WebCase:
+    """Start the web app; ``self.url``, ``self.port``, ``self.clock``, ``self.app``."""
+
+    app: WebApp
+    clock: task.Clock
+    port: int
+    collider_port: int | None
+
+    def start_web(self, config: StackConfig | None = None) -> WebApp:
+        self.clock = task.Clock()
+        self.clock.advance(1_700_000_000)
+        self.app = build_web(config or make_config(), self.clock, (SECRET,))
+        self._clients: list[WsClient] = []
+        listening = reactor.listenTCP(0, self.app.site, interface="127.0.0.1")
+        self.addCleanup(listening.stopListening)  # type: ignore[attr-defined]
+        self.port = listening.getHost().port
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.collider_port = None
+        if self.app.collider_site is not None:
+            collider = reactor.listenTCP(0, self.app.collider_site, interface="127.0.0.1")
+            self.addCleanup(collider.stopListening)  # type: ignore[attr-defined]
+            self.collider_port = collider.getHost().port
+        self.addCleanup(self.app.stop)  # type: ignore[attr-defined]
+        self.addCleanup(self._close_clients)  # type: ignore[attr-defined]
+        return self.app
+
+    async def _close_clients(self) -> None:
+        for client in self._clients:
+            if not client.is_closed and client.proto is not None:
+                await client.close()
+        # let the server side see its connections go
+        await task.deferLater(reactor, 0.01, lambda: None)
+
+    async def ws(self, path: str = "/ws", origin: str | None = None, port: int | None = None) -> WsClient:
+        """A WebSocket to our site (closed at cleanup)."""
+        client = await ws_connect(port or self.port, path, origin=origin)
+        self._clients.append(client)
+        return client
+
+    async def join(self, room: str, query: str = "") -> dict[str, Any]:
+        """``POST /join/<room>`` and its JSON answer."""
+        return await http_json("POST", f"{self.url}/join/{room}{query}")
+
+    async def post(self, path: str, body: bytes | str = b"") -> tuple[int, Any, bytes]:
+        """POST to a path of our site."""
+        data = body.encode() if isinstance(body, str) else body
+        return await http("POST", self.url + path, data)
+
+    async def message(self, room: str, client: str, message: dict[str, Any]) -> dict[str, Any]:
+        """``POST /message`` with a JSON message."""
+        code, _, data = await self.post(f"/message/{room}/{client}", json.dumps(message))
+        assert code == 200, (code, data)
+        return json.loads(data)
+
+    async def registered(self, room: str, client: str) -> WsClient:
+        """A socket registered as (room, client)."""
+        ws = await self.ws()
+        ws.send({"cmd": "register", "roomid": room, "clientid": client})
+        for _ in range(100):
+            peer = self.app.hub.peer(room, client)
+            if peer is not None and peer.conn is not None:
+                return ws
+            await task.deferLater(reactor, 0.005, lambda: None)
+        raise AssertionError(f"{room}/{client} did not register")
