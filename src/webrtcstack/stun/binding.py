@@ -1,0 +1,149 @@
+# -*- test-case-name: tests.stun.test_binding -*-
+"""The STUN Binding service (RFC 8489 §6.3, §7.3), sans-IO.
+
+:class:`BindingHandler` answers Binding requests with the reflexive transport
+address the request came from:
+
+* RFC 5389 / RFC 8489 clients (magic cookie present) get XOR-MAPPED-ADDRESS
+  only (RFC 8489 §14.2).  MAPPED-ADDRESS is left out on purpose: every client
+  with the cookie understands the XOR form, and the plain form is what NAT
+  ALGs rewrite.
+* RFC 3489 clients (no cookie) get MAPPED-ADDRESS and their 16-byte
+  transaction id back (RFC 8489 §12, backwards compatibility).
+* Every response carries SOFTWARE (unless configured empty) and FINGERPRINT.
+* A request with an unknown comprehension-required attribute (type below
+  0x8000) gets 420 with UNKNOWN-ATTRIBUTES (RFC 8489 §6.3.1.1); so does a
+  CHANGE-REQUEST asking for another address or port, which a single-address
+  server cannot honour (RFC 5780 §6.1).
+* Requests of other methods get 400: this handler only serves Binding.
+* Indications and responses are accepted silently (RFC 8489 §6.3.2, §6.3.3).
+* Malformed bytes and a wrong FINGERPRINT raise :class:`StunDecodeError`: the
+  caller drops the datagram (or closes the stream) and no reply is sent.
+
+Authentication of Binding requests (ICE's short-term credentials) is not a
+server's job here, so MESSAGE-INTEGRITY and USERNAME are understood but not
+checked (RFC 8489 §9: a server without credentials processes the request).
+"""
+
+from __future__ import annotations
+
+import attrs
+
+from webrtcstack.stun.attributes import Address, normalize_host
+from webrtcstack.stun.constants import REASON_PHRASES, AttrType, ErrorCode, Method, MessageClass
+from webrtcstack.stun.errors import StunDecodeError
+from webrtcstack.stun.integrity import verify_fingerprint
+from webrtcstack.stun.message import Message, decode, encode, looks_like_stun
+
+__all__ = ["BindingHandler", "BindingCounters", "error_response"]
+
+_KNOWN_TYPES = frozenset(int(t) for t in AttrType)
+
+
+@attrs.define
+class BindingCounters:
+    """What the handler saw, for metrics (monotonic counts)."""
+
+    requests: int = 0
+    indications: int = 0
+    responses: int = 0
+    error_responses: int = 0
+    ignored: int = 0
+    malformed: int = 0
+    bad_fingerprint: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        """The counters as a plain dict."""
+        return attrs.asdict(self)
+
+
+def error_response(
+    request: Message, code: int, *, software: str = "", reason: str | None = None,
+    extra: tuple[tuple[int, object], ...] = (),
+) -> bytes:
+    """Build an error response echoing the request's transaction id (RFC 8489 §6.3.4).
+
+    :param reason: the reason phrase; ``None`` uses the RFC's phrase.
+    :param extra: attributes to add after ERROR-CODE (e.g. UNKNOWN-ATTRIBUTES).
+    """
+    attributes: list[tuple[int, object]] = [
+        (AttrType.ERROR_CODE, (code, REASON_PHRASES.get(code, "") if reason is None else reason)),
+        *extra,
+    ]
+    if software:
+        attributes.append((AttrType.SOFTWARE, software))
+    response = Message(request.method, MessageClass.ERROR, request.transaction_id, tuple(attributes))
+    return encode(response)
+
+
+class BindingHandler:
+    """Answers STUN Binding requests.
+
+    :param software: the SOFTWARE value for responses ("" leaves it out).
+    """
+
+    def __init__(self, software: str = "") -> None:
+        self.software = software
+        self.counters = BindingCounters()
+
+    def handle(self, raw: bytes, source: Address, transport: str) -> bytes | None:
+        """Process one STUN message from ``source``; return the reply, if any.
+
+        :param raw: one whole message (a datagram, or a frame from the framer).
+        :param source: the client's ``(host, port)`` as the socket saw it.
+        :param transport: ``"udp"``, ``"tcp"`` or ``"tls"`` (not used in the
+            reply; kept so one controller serves every listener).
+        :raises StunDecodeError: malformed bytes or a wrong FINGERPRINT; the
+            caller drops them.
+        """
+        counters = self.counters
+        if not looks_like_stun(raw):
+            counters.malformed += 1
+            raise StunDecodeError("not a STUN message")
+        try:
+            message = decode(raw)
+        except StunDecodeError:
+            counters.malformed += 1
+            raise
+        # RFC 8489 §7.3: a FINGERPRINT that does not match means "not STUN".
+        if AttrType.FINGERPRINT in message and not verify_fingerprint(raw):
+            counters.bad_fingerprint += 1
+            raise StunDecodeError("FINGERPRINT does not match")
+        if message.msg_class == MessageClass.INDICATION:
+            counters.indications += 1
+            return None
+        if message.msg_class != MessageClass.REQUEST:
+            counters.ignored += 1
+            return None
+        counters.requests += 1
+        if message.method != Method.BINDING:
+            counters.error_responses += 1
+            return error_response(message, ErrorCode.BAD_REQUEST, software=self.software)
+        unknown = self.unknown_required(message)
+        if unknown:
+            counters.error_responses += 1
+            return error_response(
+                message, ErrorCode.UNKNOWN_ATTRIBUTE, software=self.software,
+                extra=((AttrType.UNKNOWN_ATTRIBUTES, unknown),),
+            )
+        counters.responses += 1
+        return self.success_response(message, source)
+
+    @staticmethod
+    def unknown_required(message: Message) -> tuple[int, ...]:
+        """Comprehension-required attribute types this handler cannot honour, each once."""
+        seen: dict[int, None] = {}
+        for attr_type, value in message.attributes:
+            if attr_type < 0x8000:
+                if attr_type not in _KNOWN_TYPES or (attr_type == AttrType.CHANGE_REQUEST and value & 0x6):
+                    seen[int(attr_type)] = None
+        return tuple(seen)
+
+    def success_response(self, request: Message, source: Address) -> bytes:
+        """The Binding success response for ``request`` from ``source`` (RFC 8489 §7.3.1)."""
+        mapped = (normalize_host(source[0]), source[1])
+        address_type = AttrType.XOR_MAPPED_ADDRESS if request.has_cookie else AttrType.MAPPED_ADDRESS
+        attributes: tuple[tuple[int, object], ...] = ((address_type, mapped),)
+        if self.software:
+            attributes += ((AttrType.SOFTWARE, self.software),)
+        return encode(Message(Method.BINDING, MessageClass.SUCCESS, request.transaction_id, attributes))
