@@ -1,0 +1,230 @@
+# -*- test-case-name: tests.turn.test_engine -*-
+"""Allocation state (RFC 8656 §2.2, §9, §12) and the peer-side fast path.
+
+Rules:
+
+* An :class:`Allocation` is named by its client 5-tuple and owns one relay
+  socket per address family (two for a dual allocation, RFC 8656 §7.2).
+* ``permissions`` maps a peer IP (normalised text) to its expiry; a peer IP
+  with no entry gets nothing relayed in either direction (RFC 8656 §9).
+* ``channels`` maps channel number → :class:`ChannelBinding`;
+  ``channel_by_peer`` is the reverse map the peer fast path reads.
+* The engine owns every change to these maps (bind, refresh, expiry); the
+  shell only reads them.  Nothing here reads a clock: expiries are enforced by
+  the engine's single timer, so a lookup hit is always a live entry.
+
+Theory of operation, peer side: the relay socket's ``datagramReceived`` calls
+:meth:`Allocation.handle_peer_datagram`, which is two dict lookups, a 4-byte
+header and one ``send`` to the client (ChannelData if the peer has a channel,
+else a Data indication, RFC 8656 §11.3 / §12.7).  No parsing, no effect
+objects, no logging.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from webrtcstack.turn.five_tuple import Address, FiveTuple
+from webrtcstack.turn.limits import TokenBucket
+
+__all__ = [
+    "Allocation",
+    "ChannelBinding",
+    "Relay",
+    "TurnCounters",
+    "MAGIC_COOKIE",
+    "xor_address_value",
+    "data_indication",
+    "channel_data",
+]
+
+MAGIC_COOKIE = 0x2112A442
+_MAGIC = struct.pack("!I", MAGIC_COOKIE)
+_HEADER = struct.Struct("!HHI")
+_CHANNEL_HEADER = struct.Struct("!HH")
+_ATTR_HEADER = struct.Struct("!HH")
+_DATA_INDICATION = 0x0017
+_ATTR_XOR_PEER_ADDRESS = 0x0012
+_ATTR_DATA = 0x0013
+_PAD = (b"", b"\0\0\0", b"\0\0", b"\0")
+
+
+class Relay(Protocol):
+    """A bound relay socket, provided by the shell.
+
+    ``send_to_peer(data, peer)`` sends one datagram (errors are swallowed and
+    counted by the shell); ``address`` is the bound ``(host, port)``.
+    """
+
+    address: Address
+
+    def send_to_peer(self, data: bytes, peer: Address) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class TurnCounters:
+    """Plain counters a metrics exporter can read (no exporter code here).
+
+    The per-packet ones are attributes (cheapest to bump); the rest are dicts
+    keyed by a short label.
+    """
+
+    def __init__(self) -> None:
+        self.packets_to_peer = 0
+        self.bytes_to_peer = 0
+        self.packets_to_client = 0
+        self.bytes_to_client = 0
+        self.allocations_active: dict[tuple[str, str], int] = {}
+        self.allocations_total: dict[tuple[str, str], int] = {}
+        self.permissions_active = 0
+        self.channels_active = 0
+        self.requests: dict[tuple[str, str], int] = {}
+        self.auth_failures: dict[str, int] = {}
+        self.peers_denied = 0
+        self.quota_hits: dict[str, int] = {}
+        self.dropped: dict[str, int] = {}
+
+    def drop(self, reason: str) -> None:
+        """Count one dropped packet."""
+        self.dropped[reason] = self.dropped.get(reason, 0) + 1
+
+    def relayed(self) -> dict[str, dict[str, int]]:
+        """Relayed packets and bytes by direction."""
+        return {
+            "packets": {"to_peer": self.packets_to_peer, "to_client": self.packets_to_client},
+            "bytes": {"to_peer": self.bytes_to_peer, "to_client": self.bytes_to_client},
+        }
+
+
+def xor_address_value(address: Address, transaction_id: bytes) -> bytes:
+    """The value of an XOR-*-ADDRESS attribute (RFC 8489 §14.2)."""
+    import ipaddress
+
+    host, port = address
+    ip = ipaddress.ip_address(host)
+    xport = port ^ (MAGIC_COOKIE >> 16)
+    key = _MAGIC + transaction_id
+    packed = ip.packed
+    xaddr = bytes(a ^ b for a, b in zip(packed, key))
+    return struct.pack("!BBH", 0, 1 if ip.version == 4 else 2, xport) + xaddr
+
+
+def data_indication(peer_attr: bytes, transaction_id: bytes, data: bytes) -> bytes:
+    """A Data indication: XOR-PEER-ADDRESS (pre-encoded, with header) and DATA."""
+    n = len(data)
+    pad = _PAD[n & 3]
+    return b"".join((
+        _HEADER.pack(_DATA_INDICATION, len(peer_attr) + 4 + n + len(pad), MAGIC_COOKIE),
+        transaction_id, peer_attr, _ATTR_HEADER.pack(_ATTR_DATA, n), data, pad,
+    ))
+
+
+def channel_data(number: int, data: bytes, stream: bool) -> bytes:
+    """A ChannelData message (padded to 4 bytes on streams, RFC 8656 §12.5)."""
+    if stream:
+        return _CHANNEL_HEADER.pack(number, len(data)) + data + _PAD[len(data) & 3]
+    return _CHANNEL_HEADER.pack(number, len(data)) + data
+
+
+class ChannelBinding:
+    """A channel number bound to one peer transport address (RFC 8656 §12)."""
+
+    __slots__ = ("number", "peer", "expires_at", "header_host")
+
+    def __init__(self, number: int, peer: Address, expires_at: float) -> None:
+        self.number = number
+        self.peer = peer
+        self.expires_at = expires_at
+
+
+class Allocation:
+    """One allocation: relays, permissions, channels, lifetime, and its client.
+
+    :param to_client: sends bytes to the client over the allocation's 5-tuple.
+    """
+
+    def __init__(self, five_tuple: FiveTuple, username: str, key: bytes, sha256: bool,
+                 to_client: Callable[[bytes], Any], counters: TurnCounters, expires_at: float,
+                 transaction_id: bytes = b"") -> None:
+        self.five_tuple = five_tuple
+        self.username = username
+        self.key = key
+        self.sha256 = sha256
+        self.to_client = to_client
+        self.stream = five_tuple.transport.is_stream
+        self.counters = counters
+        self.expires_at = expires_at
+        self.transaction_id = transaction_id
+        self.relays: dict[int, Relay] = {}
+        self.relay_ports: dict[int, int] = {}
+        self.relayed_addresses: dict[int, Address] = {}
+        self.permissions: dict[str, float] = {}
+        self.channels: dict[int, ChannelBinding] = {}
+        self.channel_by_peer: dict[Address, ChannelBinding] = {}
+        self.bucket_to_peer: TokenBucket | None = None
+        self.bucket_to_client: TokenBucket | None = None
+        self.closed = False
+        #: ("ipv4" | "ipv6" | "dual", transport name), for the counters.
+        self.label: tuple[str, str] = ("", "")
+        # Per-allocation transaction ID for Data indications (a debugging aid
+        # only, RFC 8489 §6), and pre-encoded XOR-PEER-ADDRESS attributes.
+        self._indication_id = os.urandom(12)
+        self._peer_attrs: dict[Address, bytes] = {}
+
+    def family_of(self, host: str) -> int:
+        """4 or 6 for an address text."""
+        return 6 if ":" in host else 4
+
+    def handle_peer_datagram(self, data: bytes, peer: Address, now: float) -> None:
+        """Relay a datagram from ``peer`` to the client (the peer fast path).
+
+        RFC 8656 §11.3 / §12.7: with a channel bound to the peer, send
+        ChannelData; else if the peer's IP has a permission, a Data
+        indication; else drop silently.
+        """
+        binding = self.channel_by_peer.get(peer)
+        counters = self.counters
+        if binding is None:
+            if peer[0] not in self.permissions:
+                counters.drop("no_permission")
+                return
+        bucket = self.bucket_to_client
+        if bucket is not None and not bucket.take(len(data) * 8, now):
+            counters.drop("bandwidth")
+            return
+        if binding is not None:
+            n = len(data)
+            if self.stream:
+                out = _CHANNEL_HEADER.pack(binding.number, n) + data + _PAD[n & 3]
+            else:
+                out = _CHANNEL_HEADER.pack(binding.number, n) + data
+        else:
+            attr = self._peer_attrs.get(peer)
+            if attr is None:
+                if len(self._peer_attrs) > 256:
+                    self._peer_attrs.clear()
+                value = xor_address_value(peer, self._indication_id)
+                attr = self._peer_attrs[peer] = _ATTR_HEADER.pack(_ATTR_XOR_PEER_ADDRESS, len(value)) + value
+            out = data_indication(attr, self._indication_id, data)
+        self.to_client(out)
+        counters.packets_to_client += 1
+        counters.bytes_to_client += len(data)
+
+    def send_to_peer(self, data: bytes, peer: Address, now: float) -> bool:
+        """Send ``data`` out of the relay of the peer's family, if bandwidth allows."""
+        bucket = self.bucket_to_peer
+        if bucket is not None and not bucket.take(len(data) * 8, now):
+            self.counters.drop("bandwidth")
+            return False
+        relay = self.relays.get(6 if ":" in peer[0] else 4)
+        if relay is None:
+            self.counters.drop("no_relay")
+            return False
+        relay.send_to_peer(data, peer)
+        self.counters.packets_to_peer += 1
+        self.counters.bytes_to_peer += len(data)
+        return True

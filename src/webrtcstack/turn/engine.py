@@ -1,0 +1,791 @@
+# -*- test-case-name: tests.turn.test_engine -*-
+"""The TURN engine: one sans-IO controller behind every client transport.
+
+Rules:
+
+* Inputs are method calls that take ``now`` (seconds, float) last:
+  :meth:`TurnEngine.handle_client_packet` (a datagram or a framed stream
+  message from a client), :meth:`TurnEngine.handle_connection_lost` (a TCP/TLS
+  client went away) and :meth:`TurnEngine.handle_timer`.  The shell re-arms
+  one timer at :meth:`TurnEngine.next_deadline`.
+* The reply to a request is the return value (bytes for the sender).  Relay
+  sockets come from an injected :class:`RelayOpener`; the engine never touches
+  a socket itself, it only stores the handles the opener gives back.
+* **Fast path.** :attr:`TurnEngine.channel_routes` maps
+  ``(five_tuple, channel_number)`` to ``(allocation, peer)``; it is
+  updated on ChannelBind and expiry only.  ChannelData from a client is one
+  lookup in it and one ``send``.  Peer datagrams go to
+  :meth:`Allocation.handle_peer_datagram` (see allocation.py).
+* Every expiry (allocation, permission, channel, reservation, transaction
+  cache entry) sits in one heap; stale heap entries are skipped when popped,
+  so refreshes cost O(log n) and nothing is scanned.
+* Ports go back to the pool on every path that ends an allocation: expiry,
+  Refresh with lifetime 0, connection loss, a failed Allocate, and the expiry
+  of an EVEN-PORT reservation.
+
+Theory of operation (one request): decode → 420 for unknown
+comprehension-required attributes → transaction cache → authenticate
+(RFC 8489 §9.2.4: 401 / 400 / 438, rate limited, stateless) → handler (one
+per method, written as the RFC's steps; a :class:`ProtocolViolation` becomes
+an error response) → sign, cache, return.
+"""
+
+from __future__ import annotations
+
+import heapq
+import ipaddress
+import os
+import secrets
+import struct
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from webrtcstack.turn import wire
+from webrtcstack.turn.allocation import Allocation, ChannelBinding, Relay, TurnCounters
+from webrtcstack.turn.auth import (
+    FEATURE_PASSWORD_ALGORITHMS,
+    FEATURE_USERNAME_ANONYMITY,
+    CredentialStore,
+    NonceManager,
+    PasswordAlgorithm,
+)
+from webrtcstack.turn.five_tuple import Address, FiveTuple, Transport
+from webrtcstack.turn.limits import ReplyRateLimiter, TokenBucket
+from webrtcstack.turn.policy import PeerPolicy
+from webrtcstack.turn.ports import PortPool
+from webrtcstack.turn.transactions import TransactionCache
+from webrtcstack.turn.wire import Attr, Method, MessageClass, RawMessage, StunDecodeError
+
+__all__ = ["TurnEngine", "TurnSettings", "RelayOpener", "ProtocolViolation"]
+
+_CHANNEL = struct.Struct("!HH")
+_UDP = 17
+_FAMILY_CODE = {1: 4, 2: 6}
+_FAMILY_NAME = {4: "ipv4", 6: "ipv6"}
+_OUR_ALGORITHMS = (PasswordAlgorithm.MD5, PasswordAlgorithm.SHA256)
+_PASSWORD_ALGORITHMS_VALUE = wire.password_algorithms_value(_OUR_ALGORITHMS)
+#: RFC 8656 §7.2: a reservation made with EVEN-PORT R=1 is held about 30 s.
+RESERVATION_LIFETIME_S = 30.0
+_METHOD_NAMES = {m.value: m.name.lower() for m in Method}
+
+
+class ProtocolViolation(Exception):
+    """A request the RFC says to refuse; ``error_code`` is the STUN error to send."""
+
+    def __init__(self, error_code: int, extra: tuple[tuple[int, bytes], ...] = ()) -> None:
+        super().__init__(error_code)
+        self.error_code = error_code
+        self.extra = extra
+
+
+class RelayOpener(Protocol):
+    """Opens relay sockets (the shell implements this with real UDP sockets)."""
+
+    def open_relay(self, host: str, port: int, allocation: Allocation, dont_fragment: bool) -> Relay | None:
+        """Bind ``host:port`` for ``allocation``; None if the port is in use."""
+
+
+class TurnSettings:
+    """What the engine needs from ``[turn]`` plus the addresses the shell worked out.
+
+    :param relay_hosts: family → address relay sockets bind to.
+    :param advertised_hosts: family → address written in XOR-RELAYED-ADDRESS.
+    """
+
+    def __init__(self, *, realm: str = "webrtcstack", software: str = "webrtcstack",
+                 relay_hosts: dict[int, str] | None = None, advertised_hosts: dict[int, str] | None = None,
+                 relay_ports: tuple[int, int] = (49152, 65535), default_lifetime_s: int = 600,
+                 max_lifetime_s: int = 3600, permission_lifetime_s: int = 300, channel_lifetime_s: int = 600,
+                 nonce_lifetime_s: int = 600, user_quota: int = 20, total_quota: int = 10000,
+                 max_permissions: int = 10, max_channels: int = 64, max_bps: int = 0,
+                 unauthenticated_replies_per_second: int = 20) -> None:
+        self.realm = realm
+        self.software = software
+        self.relay_hosts = dict(relay_hosts if relay_hosts is not None else {4: "0.0.0.0", 6: "::"})
+        self.advertised_hosts = dict(advertised_hosts if advertised_hosts is not None else self.relay_hosts)
+        self.relay_ports = relay_ports
+        self.default_lifetime_s = default_lifetime_s
+        self.max_lifetime_s = max_lifetime_s
+        self.permission_lifetime_s = permission_lifetime_s
+        self.channel_lifetime_s = channel_lifetime_s
+        self.nonce_lifetime_s = nonce_lifetime_s
+        self.user_quota = user_quota
+        self.total_quota = total_quota
+        self.max_permissions = max_permissions
+        self.max_channels = max_channels
+        self.max_bps = max_bps
+        self.unauthenticated_replies_per_second = unauthenticated_replies_per_second
+
+    @classmethod
+    def from_section(cls, turn: Any, relay_hosts: dict[int, str], advertised_hosts: dict[int, str]) -> TurnSettings:
+        """Build from a config ``TurnSection``."""
+        return cls(
+            realm=turn.realm, software=turn.software, relay_hosts=relay_hosts, advertised_hosts=advertised_hosts,
+            relay_ports=turn.relay_ports, default_lifetime_s=turn.default_lifetime_s,
+            max_lifetime_s=turn.max_lifetime_s, permission_lifetime_s=turn.permission_lifetime_s,
+            channel_lifetime_s=turn.channel_lifetime_s, nonce_lifetime_s=turn.nonce_lifetime_s,
+            user_quota=turn.user_quota, total_quota=turn.total_quota, max_permissions=turn.max_permissions,
+            max_channels=turn.max_channels, max_bps=turn.max_bps,
+            unauthenticated_replies_per_second=turn.unauthenticated_replies_per_second,
+        )
+
+
+class _Auth:
+    """The outcome of a successful authentication."""
+
+    __slots__ = ("username", "key", "sha256")
+
+    def __init__(self, username: str, key: bytes, sha256: bool) -> None:
+        self.username = username
+        self.key = key
+        self.sha256 = sha256
+
+
+class _Reservation:
+    __slots__ = ("token", "family", "port", "expires_at")
+
+    def __init__(self, token: bytes, family: int, port: int, expires_at: float) -> None:
+        self.token = token
+        self.family = family
+        self.port = port
+        self.expires_at = expires_at
+
+
+class TurnEngine:
+    """STUN Binding and TURN for every client transport.
+
+    :param settings: limits, lifetimes and addresses.
+    :param credentials: the user and REST secret store.
+    :param policy: the peer address policy.
+    :param relay_opener: opens relay sockets.
+    :param nonce_key: HMAC key for nonces (random per process by default).
+    """
+
+    def __init__(self, settings: TurnSettings, credentials: CredentialStore, policy: PeerPolicy,
+                 relay_opener: RelayOpener, *, nonce_key: bytes | None = None,
+                 randbelow: Callable[[int], int] = secrets.randbelow) -> None:
+        self.settings = settings
+        self.credentials = credentials
+        self.policy = policy
+        self.relay_opener = relay_opener
+        self.counters = TurnCounters()
+        self.nonces = NonceManager(settings.nonce_lifetime_s,
+                                   FEATURE_PASSWORD_ALGORITHMS | FEATURE_USERNAME_ANONYMITY, key=nonce_key)
+        self.challenge_limiter = ReplyRateLimiter(settings.unauthenticated_replies_per_second)
+        self.transactions = TransactionCache()
+        low, high = settings.relay_ports
+        self.port_pools: dict[int, PortPool] = {family: PortPool(low, high, randbelow)
+                                                for family in settings.relay_hosts}
+        self.allocations: dict[FiveTuple, Allocation] = {}
+        #: The fast path: (five_tuple, channel number) -> (allocation, peer address).
+        self.channel_routes: dict[tuple[Any, int], tuple[Allocation, Address]] = {}
+        self.reservations: dict[bytes, _Reservation] = {}
+        self.user_allocations: dict[str, int] = {}
+        self._heap: list[tuple[float, int, str, Any, Any]] = []
+        self._seq = 0
+        self._software = ((Attr.SOFTWARE, settings.software.encode()),) if settings.software else ()
+
+    # ------------------------------------------------------------------
+    # Queries
+    # ------------------------------------------------------------------
+
+    def allocation_count(self) -> int:
+        """Allocations alive now."""
+        return len(self.allocations)
+
+    def next_deadline(self) -> float | None:
+        """When :meth:`handle_timer` next has work (None: nothing scheduled)."""
+        candidates = []
+        if self._heap:
+            candidates.append(self._heap[0][0])
+        tx = self.transactions.next_deadline()
+        if tx is not None:
+            candidates.append(tx)
+        return min(candidates) if candidates else None
+
+    # ------------------------------------------------------------------
+    # Inputs
+    # ------------------------------------------------------------------
+
+    def handle_client_packet(self, five_tuple: Any, data: bytes, to_client: Callable[[bytes], Any],
+                             *, now: float) -> bytes | None:
+        """Process one datagram or framed stream message from a client.
+
+        ChannelData (first byte 0x40-0x7F) goes straight to the fast path;
+        anything else is parsed as STUN.
+
+        :param five_tuple: a :class:`FiveTuple` or the equal plain tuple.
+        :param to_client: sends bytes back over this 5-tuple; kept by a new
+            allocation for the peer fast path.
+        :returns: bytes to send back to the client, if any.
+        """
+        if data and 0x40 <= data[0] < 0x80:
+            self.handle_channel_data(five_tuple, data, now)
+            return None
+        try:
+            message = wire.decode(data)
+        except StunDecodeError:
+            self.counters.drop("malformed")
+            return None
+        if not isinstance(five_tuple, FiveTuple):
+            five_tuple = FiveTuple(*five_tuple)
+        cls = message.cls
+        if cls == MessageClass.REQUEST:
+            return self._handle_request(five_tuple, message, to_client, now)
+        if cls == MessageClass.INDICATION and message.method == Method.SEND:
+            self._handle_send(five_tuple, message, now)
+        return None
+
+    def handle_channel_data(self, five_tuple: Any, data: bytes, now: float) -> None:
+        """Relay one ChannelData message from a client to its peer (RFC 8656 §12.4).
+
+        The length field must fit inside ``data``; nothing past it is sent.
+        """
+        if len(data) < 4:
+            self.counters.drop("malformed")
+            return
+        number, length = _CHANNEL.unpack_from(data)
+        route = self.channel_routes.get((five_tuple, number))
+        if route is None:
+            self.counters.drop("no_channel")
+            return
+        if length > len(data) - 4:
+            self.counters.drop("malformed")
+            return
+        allocation, peer = route
+        allocation.send_to_peer(data[4:4 + length], peer, now)
+
+    def handle_connection_lost(self, five_tuple: Any, *, now: float) -> None:
+        """A stream client went away: its allocation ends (RFC 8656 §3.1 / §7)."""
+        allocation = self.allocations.get(five_tuple)
+        if allocation is not None:
+            self._delete_allocation(allocation)
+
+    def handle_timer(self, *, now: float) -> None:
+        """Expire whatever is due."""
+        heap = self._heap
+        while heap and heap[0][0] <= now:
+            _, _, kind, owner, item = heapq.heappop(heap)
+            if kind == "allocation":
+                if not owner.closed and owner.expires_at <= now:
+                    self._delete_allocation(owner)
+            elif kind == "permission":
+                expires_at = owner.permissions.get(item)
+                if not owner.closed and expires_at is not None and expires_at <= now:
+                    del owner.permissions[item]
+                    self.counters.permissions_active -= 1
+            elif kind == "channel":
+                binding = owner.channels.get(item)
+                if not owner.closed and binding is not None and binding.expires_at <= now:
+                    self._remove_channel(owner, binding)
+            elif kind == "reservation":
+                reservation = self.reservations.get(item)
+                if reservation is not None and reservation.expires_at <= now:
+                    del self.reservations[item]
+                    self.port_pools[reservation.family].release(reservation.port)
+        self.transactions.expire(now)
+
+    def close(self) -> None:
+        """End every allocation and free every reservation (at stop)."""
+        for allocation in list(self.allocations.values()):
+            self._delete_allocation(allocation)
+        for reservation in self.reservations.values():
+            self.port_pools[reservation.family].release(reservation.port)
+        self.reservations.clear()
+        self._heap.clear()
+
+    # ------------------------------------------------------------------
+    # Requests
+    # ------------------------------------------------------------------
+
+    def _schedule(self, at: float, kind: str, owner: Any, item: Any = None) -> None:
+        self._seq += 1
+        heapq.heappush(self._heap, (at, self._seq, kind, owner, item))
+
+    def _count(self, method: int, result: str) -> None:
+        key = (_METHOD_NAMES.get(method, "unknown"), result)
+        self.counters.requests[key] = self.counters.requests.get(key, 0) + 1
+
+    def _auth_failure(self, reason: str) -> None:
+        failures = self.counters.auth_failures
+        failures[reason] = failures.get(reason, 0) + 1
+
+    def _error(self, message: RawMessage, code: int, extra: tuple[tuple[int, bytes], ...] = (),
+               auth: _Auth | None = None) -> bytes:
+        """An error response; no reason phrase, SOFTWARE only when authenticated."""
+        attrs: list[tuple[int, bytes]] = [(Attr.ERROR_CODE, wire.error_code_value(code))]
+        attrs.extend(extra)
+        if auth is not None:
+            attrs.extend(self._software)
+        self._count(message.method, str(code))
+        return wire.encode(message.method, MessageClass.ERROR, message.transaction_id, attrs,
+                           key=auth.key if auth else None, sha256=auth.sha256 if auth else False,
+                           fingerprint=message.has(Attr.FINGERPRINT))
+
+    def _challenge(self, message: RawMessage, code: int, client_host: str, now: float) -> bytes | None:
+        """A 401 or 438 with REALM, a fresh NONCE and PASSWORD-ALGORITHMS, rate limited per host."""
+        if not self.challenge_limiter.allow(client_host, now):
+            self.counters.drop("challenge_rate_limited")
+            return None
+        extra = (
+            (Attr.REALM, self.settings.realm.encode()),
+            (Attr.NONCE, self.nonces.issue(client_host, now).encode()),
+            (Attr.PASSWORD_ALGORITHMS, _PASSWORD_ALGORITHMS_VALUE),
+        )
+        return self._error(message, code, extra)
+
+    def _handle_request(self, five_tuple: FiveTuple, message: RawMessage, to_client: Callable[[bytes], Any],
+                        now: float) -> bytes | None:
+        method = message.method
+        if method == Method.BINDING:
+            return self._binding(five_tuple, message)
+        if method not in (Method.ALLOCATE, Method.REFRESH, Method.CREATE_PERMISSION, Method.CHANNEL_BIND):
+            return self._error(message, 400)
+        cache_key = (five_tuple, message.transaction_id)
+        cached = self.transactions.get(cache_key, now)
+        if cached is not None:
+            return cached
+        unknown = message.unknown_required()
+        if unknown:
+            return self._error(message, 420, ((Attr.UNKNOWN_ATTRIBUTES, struct.pack(f"!{len(unknown)}H", *unknown)),))
+        auth_or_reply = self._authenticate(five_tuple, message, now)
+        if not isinstance(auth_or_reply, _Auth):
+            return auth_or_reply
+        auth = auth_or_reply
+        try:
+            if method == Method.ALLOCATE:
+                attrs = self._allocate(five_tuple, message, auth, to_client, now)
+            elif method == Method.REFRESH:
+                attrs = self._refresh(five_tuple, message, auth, now)
+            elif method == Method.CREATE_PERMISSION:
+                attrs = self._create_permission(five_tuple, message, auth, now)
+            else:
+                attrs = self._channel_bind(five_tuple, message, auth, now)
+        except ProtocolViolation as e:
+            response = self._error(message, e.error_code, e.extra, auth)
+        else:
+            attrs.extend(self._software)
+            self._count(method, "ok")
+            response = wire.encode(method, MessageClass.SUCCESS, message.transaction_id, attrs,
+                                   key=auth.key, sha256=auth.sha256, fingerprint=message.has(Attr.FINGERPRINT))
+        self.transactions.put(cache_key, response, now)
+        return response
+
+    def _binding(self, five_tuple: FiveTuple, message: RawMessage) -> bytes:
+        """RFC 8489 §6.3.1: a Binding success with XOR-MAPPED-ADDRESS."""
+        host, port = five_tuple.client
+        attrs = [(Attr.XOR_MAPPED_ADDRESS, wire.xor_address(host, port, message.transaction_id))]
+        attrs.extend(self._software)
+        self._count(Method.BINDING, "ok")
+        return wire.encode(Method.BINDING, MessageClass.SUCCESS, message.transaction_id, attrs,
+                           fingerprint=message.has(Attr.FINGERPRINT))
+
+    def _authenticate(self, five_tuple: FiveTuple, message: RawMessage, now: float) -> _Auth | bytes | None:
+        """The long-term credential checks of RFC 8489 §9.2.4, in its order."""
+        client_host = five_tuple.client[0]
+        has_mi = message.has(Attr.MESSAGE_INTEGRITY)
+        has_mi256 = message.has(Attr.MESSAGE_INTEGRITY_SHA256)
+        # Step 1: no integrity at all -> 401 with REALM and NONCE.
+        if not (has_mi or has_mi256):
+            self._auth_failure("no_credentials")
+            return self._challenge(message, 401, client_host, now)
+        username_raw = message.get(Attr.USERNAME)
+        user_hash = message.get(Attr.USERHASH)
+        realm = message.get(Attr.REALM)
+        nonce = message.get(Attr.NONCE)
+        # Step 2: USERNAME/USERHASH, REALM and NONCE must all be there -> else 400.
+        if (username_raw is None and user_hash is None) or realm is None or nonce is None:
+            self._auth_failure("bad_request")
+            return self._error(message, 400)
+        # Step 3: with the nonce cookie, PASSWORD-ALGORITHM(S) must agree with our offer.
+        algorithm = PasswordAlgorithm.MD5
+        chosen = message.get(Attr.PASSWORD_ALGORITHM)
+        offered = message.get(Attr.PASSWORD_ALGORITHMS)
+        if chosen is not None or offered is not None:
+            if chosen is None or offered is None or offered != _PASSWORD_ALGORITHMS_VALUE or len(chosen) < 4:
+                self._auth_failure("bad_request")
+                return self._error(message, 400)
+            value = struct.unpack_from("!H", chosen)[0]
+            if value not in (PasswordAlgorithm.MD5, PasswordAlgorithm.SHA256):
+                self._auth_failure("bad_request")
+                return self._error(message, 400)
+            algorithm = PasswordAlgorithm(value)
+        # Step 4: the nonce must be ours, for this address, and fresh -> else 438.
+        try:
+            nonce_text = nonce.decode("utf-8")
+        except UnicodeDecodeError:
+            nonce_text = ""
+        if not self.nonces.check(nonce_text, client_host, now):
+            self._auth_failure("stale_nonce")
+            return self._challenge(message, 438, client_host, now)
+        if realm != self.settings.realm.encode():
+            self._auth_failure("wrong_realm")
+            return self._challenge(message, 401, client_host, now)
+        # Step 5: find the user (by USERHASH if that is what was sent).
+        if user_hash is not None:
+            username = self.credentials.username_for_hash(user_hash)
+            if username is None:
+                self._auth_failure("unknown_user")
+                return self._challenge(message, 401, client_host, now)
+        else:
+            assert username_raw is not None
+            try:
+                username = username_raw.decode("utf-8")
+            except UnicodeDecodeError:
+                self._auth_failure("unknown_user")
+                return self._challenge(message, 401, client_host, now)
+        keys, reason = self.credentials.candidate_keys(username, algorithm, now)
+        if not keys:
+            self._auth_failure(reason)
+            return self._challenge(message, 401, client_host, now)
+        # Step 6: check the integrity (SHA-256 when sent, it is the stronger).
+        sha256 = has_mi256
+        for key in keys:
+            if wire.integrity_ok(message, key, sha256):
+                return _Auth(username, key, sha256)
+        self._auth_failure("bad_integrity")
+        return self._challenge(message, 401, client_host, now)
+
+    # ------------------------------------------------------------------
+    # Handlers (RFC 8656), each written as the RFC's steps
+    # ------------------------------------------------------------------
+
+    def _allocate(self, five_tuple: FiveTuple, message: RawMessage, auth: _Auth,
+                  to_client: Callable[[bytes], Any], now: float) -> list[tuple[int, bytes]]:
+        """RFC 8656 §7.2: receiving an Allocate request."""
+        s = self.settings
+        # Step 2: a 5-tuple already in use -> 437 (retransmissions were answered from the cache).
+        if five_tuple in self.allocations:
+            raise ProtocolViolation(437)
+        # Step 3: REQUESTED-TRANSPORT must be there (400) and be UDP (442).
+        transport = message.get(Attr.REQUESTED_TRANSPORT)
+        if transport is None or len(transport) != 4:
+            raise ProtocolViolation(400)
+        if transport[0] != _UDP:
+            raise ProtocolViolation(442)
+        # Step 4: DONT-FRAGMENT is supported (the relay socket sets DF).
+        dont_fragment = message.has(Attr.DONT_FRAGMENT)
+        token = message.get(Attr.RESERVATION_TOKEN)
+        even_port = message.get(Attr.EVEN_PORT)
+        requested_family = message.get(Attr.REQUESTED_ADDRESS_FAMILY)
+        additional_family = message.get(Attr.ADDITIONAL_ADDRESS_FAMILY)
+        # Step 5: RESERVATION-TOKEN excludes EVEN-PORT and the address family attributes (400).
+        if token is not None and (even_port is not None or requested_family is not None
+                                  or additional_family is not None):
+            raise ProtocolViolation(400)
+        # Step 6: EVEN-PORT must be well formed.
+        if even_port is not None and len(even_port) < 1:
+            raise ProtocolViolation(400)
+        # Step 7 (RFC 8656 §7.2 + RFC 6156): choose the families.
+        if requested_family is not None and additional_family is not None:
+            raise ProtocolViolation(400)
+        families: list[int]
+        if requested_family is not None:
+            family = _FAMILY_CODE.get(requested_family[0]) if requested_family else None
+            if family is None:
+                raise ProtocolViolation(440)
+            families = [family]
+        elif additional_family is not None:
+            if not additional_family or additional_family[0] != 2:
+                raise ProtocolViolation(400)
+            families = [4, 6]
+        else:
+            families = [4]
+        if families[0] not in s.relay_hosts:
+            raise ProtocolViolation(440)
+        # Step 8: quotas -> 486 per user, 508 in all.
+        if s.user_quota and self.user_allocations.get(auth.username, 0) >= s.user_quota:
+            self._quota_hit("user")
+            raise ProtocolViolation(486)
+        if len(self.allocations) >= s.total_quota:
+            self._quota_hit("total")
+            raise ProtocolViolation(508)
+        reservation: _Reservation | None = None
+        if token is not None:
+            reservation = self.reservations.pop(token, None)
+            if reservation is None:
+                raise ProtocolViolation(508)
+            families = [reservation.family]
+        lifetime = self._lifetime(message, allow_zero=False)
+        allocation = Allocation(five_tuple, auth.username, auth.key, auth.sha256, to_client, self.counters,
+                                now + lifetime, message.transaction_id)
+        extra: list[tuple[int, bytes]] = []
+        # Step 9: get a relayed transport address per family.
+        for index, family in enumerate(families):
+            if family not in s.relay_hosts:
+                extra.append((Attr.ADDRESS_ERROR_CODE, bytes((2, 0)) + wire.error_code_value(440)[2:]))
+                continue
+            if reservation is not None:
+                port: int | None = reservation.port
+                relay = self._open(allocation, family, reservation.port, dont_fragment)
+            elif index == 0 and even_port is not None:
+                port, relay, token_out = self._open_even(allocation, family, bool(even_port[0] & 0x80),
+                                                         dont_fragment, now)
+                if token_out is not None:
+                    extra.append((Attr.RESERVATION_TOKEN, token_out))
+            else:
+                port, relay = self._open_any(allocation, family, dont_fragment)
+            if relay is None or port is None:
+                if index == 0:
+                    self._close_relays(allocation)
+                    self._quota_hit("ports")
+                    raise ProtocolViolation(508)
+                extra.append((Attr.ADDRESS_ERROR_CODE, bytes((2, 0)) + wire.error_code_value(508)[2:]))
+                continue
+            allocation.relays[family] = relay
+            allocation.relay_ports[family] = port
+            allocation.relayed_addresses[family] = (s.advertised_hosts.get(family, relay.address[0]), port)
+        if s.max_bps:
+            allocation.bucket_to_peer = TokenBucket(s.max_bps, s.max_bps, now)
+            allocation.bucket_to_client = TokenBucket(s.max_bps, s.max_bps, now)
+        self.allocations[five_tuple] = allocation
+        self.user_allocations[auth.username] = self.user_allocations.get(auth.username, 0) + 1
+        label = (_FAMILY_NAME[families[0]] if len(allocation.relays) == 1 else "dual", five_tuple.transport.name.lower())
+        self.counters.allocations_active[label] = self.counters.allocations_active.get(label, 0) + 1
+        self.counters.allocations_total[label] = self.counters.allocations_total.get(label, 0) + 1
+        allocation.label = label
+        self._schedule(allocation.expires_at, "allocation", allocation)
+        # Step 10: the success response.
+        attrs: list[tuple[int, bytes]] = [
+            (Attr.XOR_RELAYED_ADDRESS, wire.xor_address(host, port_, message.transaction_id))
+            for host, port_ in allocation.relayed_addresses.values()
+        ]
+        attrs.append((Attr.LIFETIME, wire.u32(int(lifetime))))
+        attrs.extend(extra)
+        client_host, client_port = five_tuple.client
+        attrs.append((Attr.XOR_MAPPED_ADDRESS, wire.xor_address(client_host, client_port, message.transaction_id)))
+        return attrs
+
+    def _lifetime(self, message: RawMessage, allow_zero: bool) -> float:
+        """RFC 8656 §7.2/§7.3: min(requested, max), but never below the default; 0 only on Refresh."""
+        s = self.settings
+        value = message.get(Attr.LIFETIME)
+        if value is None:
+            return float(s.default_lifetime_s)
+        requested = wire.read_u32(value)
+        if requested is None:
+            raise ProtocolViolation(400)
+        if requested == 0 and allow_zero:
+            return 0.0
+        return float(max(s.default_lifetime_s, min(requested, s.max_lifetime_s)))
+
+    def _quota_hit(self, kind: str) -> None:
+        self.counters.quota_hits[kind] = self.counters.quota_hits.get(kind, 0) + 1
+
+    def _open(self, allocation: Allocation, family: int, port: int, dont_fragment: bool) -> Relay | None:
+        return self.relay_opener.open_relay(self.settings.relay_hosts[family], port, allocation, dont_fragment)
+
+    def _open_any(self, allocation: Allocation, family: int, dont_fragment: bool,
+                  tries: int = 8) -> tuple[int | None, Relay | None]:
+        """A random free port that binds; ports that fail to bind go back to the pool."""
+        pool = self.port_pools[family]
+        failed = []
+        try:
+            for _ in range(tries):
+                port = pool.take()
+                if port is None:
+                    return None, None
+                relay = self._open(allocation, family, port, dont_fragment)
+                if relay is not None:
+                    return port, relay
+                failed.append(port)
+            return None, None
+        finally:
+            for port in failed:
+                pool.release(port)
+
+    def _open_even(self, allocation: Allocation, family: int, reserve: bool, dont_fragment: bool,
+                   now: float) -> tuple[int | None, Relay | None, bytes | None]:
+        """RFC 8656 §7.2 EVEN-PORT: an even port, and with R set, hold the next one."""
+        pool = self.port_pools[family]
+        for _ in range(8):
+            port = pool.take_even_pair()
+            if port is None:
+                return None, None, None
+            relay = self._open(allocation, family, port, dont_fragment)
+            if relay is None:
+                pool.release(port)
+                pool.release(port + 1)
+                continue
+            if not reserve:
+                pool.release(port + 1)
+                return port, relay, None
+            token = os.urandom(8)
+            reservation = _Reservation(token, family, port + 1, now + RESERVATION_LIFETIME_S)
+            self.reservations[token] = reservation
+            self._schedule(reservation.expires_at, "reservation", None, token)
+            return port, relay, token
+        return None, None, None
+
+    def _refresh(self, five_tuple: FiveTuple, message: RawMessage, auth: _Auth, now: float) -> list[tuple[int, bytes]]:
+        """RFC 8656 §7.3: receiving a Refresh request."""
+        allocation = self._allocation_for(five_tuple, auth)
+        # RFC 8656 §7.3: a REQUESTED-ADDRESS-FAMILY the allocation lacks -> 443.
+        requested_family = message.get(Attr.REQUESTED_ADDRESS_FAMILY)
+        if requested_family is not None:
+            family = _FAMILY_CODE.get(requested_family[0]) if requested_family else None
+            if family is None or family not in allocation.relays:
+                raise ProtocolViolation(443)
+        lifetime = self._lifetime(message, allow_zero=True)
+        if lifetime == 0:
+            self._delete_allocation(allocation)
+        else:
+            allocation.expires_at = now + lifetime
+            self._schedule(allocation.expires_at, "allocation", allocation)
+        return [(Attr.LIFETIME, wire.u32(int(lifetime)))]
+
+    def _allocation_for(self, five_tuple: FiveTuple, auth: _Auth) -> Allocation:
+        """The allocation of this 5-tuple (437 if none; 441 for another user, RFC 8656 §5)."""
+        allocation = self.allocations.get(five_tuple)
+        if allocation is None:
+            raise ProtocolViolation(437)
+        if allocation.username != auth.username:
+            raise ProtocolViolation(441)
+        return allocation
+
+    def _peer(self, message: RawMessage, value: bytes, allocation: Allocation) -> tuple[str, int]:
+        """Decode and vet one XOR-PEER-ADDRESS: 400 if malformed, 403 by policy, 443 wrong family."""
+        peer = wire.parse_xor_address(value, message.transaction_id)
+        if peer is None:
+            raise ProtocolViolation(400)
+        address = self.policy.check(peer[0])
+        if address is None:
+            self.counters.peers_denied += 1
+            raise ProtocolViolation(403)
+        if address.version not in allocation.relays:
+            raise ProtocolViolation(443)
+        return str(address), peer[1]
+
+    def _create_permission(self, five_tuple: FiveTuple, message: RawMessage, auth: _Auth,
+                           now: float) -> list[tuple[int, bytes]]:
+        """RFC 8656 §9.2: receiving a CreatePermission request (all peers or none)."""
+        allocation = self._allocation_for(five_tuple, auth)
+        values = [v for t, v in message.attributes[: message.integrity_limit()] if t == Attr.XOR_PEER_ADDRESS]
+        if not values:
+            raise ProtocolViolation(400)
+        hosts = {self._peer(message, value, allocation)[0] for value in values}
+        new = [h for h in hosts if h not in allocation.permissions]
+        if len(allocation.permissions) + len(new) > self.settings.max_permissions:
+            self._quota_hit("permissions")
+            raise ProtocolViolation(508)
+        for host in hosts:
+            self._install_permission(allocation, host, now)
+        return []
+
+    def _install_permission(self, allocation: Allocation, host: str, now: float) -> None:
+        if host not in allocation.permissions:
+            self.counters.permissions_active += 1
+        expires_at = now + self.settings.permission_lifetime_s
+        allocation.permissions[host] = expires_at
+        self._schedule(expires_at, "permission", allocation, host)
+
+    def _channel_bind(self, five_tuple: FiveTuple, message: RawMessage, auth: _Auth,
+                      now: float) -> list[tuple[int, bytes]]:
+        """RFC 8656 §11.2: receiving a ChannelBind request."""
+        allocation = self._allocation_for(five_tuple, auth)
+        number_value = message.get(Attr.CHANNEL_NUMBER)
+        peer_value = message.get(Attr.XOR_PEER_ADDRESS)
+        # Step 1: both attributes, channel number in 0x4000-0x4FFF -> else 400.
+        if number_value is None or peer_value is None or len(number_value) != 4:
+            raise ProtocolViolation(400)
+        number = struct.unpack("!H", number_value[:2])[0]
+        if not 0x4000 <= number <= 0x4FFF:
+            raise ProtocolViolation(400)
+        host, port = self._peer(message, peer_value, allocation)
+        peer = (host, port)
+        # Step 2: the number may not be bound to another peer, nor the peer to another number.
+        bound = allocation.channels.get(number)
+        if bound is not None and bound.peer != peer:
+            raise ProtocolViolation(400)
+        other = allocation.channel_by_peer.get(peer)
+        if other is not None and other.number != number:
+            raise ProtocolViolation(400)
+        if bound is None and len(allocation.channels) >= self.settings.max_channels:
+            self._quota_hit("channels")
+            raise ProtocolViolation(508)
+        if bound is None and host not in allocation.permissions \
+                and len(allocation.permissions) >= self.settings.max_permissions:
+            self._quota_hit("permissions")
+            raise ProtocolViolation(508)
+        # Step 3: bind or refresh (600 s) and install or refresh the permission (300 s).
+        expires_at = now + self.settings.channel_lifetime_s
+        if bound is None:
+            bound = ChannelBinding(number, peer, expires_at)
+            allocation.channels[number] = bound
+            allocation.channel_by_peer[peer] = bound
+            self.channel_routes[(five_tuple, number)] = (allocation, peer)
+            self.counters.channels_active += 1
+        else:
+            bound.expires_at = expires_at
+        self._schedule(expires_at, "channel", allocation, number)
+        self._install_permission(allocation, host, now)
+        return []
+
+    def _handle_send(self, five_tuple: FiveTuple, message: RawMessage, now: float) -> None:
+        """RFC 8656 §11.2 (Send): relay DATA to XOR-PEER-ADDRESS if permitted; else drop silently."""
+        allocation = self.allocations.get(five_tuple)
+        if allocation is None:
+            self.counters.drop("no_allocation")
+            return
+        peer_value = message.get(Attr.XOR_PEER_ADDRESS)
+        data = message.get(Attr.DATA)
+        if peer_value is None or data is None:
+            self.counters.drop("malformed")
+            return
+        peer = wire.parse_xor_address(peer_value, message.transaction_id)
+        if peer is None:
+            self.counters.drop("malformed")
+            return
+        host = peer[0]
+        if host not in allocation.permissions:
+            address = self.policy.check(host)
+            if address is None:
+                self.counters.peers_denied += 1
+                self.counters.drop("peer_denied")
+                return
+            host = str(address)
+            if host not in allocation.permissions:
+                self.counters.drop("no_permission")
+                return
+        allocation.send_to_peer(data, (host, peer[1]), now)
+
+    # ------------------------------------------------------------------
+    # Teardown
+    # ------------------------------------------------------------------
+
+    def _remove_channel(self, allocation: Allocation, binding: ChannelBinding) -> None:
+        del allocation.channels[binding.number]
+        allocation.channel_by_peer.pop(binding.peer, None)
+        self.channel_routes.pop((allocation.five_tuple, binding.number), None)
+        self.counters.channels_active -= 1
+
+    def _close_relays(self, allocation: Allocation) -> None:
+        for family, relay in allocation.relays.items():
+            relay.close()
+            self.port_pools[family].release(allocation.relay_ports[family])
+        allocation.relays.clear()
+        allocation.relay_ports.clear()
+
+    def _delete_allocation(self, allocation: Allocation) -> None:
+        """End an allocation: tables, relays, ports, quotas, counters."""
+        if allocation.closed:
+            return
+        allocation.closed = True
+        for binding in list(allocation.channels.values()):
+            self._remove_channel(allocation, binding)
+        self.counters.permissions_active -= len(allocation.permissions)
+        allocation.permissions.clear()
+        self._close_relays(allocation)
+        self.allocations.pop(allocation.five_tuple, None)
+        count = self.user_allocations.get(allocation.username, 0) - 1
+        if count > 0:
+            self.user_allocations[allocation.username] = count
+        else:
+            self.user_allocations.pop(allocation.username, None)
+        if allocation.label in self.counters.allocations_active:
+            self.counters.allocations_active[allocation.label] -= 1
+
+
+def family_of(host: str) -> int:
+    """4 or 6."""
+    return ipaddress.ip_address(host).version
