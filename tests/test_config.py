@@ -69,7 +69,7 @@ class ValueTests(unittest.TestCase):
         """enabled = no turns a component off and check-config shows nothing for it."""
         from webrtcstack.service import describe_listeners
 
-        config = parse_config("[turn]\nenabled = no\n[http]\nenabled = no\n")
+        config = parse_config("[turn]\nenabled = no\n[http]\nenabled = no\n[metrics]\nenabled = no\n")
         self.assertEqual(describe_listeners(config), ["nothing enabled"])
 
     def test_endpoint_str_brackets_ipv6(self) -> None:

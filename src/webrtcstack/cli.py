@@ -3,6 +3,10 @@
 Subcommands:
 
 - ``check-config [PATH]``: validate a config file and print what would listen where.
+- ``gencert --host NAME``: write a self-signed certificate and key (for tests and first setup).
+- ``turn-credentials --user NAME --ttl S``: print a TURN REST username and password
+  made from the config's ``[turn] static_auth_secret``.
+- ``status``: read the running stack's ``/status`` on ``[metrics] listen``.
 
 Each subcommand is a function taking the parsed arguments and returning the
 exit status, registered in :data:`COMMANDS`; later features add theirs there.
@@ -11,8 +15,12 @@ exit status, registered in :data:`COMMANDS`; later features add theirs there.
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import sys
+import time
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from webrtcstack import __version__
 from webrtcstack.config import ConfigError
@@ -20,16 +28,23 @@ from webrtcstack.config import ConfigError
 
 def cmd_check_config(args: argparse.Namespace) -> int:
     """Validate the config; 0 when valid, 2 when not."""
-    from webrtcstack.service import describe_listeners
+    from webrtcstack.service import check_certificates, describe_listeners
     from webrtcstack.tap import find_config, read_config
+    from webrtcstack.tls import TlsError
 
     try:
         config = read_config(args.path)
+        cert_line = check_certificates(config)
     except ConfigError as e:
         print(f"webrtcstack: invalid config: {e}", file=sys.stderr)
         return 2
+    except TlsError as e:
+        print(f"webrtcstack: invalid config: {config.filename}: {e}", file=sys.stderr)
+        return 2
     name = find_config(args.path) or "built-in defaults"
     print(f"config {name}: OK")
+    if cert_line:
+        print(f"  {cert_line}")
     for line in describe_listeners(config):
         print(f"  {line}")
     return 0
@@ -41,8 +56,124 @@ def _add_check_config(sub: argparse._SubParsersAction) -> None:  # type: ignore[
     p.set_defaults(func=cmd_check_config)
 
 
+def cmd_gencert(args: argparse.Namespace) -> int:
+    """Write a self-signed certificate and key; 1 if a file exists and --force was not given."""
+    from webrtcstack.tls import write_self_signed
+
+    for path in (args.cert, args.key):
+        if os.path.exists(path) and not args.force:
+            print(f"webrtcstack: {path} exists; use --force to overwrite it", file=sys.stderr)
+            return 1
+    info = write_self_signed(args.host, args.cert, args.key, days=args.days)
+    print(f"wrote {args.cert} (certificate for {', '.join(info.names)}, valid {args.days} days, "
+          f"sha256 {info.fingerprint_sha256})")
+    print(f"wrote {args.key} (private key, mode 0600)")
+    print("add to the config:\n  [tls]\n"
+          f"  certificate = {os.path.abspath(args.cert)}\n  private_key = {os.path.abspath(args.key)}")
+    return 0
+
+
+def _add_gencert(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("gencert", help="write a self-signed certificate and key (testing only)")
+    p.add_argument("--host", action="append", required=True, metavar="NAME",
+                   help="a DNS name or IP address the certificate is for (repeat for more)")
+    p.add_argument("--cert", default="cert.pem", help="certificate file to write (default: cert.pem)")
+    p.add_argument("--key", default="key.pem", help="private key file to write (default: key.pem)")
+    p.add_argument("--days", type=int, default=365, help="validity in days (default: 365)")
+    p.add_argument("--force", action="store_true", help="overwrite existing files")
+    p.set_defaults(func=cmd_gencert)
+
+
+def cmd_turn_credentials(args: argparse.Namespace) -> int:
+    """Print a REST API username/password; 2 when the config has no secret."""
+    from webrtcstack.rooms.credentials import rest_credentials
+    from webrtcstack.tap import read_config
+
+    try:
+        config = read_config(args.config)
+    except ConfigError as e:
+        print(f"webrtcstack: invalid config: {e}", file=sys.stderr)
+        return 2
+    if not config.turn.static_auth_secret:
+        print(f"webrtcstack: {config.filename} sets no [turn] static_auth_secret "
+              "(the running stack made up its own); set one to mint credentials here", file=sys.stderr)
+        return 2
+    username, password = rest_credentials(config.turn.static_auth_secret[0], args.user, ttl_s=args.ttl,
+                                          now=time.time(), separator=config.turn.rest_api_separator)
+    if args.json:
+        print(json.dumps({"username": username, "credential": password, "ttl": args.ttl}))
+    else:
+        print(f"username: {username}")
+        print(f"password: {password}")
+    return 0
+
+
+def _add_turn_credentials(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("turn-credentials", help="print TURN REST API credentials from the config's secret")
+    p.add_argument("--user", required=True, metavar="NAME", help="the name after the expiry time")
+    p.add_argument("--ttl", type=int, default=86400, metavar="S", help="seconds the credentials stay valid (default: 86400)")
+    p.add_argument("-c", "--config", default=None, help="config file (default: etc/stack.ini, then /etc/webrtcstack/stack.ini)")
+    p.add_argument("--json", action="store_true", help="print a JSON object")
+    p.set_defaults(func=cmd_turn_credentials)
+
+
+def status_url(config: Any) -> str:
+    """The ``/status`` URL of the first ``[metrics] listen`` endpoint (wildcards mean loopback)."""
+    if not config.metrics.listen:
+        raise ValueError("[metrics] listen is empty")
+    ep = config.metrics.listen[0]
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(ep.host, ep.host)
+    return f"http://[{host}]:{ep.port}/status" if ":" in host else f"http://{host}:{ep.port}/status"
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    """Fetch and print ``/status``; 1 when the stack does not answer."""
+    from urllib.error import URLError
+    from urllib.request import urlopen
+
+    from webrtcstack.tap import read_config
+
+    url = args.url
+    if url is None:
+        try:
+            url = status_url(read_config(args.config))
+        except (ConfigError, ValueError) as e:
+            print(f"webrtcstack: {e}", file=sys.stderr)
+            return 2
+    try:
+        with urlopen(url, timeout=args.timeout) as response:
+            body = response.read()
+    except (URLError, OSError) as e:
+        print(f"webrtcstack: no answer from {url}: {getattr(e, 'reason', e)}", file=sys.stderr)
+        return 1
+    status = json.loads(body)
+    if args.json:
+        print(json.dumps(status, indent=2, sort_keys=True))
+        return 0
+    print(f"webrtcstack {status.get('version', '?')}: {status.get('state', '?')}, up {status.get('uptime_s', 0):.0f}s")
+    for key in ("allocations", "rooms", "clients", "websockets"):
+        print(f"  {key}: {status.get(key, 0)}")
+    for line in status.get("listeners", []):
+        print(f"  listening: {line}")
+    cert = status.get("certificate")
+    if cert:
+        print(f"  certificate: {', '.join(cert['names'])}, expires {time.strftime('%Y-%m-%d', time.gmtime(cert['not_after']))}")
+    return 0
+
+
+def _add_status(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("status", help="show the running stack's status (from [metrics] listen)")
+    p.add_argument("-c", "--config", default=None, help="config file (default: etc/stack.ini, then /etc/webrtcstack/stack.ini)")
+    p.add_argument("--url", default=None, help="the status URL (default: from [metrics] listen)")
+    p.add_argument("--timeout", type=float, default=5.0, help="seconds to wait (default: 5)")
+    p.add_argument("--json", action="store_true", help="print the JSON as received")
+    p.set_defaults(func=cmd_status)
+
+
 #: Functions that add one subcommand each to the parser.
-COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_check_config]  # type: ignore[type-arg]
+COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [  # type: ignore[type-arg]
+    _add_check_config, _add_gencert, _add_turn_credentials, _add_status,
+]
 
 
 def build_parser() -> argparse.ArgumentParser:

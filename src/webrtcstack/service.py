@@ -1,6 +1,11 @@
 """Wiring: builder functions that turn a :class:`StackConfig` into services.
 
-One child service per listener, all under one MultiService.  Nothing binds
+One child service per listener, all under one :class:`StackService` (a
+MultiService that also reloads on SIGHUP, drains on SIGTERM and talks to
+systemd).  TLS listeners wrap the same factories the plain ones serve:
+HTTPS/WSS wraps the web Site, TURN over TLS wraps the TURN stream factory,
+and a port in both ``[turn] tls_listen`` and ``[http] tls_listen`` gets one
+listener that picks a side per connection (:mod:`webrtcstack.ops.demux`).  Nothing binds
 until ``startService``; ``stopService`` closes every port and cancels every
 timer, so a stopped stack leaves nothing behind.
 """
@@ -14,7 +19,14 @@ from twisted.application import service
 from twisted.logger import Logger
 
 from webrtcstack.config import StackConfig
+from webrtcstack.ops.demux import DemuxFactory
+from webrtcstack.ops.health import build_ops_site
+from webrtcstack.ops.lifecycle import StackService
+from webrtcstack.ops.metrics import make_registry
+from webrtcstack.ops.redirect import build_redirect_site
+from webrtcstack.ops.runtime import StackRuntime
 from webrtcstack.sockets import ListenerService, raise_open_files_limit
+from webrtcstack.tls import ALPN_HTTP, ALPN_TURN, CertificateStore, tls_factory
 
 log = Logger()
 
@@ -22,11 +34,15 @@ log = Logger()
 def describe_listeners(config: StackConfig) -> list[str]:
     """What would listen where, one line each (for ``--check`` and ``check-config``)."""
     lines: list[str] = []
+    shared = set(config.turn.tls_listen) & set(config.http.tls_listen) if config.turn.enabled and config.http.enabled else set()
     if config.turn.enabled:
         for ep in config.turn.listen:
             lines.append(f"STUN/TURN  udp+tcp  {ep}")
         for ep in config.turn.tls_listen:
-            lines.append(f"TURN/TLS   tcp      {ep}")
+            if ep in shared:
+                lines.append(f"TURN/TLS + HTTPS/WSS  tcp  {ep}  (one port: ALPN stun.turn / http/1.1, else first bytes)")
+            else:
+                lines.append(f"TURN/TLS   tcp      {ep}")
         low, high = config.turn.relay_ports
         relay_ips = ", ".join(config.turn.relay_ip) or "0.0.0.0, ::"
         lines.append(f"TURN relay udp      {relay_ips} ports {low}-{high}")
@@ -34,13 +50,30 @@ def describe_listeners(config: StackConfig) -> list[str]:
         for ep in config.http.listen:
             lines.append(f"HTTP/WS    tcp      {ep}")
         for ep in config.http.tls_listen:
-            lines.append(f"HTTPS/WSS  tcp      {ep}")
+            if ep not in shared:
+                lines.append(f"HTTPS/WSS  tcp      {ep}")
+        for ep in config.http.redirect_listen:
+            lines.append(f"HTTP->HTTPS redirect tcp {ep}")
         if config.signaling.enabled:
             for ep in config.signaling.listen:
                 lines.append(f"collider   tcp      {ep}")
+    if config.metrics.enabled:
+        for ep in config.metrics.listen:
+            lines.append(f"metrics    tcp      {ep}  (/metrics /healthz /status)")
     if not lines:
         lines.append("nothing enabled")
     return lines
+
+
+def check_certificates(config: StackConfig) -> str | None:
+    """Load the ``[tls]`` files as the stack would; a one-line description, or None without TLS.
+
+    :raises webrtcstack.tls.TlsError: when they cannot be used.
+    """
+    if not config.tls_enabled:
+        return None
+    info = CertificateStore(config.tls.certificate, config.tls.private_key).load()
+    return f"certificate {info.subject} for {', '.join(info.names) or '(no names)'}"
 
 
 def effective_auth_secrets(config: StackConfig) -> tuple[str, ...]:
@@ -79,37 +112,153 @@ class CallbackService(service.Service):
         return self.on_stop()
 
 
-def build_turn(config: StackConfig, reactor: Any, auth_secrets: tuple[str, ...]) -> list[service.IService]:
-    """The STUN/TURN listeners."""
-    from webrtcstack.turn.adapters.driver import build_turn_services
+def _turn_parts(config: StackConfig, reactor: Any, auth_secrets: tuple[str, ...]) -> tuple[list[service.IService], Any]:
+    """The STUN/TURN services, and the object that owns the TURN engine(s).
 
-    return list(build_turn_services(config, reactor, auth_secrets))
+    :returns: (services, turn) where ``turn`` is whatever the TURN driver
+        exposes for TLS wrapping, metrics, reload and drain (see :func:`_wire_turn`).
+    """
+    from webrtcstack.turn.adapters import driver
 
-
-def build_http(config: StackConfig, reactor: Any, auth_secrets: tuple[str, ...]) -> list[service.IService]:
-    """The room server, call page and signaling listeners."""
-    from webrtcstack.web import build_web
-
-    app = build_web(config, reactor, auth_secrets)
-    services: list[service.IService] = [CallbackService("web-timers", app.stop)]
-    for ep in config.http.listen:
-        services.append(ListenerService(reactor, "tcp", ep, app.site, what="http"))
-    if config.signaling.enabled and app.collider_site is not None:
-        for ep in config.signaling.listen:
-            services.append(ListenerService(reactor, "tcp", ep, app.collider_site, what="collider"))
-    return services
+    services = list(driver.build_turn_services(config, reactor, auth_secrets))
+    return services, services
 
 
-def build_service(config: StackConfig, reactor: Any) -> service.MultiService:
-    """The whole stack: one MultiService, one child per listener."""
-    top = service.MultiService()
+def _find(objs: Any, attribute: str) -> list[Any]:
+    """Every distinct ``attribute`` found on ``objs`` (services or the like)."""
+    found: list[Any] = []
+    for obj in objs:
+        value = getattr(obj, attribute, None)
+        if value is not None and all(value is not f for f in found):
+            found.append(value)
+    return found
+
+
+def _wire_turn(runtime: StackRuntime, turn_services: list[service.IService],
+               auth_secrets: tuple[str, ...]) -> Any:
+    """Hook the TURN engines into metrics, reload and drain; return the TLS stream factory maker.
+
+    The TURN driver's services carry ``engine`` (a TurnEngine with
+    ``counters``) and the stream listener carries ``make_stream_factory``
+    (a factory for a given transport, here TLS).
+    """
+    engines = _find(turn_services, "engine")
+    for engine in engines:
+        runtime.turn_counters.append(engine.counters)
+        runtime.busy_counters.append(engine.allocation_count)
+        if hasattr(engine, "start_draining"):
+            runtime.drainers.append(engine.start_draining)
+    for svc in turn_services:
+        apply = getattr(svc, "apply_config", None)
+        if apply is not None:
+            runtime.reloaders.append(lambda config, apply=apply: apply(config, reload_auth_secrets(config, auth_secrets)))
+            break
+    makers = _find(turn_services, "make_stream_factory")
+    return makers[0] if makers else None
+
+
+def reload_auth_secrets(config: StackConfig, running: tuple[str, ...]) -> tuple[str, ...]:
+    """The secrets after a reload: the configured ones, or (none configured) the generated ones kept."""
+    return config.turn.static_auth_secret or running
+
+
+def _wire_web(runtime: StackRuntime, app: Any, auth_secrets: tuple[str, ...]) -> None:
+    """Hook the room server and signaling into metrics, reload and drain."""
+    hub = getattr(app, "hub", None)
+    if hub is not None:
+        runtime.hubs.append(hub)
+        if getattr(hub, "rooms", None) is not None:
+            runtime.room_storages.append(hub.storage)
+    for name in ("start_draining",):
+        hook = getattr(app, name, None)
+        if hook is not None:
+            runtime.drainers.append(hook)
+    apply = getattr(app, "apply_config", None)
+    if apply is not None:
+        runtime.reloaders.append(lambda config: apply(config, reload_auth_secrets(config, auth_secrets)))
+
+
+def build_service(config: StackConfig, reactor: Any, *, notifier: Any = None,
+                  install_signals: bool = True) -> StackService:
+    """The whole stack: one :class:`StackService`, one child per listener.
+
+    Binds nothing until started.  Raises :class:`webrtcstack.tls.TlsError`
+    when a TLS listener is configured and the certificate cannot be loaded.
+
+    :param notifier: systemd notify (default: from ``NOTIFY_SOCKET``).
+    :param install_signals: handle SIGHUP while running (tests turn it off).
+    """
+    runtime = StackRuntime(config, reactor)
+    top = StackService(runtime, reactor, notifier=notifier, install_signals=install_signals)
     ProcessSetupService(config).setServiceParent(top)
     auth_secrets = effective_auth_secrets(config)
     children: list[service.IService] = []
+
+    store = None
+    if config.tls_enabled:
+        store = CertificateStore(config.tls.certificate, config.tls.private_key)
+        info = store.load()
+        runtime.cert_store = store
+        log.info("certificate {subject} for {names}", subject=info.subject, names=",".join(info.names))
+
+    turn_tls_maker = None
     if config.turn.enabled:
-        children += build_turn(config, reactor, auth_secrets)
+        turn_services, _ = _turn_parts(config, reactor, auth_secrets)
+        children += turn_services
+        turn_tls_maker = _wire_turn(runtime, turn_services, auth_secrets)
+
+    app = None
     if config.http.enabled:
-        children += build_http(config, reactor, auth_secrets)
+        from webrtcstack.web import build_web
+
+        app = build_web(config, reactor, auth_secrets)
+        _wire_web(runtime, app, auth_secrets)
+        children.append(CallbackService("web-timers", app.stop))
+        for ep in config.http.listen:
+            children.append(ListenerService(reactor, "tcp", ep, app.site, what="http"))
+        if config.signaling.enabled and app.collider_site is not None:
+            for ep in config.signaling.listen:
+                children.append(ListenerService(reactor, "tcp", ep, app.collider_site, what="collider"))
+        for ep in config.http.redirect_listen:
+            children.append(ListenerService(reactor, "tcp", ep, build_redirect_site(config), what="https-redirect"))
+
+    if store is not None:
+        children += _tls_listeners(config, reactor, store, runtime, app, turn_tls_maker)
+
+    if config.metrics.enabled:
+        site = build_ops_site(runtime, make_registry(runtime))
+        for ep in config.metrics.listen:
+            children.append(ListenerService(reactor, "tcp", ep, site, what="metrics", optional=True))
+
     for child in children:
         child.setServiceParent(top)
+        if isinstance(child, ListenerService):
+            runtime.listeners.append(child)
+        else:
+            runtime.listeners.extend(c for c in getattr(child, "__iter__", lambda: iter(()))()
+                                     if isinstance(c, ListenerService))
     return top
+
+
+def _tls_listeners(config: StackConfig, reactor: Any, store: CertificateStore, runtime: StackRuntime,
+                   app: Any, turn_tls_maker: Any) -> list[service.IService]:
+    """HTTPS/WSS, TURN over TLS, and one-port listeners where both share an endpoint."""
+    out: list[service.IService] = []
+    turn_eps = list(config.turn.tls_listen) if config.turn.enabled else []
+    http_eps = list(config.http.tls_listen) if app is not None else []
+    shared = [ep for ep in turn_eps if ep in http_eps]
+    if turn_eps and turn_tls_maker is None:
+        raise RuntimeError("the TURN driver offers no stream factory for TLS")
+    for ep in shared:
+        demux = DemuxFactory(turn_tls_maker(), app.site, reactor)
+        runtime.demux_factories.append(demux)
+        factory = tls_factory(store, (ALPN_HTTP, ALPN_TURN), demux)
+        out.append(ListenerService(reactor, "tcp", ep, factory, what="https+turns"))
+    for ep in turn_eps:
+        if ep not in shared:
+            factory = tls_factory(store, (ALPN_TURN,), turn_tls_maker())
+            out.append(ListenerService(reactor, "tcp", ep, factory, what="turns"))
+    for ep in http_eps:
+        if ep not in shared:
+            out.append(ListenerService(reactor, "tcp", ep, tls_factory(store, (ALPN_HTTP,), app.site), what="https"))
+    return out

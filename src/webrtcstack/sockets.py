@@ -80,21 +80,32 @@ class ListenerService(service.Service):
     :param target: a DatagramProtocol for UDP, a Factory for TCP.
     """
 
-    def __init__(self, reactor: Any, kind: str, endpoint: Endpoint, target: Any, *, what: str = "") -> None:
+    def __init__(self, reactor: Any, kind: str, endpoint: Endpoint, target: Any, *, what: str = "",
+                 optional: bool = False) -> None:
         self.reactor = reactor
         self.kind = kind
         self.endpoint = endpoint
         self.target = target
         self.what = what
+        self.optional = optional
         self.port: IListeningPort | None = None
         self.setName(f"{what or kind} {kind} {endpoint}")
 
     def startService(self) -> None:
         # Binding errors propagate: a port in use stops the start with a clear error.
-        if self.kind == "udp":
-            self.port = listen_udp(self.reactor, self.endpoint.host, self.endpoint.port, self.target)
-        else:
-            self.port = listen_tcp(self.reactor, self.endpoint.host, self.endpoint.port, self.target)
+        # An optional listener (the metrics one) logs the error and the stack serves on.
+        try:
+            if self.kind == "udp":
+                self.port = listen_udp(self.reactor, self.endpoint.host, self.endpoint.port, self.target)
+            else:
+                self.port = listen_tcp(self.reactor, self.endpoint.host, self.endpoint.port, self.target)
+        except OSError as e:
+            if not self.optional:
+                raise
+            log.error("{what} cannot listen on {kind} {endpoint}: {error}; serving without it",
+                      what=self.what, kind=self.kind, endpoint=str(self.endpoint), error=e.strerror or e)
+            service.Service.startService(self)
+            return
         service.Service.startService(self)
         log.info("{what} listening on {kind} {address}", what=self.what, kind=self.kind, address=self.address_text())
 

@@ -43,7 +43,7 @@ def read_config(explicit: str | None) -> StackConfig:
 class Options(usage.Options):
     """Command-line options of ``twistd webrtcstack``."""
 
-    synopsis = "[-c PATH] [--check]"
+    synopsis = "[-c PATH] [--check] [--log-format text|json]"
     longdesc = (
         "Runs STUN/TURN, WebSocket signaling and the room server from one ini file. "
         "Without -c, etc/stack.ini in the working directory is used, then "
@@ -51,6 +51,7 @@ class Options(usage.Options):
     )
     optParameters = [
         ["config", "c", None, "the config file (default: etc/stack.ini, then /etc/webrtcstack/stack.ini)"],
+        ["log-format", None, None, "text or json (overrides [stack] log_format)"],
     ]
     optFlags = [
         ["check", None, "validate the config, print what would listen where, and exit (0 if valid)"],
@@ -65,10 +66,25 @@ class Options(usage.Options):
             sys.stderr.write(f"webrtcstack: invalid config: {e}\n")
             sys.stderr.flush()
             raise SystemExit(2)
-        if self["check"]:
-            from webrtcstack.service import describe_listeners
+        if self["log-format"] is not None:
+            if self["log-format"] not in ("text", "json"):
+                raise usage.UsageError("--log-format must be text or json")
+            import attr
 
+            self.config = attr.evolve(self.config, stack=attr.evolve(self.config.stack, log_format=self["log-format"]))
+        from webrtcstack.service import check_certificates, describe_listeners
+        from webrtcstack.tls import TlsError
+
+        try:
+            cert_line = check_certificates(self.config)
+        except TlsError as e:
+            sys.stderr.write(f"webrtcstack: invalid config: {self.config.filename}: {e}\n")
+            sys.stderr.flush()
+            raise SystemExit(2)
+        if self["check"]:
             sys.stdout.write(f"config {self.config.filename}: OK\n")
+            if cert_line:
+                sys.stdout.write(f"  {cert_line}\n")
             for line in describe_listeners(self.config):
                 sys.stdout.write(f"  {line}\n")
             sys.stdout.flush()

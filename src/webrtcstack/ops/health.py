@@ -1,0 +1,86 @@
+"""The operations HTTP site on ``[metrics] listen``: ``/metrics``, ``/healthz``, ``/status``.
+
+It listens on loopback by default (127.0.0.1:9641): the numbers say how busy
+the server is, which is nobody else's business.  ``/healthz`` answers 200
+while the stack runs and 503 once it drains, so a load balancer stops sending
+new users to a server that is going away.
+"""
+
+from __future__ import annotations
+
+import json
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry
+from twisted.web import resource, server
+from twisted.web.iweb import IRequest
+
+from webrtcstack.ops.metrics import render
+from webrtcstack.ops.runtime import StackRuntime
+
+
+class MetricsResource(resource.Resource):
+    """``GET /metrics``: the Prometheus text format."""
+
+    isLeaf = True
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        super().__init__()
+        self.registry = registry
+
+    def render_GET(self, request: IRequest) -> bytes:
+        request.setHeader(b"content-type", CONTENT_TYPE_LATEST.encode())
+        return render(self.registry)
+
+
+class HealthResource(resource.Resource):
+    """``GET /healthz``: ``ok`` (200) while running, ``draining`` (503) after SIGTERM."""
+
+    isLeaf = True
+
+    def __init__(self, runtime: StackRuntime) -> None:
+        super().__init__()
+        self.runtime = runtime
+
+    def render_GET(self, request: IRequest) -> bytes:
+        request.setHeader(b"content-type", b"text/plain; charset=utf-8")
+        request.setHeader(b"cache-control", b"no-store")
+        state = self.runtime.state
+        if state in ("starting", "running"):
+            return b"ok\n"
+        request.setResponseCode(503)
+        return state.encode() + b"\n"
+
+
+class StatusResource(resource.Resource):
+    """``GET /status``: uptime and counts as JSON (like collider's ``/status``)."""
+
+    isLeaf = True
+
+    def __init__(self, runtime: StackRuntime) -> None:
+        super().__init__()
+        self.runtime = runtime
+
+    def render_GET(self, request: IRequest) -> bytes:
+        request.setHeader(b"content-type", b"application/json")
+        request.setHeader(b"cache-control", b"no-store")
+        return json.dumps(self.runtime.status(), sort_keys=True).encode() + b"\n"
+
+
+class _Root(resource.Resource):
+    def render_GET(self, request: IRequest) -> bytes:
+        request.setHeader(b"content-type", b"text/plain; charset=utf-8")
+        return b"webrtcstack operations: /metrics /healthz /status\n"
+
+
+def build_ops_site(runtime: StackRuntime, registry: CollectorRegistry) -> server.Site:
+    """The Site served on ``[metrics] listen``."""
+    root = _Root()
+    root.putChild(b"metrics", MetricsResource(registry))
+    root.putChild(b"healthz", HealthResource(runtime))
+    root.putChild(b"status", StatusResource(runtime))
+    site = server.Site(root)
+    site.displayTracebacks = False
+    site.noisy = False
+    # No access log line per scrape: Prometheus polls every few seconds.
+    site.log = lambda request: None  # type: ignore[method-assign]
+    return site

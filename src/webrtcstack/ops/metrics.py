@@ -1,0 +1,156 @@
+"""Prometheus metrics, read live from the running stack at scrape time.
+
+Nothing here is bumped on the hot path: the TURN engine, the signaling hub
+and the room storage keep plain integers, and :class:`StackCollector` turns
+them into metric families when ``/metrics`` is scraped.  No metric carries a
+user name, room id or address as a label (label sets that grow with traffic
+leak memory on a busy server).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from webrtcstack.ops.runtime import STATES, StackRuntime
+
+PREFIX = "webrtcstack"
+
+
+def _sum_dicts(dicts: list[dict[Any, int]]) -> dict[Any, int]:
+    total: dict[Any, int] = {}
+    for d in dicts:
+        for k, v in d.items():
+            total[k] = total.get(k, 0) + v
+    return total
+
+
+def _labels(key: Any, width: int) -> list[str]:
+    """A counter dict key as label values (a str or a tuple of str)."""
+    values = list(key) if isinstance(key, tuple) else [key]
+    values = [str(v) for v in values][:width]
+    return values + [""] * (width - len(values))
+
+
+class StackCollector(Collector):
+    """Yields the stack's metric families from a :class:`StackRuntime`."""
+
+    def __init__(self, runtime: StackRuntime) -> None:
+        self.runtime = runtime
+
+    def describe(self) -> list[Metric]:
+        # Registering must not scrape (components may not exist yet).
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        rt = self.runtime
+        yield from self._lifecycle(rt)
+        yield from self._turn(rt)
+        yield from self._web(rt)
+        yield from self._tls(rt)
+
+    def _lifecycle(self, rt: StackRuntime) -> Iterator[Metric]:
+        from webrtcstack import __version__
+
+        info = GaugeMetricFamily(f"{PREFIX}_build_info", "Version of the running webrtcstack.", labels=["version"])
+        info.add_metric([__version__], 1)
+        yield info
+        state = GaugeMetricFamily(f"{PREFIX}_state", "1 for the lifecycle state the stack is in.", labels=["state"])
+        for name in STATES:
+            state.add_metric([name], 1 if rt.state == name else 0)
+        yield state
+        yield GaugeMetricFamily(f"{PREFIX}_uptime_seconds", "Seconds since the stack started.", value=rt.uptime_s())
+        reloads = CounterMetricFamily(f"{PREFIX}_reloads", "SIGHUP reloads by result.", labels=["result"])
+        for result in ("ok", "rejected"):
+            reloads.add_metric([result], rt.reload_counts.get(result, 0))
+        yield reloads
+
+    def _turn(self, rt: StackRuntime) -> Iterator[Metric]:
+        counters = rt.turn_counters
+        active = _sum_dicts([c.allocations_active for c in counters])
+        total = _sum_dicts([c.allocations_total for c in counters])
+        alloc = GaugeMetricFamily(f"{PREFIX}_turn_allocations", "TURN allocations now.", labels=["family", "transport"])
+        for key, value in sorted(active.items()):
+            alloc.add_metric(_labels(key, 2), value)
+        yield alloc
+        alloc_total = CounterMetricFamily(f"{PREFIX}_turn_allocations_created", "TURN allocations made.",
+                                          labels=["family", "transport"])
+        for key, value in sorted(total.items()):
+            alloc_total.add_metric(_labels(key, 2), value)
+        yield alloc_total
+        yield GaugeMetricFamily(f"{PREFIX}_turn_permissions", "TURN permissions now.",
+                                value=sum(c.permissions_active for c in counters))
+        yield GaugeMetricFamily(f"{PREFIX}_turn_channel_bindings", "TURN channel bindings now.",
+                                value=sum(c.channels_active for c in counters))
+        packets = CounterMetricFamily(f"{PREFIX}_turn_relayed_packets", "Packets relayed, by direction.", labels=["direction"])
+        octets = CounterMetricFamily(f"{PREFIX}_turn_relayed_bytes", "Payload bytes relayed, by direction.", labels=["direction"])
+        packets.add_metric(["to_peer"], sum(c.packets_to_peer for c in counters))
+        packets.add_metric(["to_client"], sum(c.packets_to_client for c in counters))
+        octets.add_metric(["to_peer"], sum(c.bytes_to_peer for c in counters))
+        octets.add_metric(["to_client"], sum(c.bytes_to_client for c in counters))
+        yield packets
+        yield octets
+        requests = CounterMetricFamily(f"{PREFIX}_turn_requests", "STUN/TURN requests by method and result.",
+                                       labels=["method", "result"])
+        for key, value in sorted(_sum_dicts([c.requests for c in counters]).items()):
+            requests.add_metric(_labels(key, 2), value)
+        yield requests
+        auth = CounterMetricFamily(f"{PREFIX}_turn_auth_failures", "Failed authentications by reason.", labels=["reason"])
+        for key, value in sorted(_sum_dicts([c.auth_failures for c in counters]).items()):
+            auth.add_metric(_labels(key, 1), value)
+        yield auth
+        yield CounterMetricFamily(f"{PREFIX}_turn_peers_denied", "Permissions or sends refused by the peer policy.",
+                                  value=sum(c.peers_denied for c in counters))
+        quota = CounterMetricFamily(f"{PREFIX}_turn_quota_hits", "Requests refused by a quota, by quota.", labels=["quota"])
+        for key, value in sorted(_sum_dicts([c.quota_hits for c in counters]).items()):
+            quota.add_metric(_labels(key, 1), value)
+        yield quota
+        dropped = CounterMetricFamily(f"{PREFIX}_turn_dropped_packets", "Packets dropped, by reason.", labels=["reason"])
+        for key, value in sorted(_sum_dicts([c.dropped for c in counters]).items()):
+            dropped.add_metric(_labels(key, 1), value)
+        yield dropped
+
+    def _web(self, rt: StackRuntime) -> Iterator[Metric]:
+        rooms, clients = rt.room_counts()
+        yield GaugeMetricFamily(f"{PREFIX}_rooms", "Rooms now.", value=rooms)
+        yield GaugeMetricFamily(f"{PREFIX}_room_clients", "Clients joined to rooms now.", value=clients)
+        yield GaugeMetricFamily(f"{PREFIX}_websocket_connections", "Open signaling WebSockets now.", value=rt.websockets())
+        yield CounterMetricFamily(f"{PREFIX}_websocket_connections_opened", "Signaling WebSockets opened.",
+                                  value=sum(h.counters.total_ws for h in rt.hubs))
+        yield CounterMetricFamily(f"{PREFIX}_websocket_errors", "Signaling WebSocket errors.",
+                                  value=sum(h.counters.ws_errors for h in rt.hubs))
+        messages = CounterMetricFamily(f"{PREFIX}_signaling_messages", "Signaling messages by outcome.", labels=["outcome"])
+        for outcome in ("forwarded", "queued", "dropped"):
+            messages.add_metric([outcome], sum(getattr(h.counters, f"messages_{outcome}", 0) for h in rt.hubs))
+        yield messages
+        oneport = CounterMetricFamily(f"{PREFIX}_oneport_connections", "Connections on one-port TLS listeners, by the side chosen.",
+                                      labels=["protocol"])
+        for key, value in sorted(_sum_dicts([f.counts for f in rt.demux_factories]).items()):
+            oneport.add_metric([key], value)
+        yield oneport
+
+    def _tls(self, rt: StackRuntime) -> Iterator[Metric]:
+        store = rt.cert_store
+        if store is not None and store.info is not None:
+            yield GaugeMetricFamily(f"{PREFIX}_tls_certificate_expiry_timestamp_seconds",
+                                    "When the served certificate expires (Unix time).", value=store.info.not_after)
+
+
+def make_registry(runtime: StackRuntime, *, process: bool = True) -> CollectorRegistry:
+    """A registry of its own (not the global one) with the stack and process collectors."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(StackCollector(runtime))
+    if process:
+        ProcessCollector(registry=registry)
+        PlatformCollector(registry=registry)
+        GCCollector(registry=registry)
+    return registry
+
+
+def render(registry: CollectorRegistry) -> bytes:
+    """The Prometheus text exposition of ``registry``."""
+    return generate_latest(registry)

@@ -1,0 +1,60 @@
+"""The optional plain-HTTP listener that sends every request to HTTPS.
+
+``[http] redirect_listen = 0.0.0.0:80`` answers each request with a 301 to the
+same path on ``https://`` — at ``[http] public_url`` when that is an https
+URL, else at the request's host name and the first ``[http] tls_listen``
+port.  Nothing else is served on it.
+"""
+
+from __future__ import annotations
+
+from twisted.web import resource, server
+from twisted.web.iweb import IRequest
+
+from webrtcstack.config import StackConfig
+
+
+def https_location(config: StackConfig, host_header: str, path: bytes) -> str:
+    """Where a plain-HTTP request for ``path`` with this Host header should go."""
+    public = config.http.public_url
+    if public.startswith("https://"):
+        base = public
+    else:
+        host = host_header.strip() or "localhost"
+        # Drop a port from the Host header ("name:80", "[::1]:80").
+        if host.startswith("["):
+            host = host[: host.find("]") + 1] if "]" in host else host
+        elif host.count(":") == 1:
+            host = host.split(":", 1)[0]
+        port = config.http.tls_listen[0].port if config.http.tls_listen else 443
+        base = f"https://{host}" + ("" if port == 443 else f":{port}")
+    target = path.decode("latin-1") if path else "/"
+    if not target.startswith("/") or target.startswith("//"):
+        target = "/" + target.lstrip("/")
+    return base + target
+
+
+class RedirectResource(resource.Resource):
+    """Every method, every path: 301 to the https URL (308 keeps POST a POST)."""
+
+    isLeaf = True
+
+    def __init__(self, config: StackConfig) -> None:
+        super().__init__()
+        self.config = config
+
+    def render(self, request: IRequest) -> bytes:
+        host = (request.getHeader(b"host") or b"").decode("latin-1")
+        location = https_location(self.config, host, request.uri)
+        request.setResponseCode(301 if request.method in (b"GET", b"HEAD") else 308)
+        request.setHeader(b"location", location.encode("latin-1"))
+        request.setHeader(b"content-type", b"text/plain; charset=utf-8")
+        return f"moved to {location}\n".encode("latin-1")
+
+
+def build_redirect_site(config: StackConfig) -> server.Site:
+    """The Site for ``[http] redirect_listen``."""
+    site = server.Site(RedirectResource(config))
+    site.noisy = False
+    return site
+

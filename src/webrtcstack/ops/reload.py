@@ -1,0 +1,75 @@
+"""What a reload may change at once, and what needs a restart (pure; no reactor).
+
+On SIGHUP the stack re-reads its config file.  Users, secrets, peer allow and
+deny lists, quotas, limits and the certificate files apply to new requests at
+once.  Keys that decide which sockets exist (listen addresses, the relay port
+range and addresses, whether a part is enabled, and the log format chosen
+at start) cannot change under a running process: :func:`restart_keys`
+names them so the log can say so, and the rest of the new config is still
+applied.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import attr
+
+from webrtcstack.config import StackConfig
+
+#: (section, key) pairs that only take effect on a restart.
+RESTART_KEYS: frozenset[tuple[str, str]] = frozenset({
+    ("stack", "max_open_files"),
+    ("stack", "log_format"),
+    ("turn", "enabled"),
+    ("turn", "listen"),
+    ("turn", "tls_listen"),
+    ("turn", "relay_ports"),
+    ("turn", "relay_ip"),
+    ("http", "enabled"),
+    ("http", "listen"),
+    ("http", "tls_listen"),
+    ("http", "redirect_listen"),
+    ("rooms", "enabled"),
+    ("signaling", "enabled"),
+    ("signaling", "listen"),
+    ("metrics", "enabled"),
+    ("metrics", "listen"),
+})
+
+
+def changed_keys(old: StackConfig, new: StackConfig) -> Iterator[tuple[str, str]]:
+    """Every (section, key) whose value differs, in schema order."""
+    for field in attr.fields(StackConfig):
+        if field.name == "filename":
+            continue
+        old_sec, new_sec = getattr(old, field.name), getattr(new, field.name)
+        for key_field in attr.fields(type(old_sec)):
+            if getattr(old_sec, key_field.name) != getattr(new_sec, key_field.name):
+                yield field.name, key_field.name
+
+
+def restart_keys(old: StackConfig, new: StackConfig) -> list[str]:
+    """The changed keys that need a restart, as ``[section] key`` text."""
+    return [f"[{s}] {k}" for s, k in changed_keys(old, new) if (s, k) in RESTART_KEYS]
+
+
+def applied_keys(old: StackConfig, new: StackConfig) -> list[str]:
+    """The changed keys a reload applies at once, as ``[section] key`` text."""
+    return [f"[{s}] {k}" for s, k in changed_keys(old, new) if (s, k) not in RESTART_KEYS]
+
+
+def effective_config(old: StackConfig, new: StackConfig) -> StackConfig:
+    """``new``, except that keys needing a restart keep their running values.
+
+    What the components are handed on reload, so that ``[turn] relay_ports``
+    and the like stay true to the sockets actually open.
+    """
+    sections = {}
+    for field in attr.fields(StackConfig):
+        if field.name == "filename":
+            continue
+        old_sec, new_sec = getattr(old, field.name), getattr(new, field.name)
+        keep = {k: getattr(old_sec, k) for s, k in RESTART_KEYS if s == field.name}
+        sections[field.name] = attr.evolve(new_sec, **keep)
+    return attr.evolve(new, **sections)

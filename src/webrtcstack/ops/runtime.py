@@ -1,0 +1,105 @@
+"""What the operations side sees of a running stack.
+
+:func:`webrtcstack.service.build_service` fills one :class:`StackRuntime`
+with the live objects of each component (the TURN counters, the signaling
+hub, the room storage, the certificate store) and with the hooks reload and
+drain call.  The metrics collector, the status page, SIGHUP and SIGTERM all
+read this one object, so none of them needs to know how a component is
+built.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from webrtcstack.config import StackConfig
+
+#: Lifecycle states shown by ``/status`` and ``webrtcstack_state``.
+STATES = ("starting", "running", "draining", "stopping")
+
+
+class StackRuntime:
+    """Live objects and hooks of one running stack.
+
+    :param config: the config in force (replaced on a successful reload).
+    :param clock: the reactor (``seconds()`` only).
+    """
+
+    def __init__(self, config: StackConfig, clock: Any) -> None:
+        self.config = config
+        self.clock = clock
+        self.started_at = clock.seconds()
+        self.state = "starting"
+        self.last_reload: dict[str, Any] | None = None
+        #: Reloads by result ("ok", "rejected").
+        self.reload_counts: dict[str, int] = {}
+        #: The certificate store, when any TLS listener is configured.
+        self.cert_store: Any = None
+        #: :class:`webrtcstack.turn.allocation.TurnCounters`, one per TURN engine.
+        self.turn_counters: list[Any] = []
+        #: Callables returning (permissions, channel bindings) in force, when a component can tell.
+        self.turn_gauges: list[Callable[[], dict[str, Any]]] = []
+        #: Signaling hubs (``.counters``, ``.storage``).
+        self.hubs: list[Any] = []
+        #: Room storages (``room_count()``, ``iter_rooms()``).
+        self.room_storages: list[Any] = []
+        #: One-port listeners' demux factories (``.counts``).
+        self.demux_factories: list[Any] = []
+        #: Called with the new config after a reload is accepted.
+        self.reloaders: list[Callable[[StackConfig], None]] = []
+        #: Called once when draining starts: refuse new allocations and joins.
+        self.drainers: list[Callable[[], None]] = []
+        #: Each returns how many sessions (allocations, connected clients) are still up.
+        self.busy_counters: list[Callable[[], int]] = []
+        #: Listener services by name, for ``/status``.
+        self.listeners: list[Any] = []
+
+    def uptime_s(self) -> float:
+        """Seconds since the stack was built."""
+        return float(self.clock.seconds() - self.started_at)
+
+    def busy(self) -> int:
+        """Sessions still up across components (drain waits for 0)."""
+        return sum(count() for count in self.busy_counters)
+
+    def allocations(self) -> int:
+        """TURN allocations now, all families and transports."""
+        return sum(sum(c.allocations_active.values()) for c in self.turn_counters)
+
+    def room_counts(self) -> tuple[int, int]:
+        """(rooms, clients in rooms) now."""
+        rooms = clients = 0
+        for storage in self.room_storages:
+            rooms += storage.room_count()
+            for room in storage.iter_rooms():
+                clients += len(getattr(room, "members", ()))
+        return rooms, clients
+
+    def websockets(self) -> int:
+        """Open signaling WebSockets now."""
+        return sum(hub.counters.open_ws for hub in self.hubs)
+
+    def status(self) -> dict[str, Any]:
+        """The ``/status`` JSON object (and ``webrtcstack status``)."""
+        from webrtcstack import __version__
+
+        rooms, clients = self.room_counts()
+        out: dict[str, Any] = {
+            "version": __version__,
+            "state": self.state,
+            "uptime_s": round(self.uptime_s(), 3),
+            "config": self.config.filename,
+            "allocations": self.allocations(),
+            "rooms": rooms,
+            "clients": clients,
+            "websockets": self.websockets(),
+            "listeners": [f"{s.what} {s.kind} {s.address_text()}" for s in self.listeners],
+        }
+        if self.cert_store is not None and self.cert_store.info is not None:
+            info = self.cert_store.info
+            out["certificate"] = {"subject": info.subject, "names": list(info.names), "not_after": info.not_after,
+                                  "sha256": info.fingerprint_sha256}
+        if self.last_reload is not None:
+            out["last_reload"] = self.last_reload
+        return out
