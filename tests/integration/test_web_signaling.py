@@ -284,7 +284,10 @@ class LimitTests(WebCase, unittest.TestCase):
         with self.assertRaises(ConnectionError):
             await self.ws()
         await first.close()
-        await task.deferLater(reactor, 0.05, lambda: None)
+        for _ in range(200):
+            if self.app.signaling_factory.open_count < 2:
+                break
+            await task.deferLater(reactor, 0.01, lambda: None)
         await self.ws()
 
     @async_test
@@ -309,5 +312,8 @@ class PingTests(WebCase, unittest.TestCase):
     async def test_idle_pings(self) -> None:
         """An idle socket gets WebSocket pings at ping_interval_seconds."""
         ws = await self.ws()
-        await task.deferLater(reactor, 1.3, lambda: None)
+        for _ in range(60):
+            if ws.pings:
+                break
+            await task.deferLater(reactor, 0.05, lambda: None)
         self.assertGreaterEqual(ws.pings, 1)
