@@ -1,0 +1,264 @@
+# -*- test-case-name: tests.integration.test_stun_sockets -*-
+"""STUN Binding over real UDP and TCP sockets on 127.0.0.1 and ::1, through the adapters."""
+
+from __future__ import annotations
+
+import socket
+from typing import Any
+
+from twisted.internet import defer, protocol, reactor
+from twisted.internet.interfaces import IListeningPort
+from twisted.internet.testing import StringTransport
+from twisted.internet.task import Clock
+from twisted.logger import LogEvent, globalLogPublisher
+from twisted.trial import unittest
+
+from webrtcstack.stun import AttrType, BindingHandler, Message, MessageClass, Method, decode, encode
+from webrtcstack.turn.adapters.tcp import StunStreamFactory, listen_stun_tcp
+from webrtcstack.turn.adapters.udp import StunDatagramProtocol, listen_stun_udp
+
+TID = bytes(range(12))
+REQUEST = encode(Message(Method.BINDING, MessageClass.REQUEST, TID))
+
+
+def ipv6_available() -> bool:
+    """True if this host can bind ::1."""
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+class _UdpClient(protocol.DatagramProtocol):
+    """Sends one datagram and fires with the first reply."""
+
+    def __init__(self, payload: bytes, server: tuple[str, int]) -> None:
+        self.payload = payload
+        self.server = server
+        self.reply: defer.Deferred[bytes] = defer.Deferred()
+
+    def startProtocol(self) -> None:
+        self.transport.write(self.payload, self.server)
+
+    def datagramReceived(self, datagram: bytes, addr: Any) -> None:
+        if not self.reply.called:
+            self.reply.callback(datagram)
+
+
+class _TcpClient(protocol.Protocol):
+    """Collects what the server sends; fires ``closed`` when the server hangs up."""
+
+    def __init__(self) -> None:
+        self.received = b""
+        self.got_data: defer.Deferred[bytes] = defer.Deferred()
+        self.closed: defer.Deferred[None] = defer.Deferred()
+
+    def dataReceived(self, data: bytes) -> None:
+        self.received += data
+        if not self.got_data.called:
+            self.got_data.callback(data)
+
+    def connectionLost(self, reason: Any = None) -> None:
+        self.closed.callback(None)
+
+
+class StunSocketTests(unittest.TestCase):
+    """Binding over UDP and TCP on the real reactor."""
+
+    timeout = 10
+
+    def setUp(self) -> None:
+        self.handler = BindingHandler("webrtcstack")
+
+    def listen(self, kind: str, host: str) -> IListeningPort:
+        """Start our listener on ``host`` port 0, stopped at cleanup."""
+        if kind == "udp":
+            port = listen_stun_udp(reactor, host, 0, self.handler)
+        else:
+            port = listen_stun_tcp(reactor, host, 0, self.handler)
+        self.addCleanup(port.stopListening)
+        return port
+
+    @defer.inlineCallbacks
+    def udp_binding(self, host: str) -> Any:
+        """Send a Binding request over UDP and check XOR-MAPPED-ADDRESS is the client's socket."""
+        server = self.listen("udp", host)
+        client = _UdpClient(REQUEST, (host, server.getHost().port))
+        client_port = reactor.listenUDP(0, client, interface=host)
+        self.addCleanup(client_port.stopListening)
+        raw = yield client.reply
+        response = decode(raw)
+        self.assertEqual(response.transaction_id, TID)
+        self.assertEqual(response.get(AttrType.XOR_MAPPED_ADDRESS), (host, client_port.getHost().port))
+
+    @defer.inlineCallbacks
+    def tcp_binding(self, host: str) -> Any:
+        """Send a Binding request over TCP, in two pieces, and check the mapped address."""
+        server = self.listen("tcp", host)
+        creator = protocol.ClientCreator(reactor, _TcpClient)
+        client = yield creator.connectTCP(host, server.getHost().port)
+        self.addCleanup(client.transport.loseConnection)
+        client.transport.write(REQUEST[:5])
+        client.transport.write(REQUEST[5:])
+        yield client.got_data
+        response = decode(client.received)
+        local = client.transport.getHost()
+        self.assertEqual(response.get(AttrType.XOR_MAPPED_ADDRESS), (host, local.port))
+        client.transport.loseConnection()
+        yield client.closed
+
+    def test_udp_ipv4(self) -> None:
+        """UDP on 127.0.0.1: the reply maps to the client's own address and port."""
+        return self.udp_binding("127.0.0.1")
+
+    def test_udp_ipv6(self) -> None:
+        """UDP on ::1: IPv6 sources (4-tuples in Twisted) are answered with an IPv6 mapping."""
+        if not ipv6_available():
+            raise unittest.SkipTest("no IPv6 loopback")
+        return self.udp_binding("::1")
+
+    def test_tcp_ipv4(self) -> None:
+        """TCP on 127.0.0.1: a request split over two writes is answered with the client's address."""
+        return self.tcp_binding("127.0.0.1")
+
+    def test_tcp_ipv6(self) -> None:
+        """TCP on ::1 works the same way."""
+        if not ipv6_available():
+            raise unittest.SkipTest("no IPv6 loopback")
+        return self.tcp_binding("::1")
+
+    @defer.inlineCallbacks
+    def test_tcp_garbage_closes(self) -> Any:
+        """Bytes that are neither STUN nor ChannelData make the server close the connection."""
+        server = self.listen("tcp", "127.0.0.1")
+        client = yield protocol.ClientCreator(reactor, _TcpClient).connectTCP("127.0.0.1", server.getHost().port)
+        client.transport.write(b"GET / HTTP/1.1\r\n\r\n")
+        yield client.closed
+        self.assertEqual(client.received, b"")
+
+    @defer.inlineCallbacks
+    def test_udp_garbage_dropped_then_served(self) -> Any:
+        """A garbage datagram is dropped and counted; the next good request is still answered."""
+        server = self.listen("udp", "127.0.0.1")
+        garbage = _UdpClient(b"\xffnot stun", ("127.0.0.1", server.getHost().port))
+        p = reactor.listenUDP(0, garbage, interface="127.0.0.1")
+        self.addCleanup(p.stopListening)
+        yield self.udp_binding_on(server)
+        self.assertEqual(self.handler.counters.malformed, 1)
+
+    @defer.inlineCallbacks
+    def udp_binding_on(self, server: IListeningPort) -> Any:
+        """One more request to an existing UDP listener."""
+        client = _UdpClient(REQUEST, ("127.0.0.1", server.getHost().port))
+        p = reactor.listenUDP(0, client, interface="127.0.0.1")
+        self.addCleanup(p.stopListening)
+        response = decode((yield client.reply))
+        self.assertEqual(response.msg_class, MessageClass.SUCCESS)
+
+
+class _FakeUdpTransport:
+    """Records writes."""
+
+    def __init__(self) -> None:
+        self.written: list[tuple[bytes, Any]] = []
+
+    def write(self, data: bytes, addr: Any) -> None:
+        self.written.append((data, addr))
+
+
+class AdapterUnitTests(unittest.SynchronousTestCase):
+    """The adapters with fake transports and a task.Clock."""
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.handler = BindingHandler("")
+        self.events: list[LogEvent] = []
+        globalLogPublisher.addObserver(self.events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, self.events.append)
+
+    def warnings(self) -> list[LogEvent]:
+        """Events our adapters logged."""
+        return [e for e in self.events if "STUN/" in e.get("log_format", "")]
+
+    def test_udp_ipv6_four_tuple(self) -> None:
+        """A 4-tuple IPv6 source is answered at that same 4-tuple, mapped without flowinfo and scope."""
+        proto = StunDatagramProtocol(self.handler, self.clock)
+        transport = _FakeUdpTransport()
+        proto.transport = transport  # type: ignore[assignment]
+        addr = ("2001:db8::5", 6000, 0, 0)
+        proto.datagramReceived(REQUEST, addr)
+        [(data, sent_to)] = transport.written
+        self.assertEqual(sent_to, addr)
+        self.assertEqual(decode(data).get(AttrType.XOR_MAPPED_ADDRESS), ("2001:db8::5", 6000))
+
+    def test_udp_malformed_log_rate_limited(self) -> None:
+        """A flood of malformed datagrams logs once per 10 s, then says how many were suppressed."""
+        proto = StunDatagramProtocol(self.handler, self.clock)
+        proto.transport = _FakeUdpTransport()  # type: ignore[assignment]
+        for _ in range(100):
+            proto.datagramReceived(b"\xff", ("192.0.2.1", 1))
+        self.assertEqual(len(self.warnings()), 1)
+        self.clock.advance(10)
+        proto.datagramReceived(b"\xff", ("192.0.2.1", 1))
+        self.assertEqual(len(self.warnings()), 2)
+        self.assertEqual(self.warnings()[1]["suppressed"], 99)
+        self.assertEqual(proto.dropped, 101)
+
+    def test_udp_controller_bug_contained(self) -> None:
+        """An unexpected exception in the controller is counted and logged, not raised into the reactor."""
+        class Broken:
+            def handle(self, raw: bytes, source: tuple[str, int], transport: str) -> bytes | None:
+                raise RuntimeError("bug")
+        proto = StunDatagramProtocol(Broken(), self.clock)
+        proto.transport = _FakeUdpTransport()  # type: ignore[assignment]
+        proto.datagramReceived(REQUEST, ("192.0.2.1", 1))
+        self.assertEqual(proto.failures, 1)
+
+    def connect_tcp(self, **kwargs: Any) -> tuple[Any, StringTransport, StunStreamFactory]:
+        """A StunStreamProtocol on a StringTransport."""
+        factory = StunStreamFactory(self.handler, self.clock, **kwargs)
+        proto = factory.buildProtocol(None)
+        transport = StringTransport()
+        proto.makeConnection(transport)
+        return proto, transport, factory
+
+    def test_tcp_frames_and_replies(self) -> None:
+        """Two requests in one segment get two replies; a byte-at-a-time request gets one."""
+        proto, transport, factory = self.connect_tcp()
+        proto.dataReceived(REQUEST + REQUEST)
+        replies = transport.value()
+        half = len(replies) // 2
+        self.assertEqual(decode(replies[:half]), decode(replies[half:]))
+        self.assertEqual(decode(replies[:half]).transaction_id, TID)
+        transport.clear()
+        for i in range(len(REQUEST)):
+            proto.dataReceived(REQUEST[i:i + 1])
+        self.assertEqual(decode(transport.value()).msg_class, MessageClass.SUCCESS)
+        self.assertEqual(factory.connections, 1)
+        proto.connectionLost()
+        self.assertEqual(factory.connections, 0)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_tcp_oversize_closes(self) -> None:
+        """A frame longer than max_frame_size closes the connection and is counted."""
+        proto, transport, factory = self.connect_tcp(max_frame_size=64)
+        proto.dataReceived(b"\x00\x01\x01\x00")
+        self.assertTrue(transport.disconnecting)
+        self.assertEqual(factory.dropped, 1)
+        proto.dataReceived(REQUEST)
+        self.assertEqual(transport.value(), b"")
+        proto.connectionLost()
+
+    def test_tcp_idle_timeout(self) -> None:
+        """A connection silent for idle_timeout_s is closed; activity pushes the deadline back."""
+        proto, transport, _ = self.connect_tcp(idle_timeout_s=30)
+        self.clock.advance(20)
+        proto.dataReceived(REQUEST)
+        self.clock.advance(20)
+        self.assertFalse(transport.disconnecting)
+        self.clock.advance(10)
+        self.assertTrue(transport.disconnecting)
+        proto.connectionLost()
+        self.assertEqual(self.clock.getDelayedCalls(), [])
