@@ -93,7 +93,10 @@ def make_context(certificate_path: str, private_key_path: str, alpn: Sequence[by
     try:
         ctx.use_privatekey_file(private_key_path.encode())
     except SSL.Error as e:
-        raise TlsError(f"[tls] private_key {private_key_path}: cannot load a PEM private key ({_reason(e)})") from None
+        reason = _reason(e)
+        if "mismatch" in reason:
+            raise TlsError(f"[tls] private_key {private_key_path} does not match the certificate {certificate_path}") from None
+        raise TlsError(f"[tls] private_key {private_key_path}: cannot load a PEM private key ({reason})") from None
     try:
         ctx.check_privatekey()
     except SSL.Error:

@@ -4,8 +4,9 @@ Strict firewalls often let only TCP 443 out.  A browser's ``turns:host:443``
 and an ``https://host/`` page can share that port: the TLS listener offers
 ALPN ``http/1.1`` and ``stun.turn`` (RFC 7443), and when the client sends no
 ALPN (most TURN clients, browsers included), the first application byte
-decides: a STUN message starts with the two zero bits of its type (first
-byte 0x00-0x3F), an HTTP request with an upper-case method letter.
+decides: a STUN message starts with the two zero bits of its type followed
+by the high bits of a small method number (first byte 0x00 or 0x01), an HTTP
+request with an upper-case method letter.
 
 The choice is made once per connection.  After it, the chosen protocol is
 put in the TLS transport's ``wrappedProtocol`` slot (the same move Autobahn
@@ -46,8 +47,8 @@ def classify(alpn: bytes | None, first: bytes) -> str | None:
     if not first:
         return None
     b = first[0]
-    if b < 0x40:
-        return TURN  # STUN: the top two bits of the message type are zero
+    if b in (0x00, 0x01):
+        return TURN  # STUN: two zero bits, then a method that fits in 12 bits (all known ones are < 0x100)
     if 0x41 <= b <= 0x5A:
         return HTTP  # GET, POST, OPTIONS, ...
     return None
