@@ -141,3 +141,20 @@ class BindingHandlerTests(unittest.SynchronousTestCase):
                                fingerprint=False) + struct.pack("!HH", 0x7F01, 0))
         struct.pack_into("!H", raw, 2, len(raw) - 20)
         self.assertEqual(self.reply(bytes(raw)).msg_class, MessageClass.SUCCESS)
+
+
+class FastPathTests(unittest.SynchronousTestCase):
+    """The hand-built success response is what the general encoder would produce."""
+
+    def test_same_bytes_as_encode(self) -> None:
+        """For IPv4, IPv6, RFC 3489 clients and with or without SOFTWARE, the bytes equal encode()'s."""
+        for software in ("", "webrtcstack", "odd length!"):
+            handler = BindingHandler(software)
+            for tid, source in [(TID, ("192.0.2.1", 1)), (TID, ("2001:db8::1", 65535)),
+                                (CLASSIC_TID, ("198.51.100.2", 3478))]:
+                address_type = AttrType.XOR_MAPPED_ADDRESS if len(tid) == 12 else AttrType.MAPPED_ADDRESS
+                attributes: tuple[tuple[int, object], ...] = ((address_type, source),)
+                if software:
+                    attributes += ((AttrType.SOFTWARE, software),)
+                expected = encode(Message(Method.BINDING, MessageClass.SUCCESS, tid, attributes))
+                self.assertEqual(handler.handle(request(tid=tid), source, "udp"), expected)

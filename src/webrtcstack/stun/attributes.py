@@ -25,6 +25,7 @@ relays can carry raw values.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import struct
 from collections.abc import Callable
@@ -47,6 +48,7 @@ Address = tuple[str, int]
 _U16 = struct.Struct("!H")
 _U32 = struct.Struct("!I")
 _U64 = struct.Struct("!Q")
+_ADDRESS_HEAD = struct.Struct("!BBH")
 #: The port of an XOR address is XORed with the cookie's high 16 bits (RFC 8489 §14.2).
 MAGIC_HIGH = 0x2112
 
@@ -61,24 +63,34 @@ def normalize_host(host: str) -> str:
     return host
 
 
+@functools.lru_cache(maxsize=4096)
+def _packed_host(host: str) -> tuple[int, bytes]:
+    """``(family, packed bytes)`` of an IP address text; cached, as clients repeat."""
+    try:
+        ip = ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError as e:
+        raise ValueError(f"not an IP address: {host!r}") from e
+    return (AddressFamily.IPV4 if ip.version == 4 else AddressFamily.IPV6), ip.packed
+
+
+def _xor(data: bytes, key: bytes) -> bytes:
+    n = len(data)
+    return (int.from_bytes(data, "big") ^ int.from_bytes(key[:n], "big")).to_bytes(n, "big")
+
+
 def pack_address(address: Address, xor_key: bytes | None) -> bytes:
     """Encode a (XOR-)MAPPED-ADDRESS style value (RFC 8489 §14.1, §14.2).
 
     :param xor_key: bytes 4-19 of the header (cookie + transaction id) for
         XOR addresses, ``None`` for plain ones.
+    :raises ValueError: if the host is not an IP address.
     """
     host, port = address
-    try:
-        ip = ipaddress.ip_address(host.split("%", 1)[0])
-    except ValueError as e:
-        raise ValueError(f"not an IP address: {host!r}") from e
-    packed = ip.packed
-    family = AddressFamily.IPV4 if ip.version == 4 else AddressFamily.IPV6
+    family, packed = _packed_host(host)
     if xor_key is not None:
         port ^= MAGIC_HIGH
-        packed = bytes(a ^ b for a, b in zip(packed, xor_key))
-    return struct.pack("!BBH", 0, family, port) + packed
-
+        packed = _xor(packed, xor_key)
+    return _ADDRESS_HEAD.pack(0, family, port) + packed
 
 
 def unpack_address(value: bytes, xor_key: bytes | None) -> Address:
@@ -98,7 +110,7 @@ def unpack_address(value: bytes, xor_key: bytes | None) -> Address:
         raise StunDecodeError(f"unknown address family {family}")
     if xor_key is not None:
         port ^= MAGIC_HIGH
-        raw = bytes(a ^ b for a, b in zip(raw, xor_key))
+        raw = _xor(raw, xor_key)
     if family == AddressFamily.IPV4:
         return ("%d.%d.%d.%d" % (raw[0], raw[1], raw[2], raw[3]), port)
     return (str(ipaddress.IPv6Address(raw)), port)
