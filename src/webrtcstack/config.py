@@ -345,6 +345,7 @@ class TurnSection:
     total_quota: int = _key("10000", _int_in(1, 1_000_000), "allocations at once in all")
     max_permissions: int = _key("10", _int_in(1, 10000), "permissions per allocation")
     max_channels: int = _key("64", _int_in(1, 4096), "channel bindings per allocation")
+    legacy_channel_numbers: bool = _key("yes", _bool, "also accept channel numbers 0x5000-0x7FFE (RFC 5766; coturn's clients pick from them); no: RFC 8656's 0x4000-0x4FFF only")
     max_bps: int = _key("0", _int_in(0, 10_000_000_000), "relayed bits per second per allocation, each direction (0: no limit)")
     max_tcp_connections: int = _key("10000", _int_in(1, 1_000_000), "client TCP/TLS connections at once")
     max_frame_bytes: int = _key("65540", _int_in(548, 65540), "the largest STUN or ChannelData frame accepted on a stream")

@@ -584,10 +584,23 @@ class PermissionChannelTests(SynchronousTestCase):
         self.client.send_raw(struct.pack("!HH", 0x4005, 1) + b"a")
         self.assertEqual(self.engine.counters.dropped["no_channel"], 1)
 
+    def test_channel_numbers_rfc8656(self) -> None:
+        """With legacy_channel_numbers off, numbers outside 0x4000-0x4FFF get 400."""
+        engine, _ = make_engine(legacy_channel_numbers=False)
+        client = Client(engine)
+        client.allocate()
+        self.assertEqual(error_code(client.channel_bind(0x3FFF, "8.8.8.8", 1)), 400)
+        self.assertEqual(error_code(client.channel_bind(0x5000, "8.8.8.8", 1)), 400)
+        self.assertIsNone(error_code(client.channel_bind(0x4FFF, "8.8.8.8", 1)))
+
+    def test_channel_numbers_legacy(self) -> None:
+        """By default the RFC 5766 range up to 0x7FFE is accepted too, and 0x7FFF is not."""
+        self.assertIsNone(error_code(self.client.channel_bind(0x6270, "8.8.8.8", 3)))
+        self.assertEqual(error_code(self.client.channel_bind(0x7FFF, "8.8.8.8", 4)), 400)
+
     def test_channel_numbers(self) -> None:
-        """Channel numbers outside 0x4000-0x4FFF and conflicting bindings get 400."""
+        """Channel numbers below 0x4000 and conflicting bindings get 400."""
         self.assertEqual(error_code(self.client.channel_bind(0x3FFF, "8.8.8.8", 1)), 400)
-        self.assertEqual(error_code(self.client.channel_bind(0x5000, "8.8.8.8", 1)), 400)
         self.assertIsNone(error_code(self.client.channel_bind(0x4FFF, "8.8.8.8", 1)))
         self.assertIsNone(error_code(self.client.channel_bind(0x4FFF, "8.8.8.8", 1)))
         self.assertEqual(error_code(self.client.channel_bind(0x4FFF, "8.8.8.8", 2)), 400)

@@ -12,7 +12,7 @@ Rules:
   sockets come from an injected :class:`RelayOpener`; the engine never touches
   a socket itself, it only stores the handles the opener gives back.
 * **Fast path.** :attr:`TurnEngine.channel_routes` maps
-  ``(five_tuple, channel_number)`` to ``(allocation, peer)``; it is
+  ``(five_tuple, channel_number)`` to ``(allocation, peer, relay)``; it is
   updated on ChannelBind and expiry only.  ChannelData from a client is one
   lookup in it and one ``send``.  Peer datagrams go to
   :meth:`Allocation.handle_peer_datagram` (see allocation.py).
@@ -98,7 +98,7 @@ class TurnSettings:
                  max_lifetime_s: int = 3600, permission_lifetime_s: int = 300, channel_lifetime_s: int = 600,
                  nonce_lifetime_s: int = 600, user_quota: int = 20, total_quota: int = 10000,
                  max_permissions: int = 10, max_channels: int = 64, max_bps: int = 0,
-                 unauthenticated_replies_per_second: int = 20) -> None:
+                 unauthenticated_replies_per_second: int = 20, legacy_channel_numbers: bool = True) -> None:
         self.realm = realm
         self.software = software
         self.relay_hosts = dict(relay_hosts if relay_hosts is not None else {4: "0.0.0.0", 6: "::"})
@@ -115,6 +115,8 @@ class TurnSettings:
         self.max_channels = max_channels
         self.max_bps = max_bps
         self.unauthenticated_replies_per_second = unauthenticated_replies_per_second
+        #: RFC 8656 allows 0x4000-0x4FFF; RFC 5766 allowed up to 0x7FFE and coturn's clients use that.
+        self.max_channel_number = 0x7FFE if legacy_channel_numbers else 0x4FFF
 
     @classmethod
     def from_section(cls, turn: Any, relay_hosts: dict[int, str], advertised_hosts: dict[int, str]) -> TurnSettings:
@@ -127,6 +129,7 @@ class TurnSettings:
             user_quota=turn.user_quota, total_quota=turn.total_quota, max_permissions=turn.max_permissions,
             max_channels=turn.max_channels, max_bps=turn.max_bps,
             unauthenticated_replies_per_second=turn.unauthenticated_replies_per_second,
+            legacy_channel_numbers=turn.legacy_channel_numbers,
         )
 
 
@@ -177,13 +180,33 @@ class TurnEngine:
         self.port_pools: dict[int, PortPool] = {family: PortPool(low, high, randbelow)
                                                 for family in settings.relay_hosts}
         self.allocations: dict[FiveTuple, Allocation] = {}
-        #: The fast path: (five_tuple, channel number) -> (allocation, peer address).
-        self.channel_routes: dict[tuple[Any, int], tuple[Allocation, Address]] = {}
+        #: The fast path: (five_tuple, channel number) -> (allocation, peer address, relay).
+        self.channel_routes: dict[tuple[Any, int], tuple[Allocation, Address, Relay]] = {}
         self.reservations: dict[bytes, _Reservation] = {}
         self.user_allocations: dict[str, int] = {}
         self._heap: list[tuple[float, int, str, Any, Any]] = []
         self._seq = 0
         self._software = ((Attr.SOFTWARE, settings.software.encode()),) if settings.software else ()
+        #: Set when the process drains before a stop: new allocations get 508.
+        self.draining = False
+
+    def reconfigure(self, settings: TurnSettings, users: Any, secrets_: tuple[str, ...], policy: PeerPolicy) -> None:
+        """Apply a reloaded config to new requests (existing allocations keep their state).
+
+        Relay addresses and the port range stay as they were at start.
+        """
+        settings.relay_hosts = self.settings.relay_hosts
+        settings.advertised_hosts = self.settings.advertised_hosts
+        settings.relay_ports = self.settings.relay_ports
+        self.settings = settings
+        self.credentials.secrets = tuple(secrets_)
+        self.credentials.separator = settings and self.credentials.separator
+        self.credentials.set_users(users)
+        self.policy = policy
+        self.challenge_limiter = ReplyRateLimiter(settings.unauthenticated_replies_per_second)
+        self._software = ((Attr.SOFTWARE, settings.software.encode()),) if settings.software else ()
+        #: Set by the shell when the process drains (SIGTERM): new allocations get 508.
+        self.draining = False
 
     # ------------------------------------------------------------------
     # Queries
@@ -192,6 +215,41 @@ class TurnEngine:
     def allocation_count(self) -> int:
         """Allocations alive now."""
         return len(self.allocations)
+
+    def reconfigure(self, settings: TurnSettings, users: Any, secrets: Any, policy: PeerPolicy) -> None:
+        """Apply a reloaded config to new requests (SIGHUP; see webrtcstack.ops.lifecycle).
+
+        Relay addresses and the relay port range stay as they are: those sockets exist already.
+        """
+        settings.relay_hosts = self.settings.relay_hosts
+        settings.advertised_hosts = self.settings.advertised_hosts
+        settings.relay_ports = self.settings.relay_ports
+        self.settings = settings
+        self.credentials.realm = settings.realm
+        self.credentials.secrets = tuple(secrets)
+        self.credentials.set_users(users)
+        self.policy = policy
+        self.nonces.lifetime_s = settings.nonce_lifetime_s
+        self.challenge_limiter = ReplyRateLimiter(settings.unauthenticated_replies_per_second)
+        self._software = ((Attr.SOFTWARE, settings.software.encode()),) if settings.software else ()
+        #: Set when the process drains before a stop: new allocations get 508.
+        self.draining = False
+
+    def reconfigure(self, settings: TurnSettings, users: Any, secrets_: tuple[str, ...], policy: PeerPolicy) -> None:
+        """Apply a reloaded config to new requests (existing allocations keep their state).
+
+        Relay addresses and the port range stay as they were at start.
+        """
+        settings.relay_hosts = self.settings.relay_hosts
+        settings.advertised_hosts = self.settings.advertised_hosts
+        settings.relay_ports = self.settings.relay_ports
+        self.settings = settings
+        self.credentials.secrets = tuple(secrets_)
+        self.credentials.separator = settings and self.credentials.separator
+        self.credentials.set_users(users)
+        self.policy = policy
+        self.challenge_limiter = ReplyRateLimiter(settings.unauthenticated_replies_per_second)
+        self._software = ((Attr.SOFTWARE, settings.software.encode()),) if settings.software else ()
 
     def next_deadline(self) -> float | None:
         """When :meth:`handle_timer` next has work (None: nothing scheduled)."""
@@ -252,7 +310,7 @@ class TurnEngine:
         if length > len(data) - 4:
             self.counters.drop("malformed")
             return
-        allocation, peer = route
+        allocation, peer, _ = route
         allocation.send_to_peer(data[4:4 + length], peer, now)
 
     def handle_connection_lost(self, five_tuple: Any, *, now: float) -> None:
@@ -293,6 +351,7 @@ class TurnEngine:
             self.port_pools[reservation.family].release(reservation.port)
         self.reservations.clear()
         self._heap.clear()
+        self.transactions = TransactionCache(self.transactions.lifetime_s, self.transactions.max_entries)
 
     # ------------------------------------------------------------------
     # Requests
@@ -493,11 +552,14 @@ class TurnEngine:
             families = [4]
         if families[0] not in s.relay_hosts:
             raise ProtocolViolation(440)
-        # Step 8: quotas -> 486 per user, 508 in all.
+        # Step 8: quotas -> 486 per user, 508 in all (and while draining).
+        if self.draining:
+            self._quota_hit("draining")
+            raise ProtocolViolation(508)
         if s.user_quota and self.user_allocations.get(auth.username, 0) >= s.user_quota:
             self._quota_hit("user")
             raise ProtocolViolation(486)
-        if len(self.allocations) >= s.total_quota:
+        if len(self.allocations) >= s.total_quota or self.draining:
             self._quota_hit("total")
             raise ProtocolViolation(508)
         reservation: _Reservation | None = None
@@ -685,11 +747,11 @@ class TurnEngine:
         allocation = self._allocation_for(five_tuple, auth)
         number_value = message.get(Attr.CHANNEL_NUMBER)
         peer_value = message.get(Attr.XOR_PEER_ADDRESS)
-        # Step 1: both attributes, channel number in 0x4000-0x4FFF -> else 400.
+        # Step 1: both attributes, channel number in 0x4000-0x4FFF (or the RFC 5766 range) -> else 400.
         if number_value is None or peer_value is None or len(number_value) != 4:
             raise ProtocolViolation(400)
         number = struct.unpack("!H", number_value[:2])[0]
-        if not 0x4000 <= number <= 0x4FFF:
+        if not 0x4000 <= number <= self.settings.max_channel_number:
             raise ProtocolViolation(400)
         host, port = self._peer(message, peer_value, allocation)
         peer = (host, port)
@@ -713,7 +775,7 @@ class TurnEngine:
             bound = ChannelBinding(number, peer, expires_at)
             allocation.channels[number] = bound
             allocation.channel_by_peer[peer] = bound
-            self.channel_routes[(five_tuple, number)] = (allocation, peer)
+            self.channel_routes[(five_tuple, number)] = (allocation, peer, allocation.relays[6 if ":" in host else 4])
             self.counters.channels_active += 1
         else:
             bound.expires_at = expires_at

@@ -1,0 +1,169 @@
+# -*- test-case-name: tests.integration.test_turn_sockets -*-
+"""TURN (and STUN) over UDP: a listener socket read by a lean ``IReadDescriptor``.
+
+``doRead`` drains the socket (bounded per wake-up).  ChannelData on a bound
+channel is relayed right here with one dict lookup in the engine's
+``channel_routes`` and one ``sendto`` (the fast path, see ../STYLE.md); every
+other datagram goes to :meth:`TurnDriver.handle_client` (STUN Binding,
+TURN requests, Send indications).
+"""
+
+from __future__ import annotations
+
+import socket
+from typing import Any
+
+from zope.interface import implementer
+from twisted.application import service
+from twisted.internet.address import IPv4Address, IPv6Address
+from twisted.internet.interfaces import IReadDescriptor
+from twisted.logger import Logger
+
+from webrtcstack.config import Endpoint
+from webrtcstack.sockets import ListenerService, make_socket
+from webrtcstack.turn.five_tuple import Transport
+
+__all__ = ["TurnUdpListener", "TurnUdpService"]
+
+log = Logger()
+READS_PER_WAKEUP = 128
+LISTENER_BUFFER_BYTES = 4 << 20
+_UDP = Transport.UDP
+
+
+def _udp_sender(sendto: Any, addr: tuple[str, int], counters: Any) -> Any:
+    """A ``to_client`` callable for one UDP client address."""
+
+    def send(data: bytes) -> None:
+        try:
+            sendto(data, addr)
+        except OSError:
+            counters.drop("send_error")
+
+    return send
+
+
+@implementer(IReadDescriptor)
+class TurnUdpListener:
+    """One bound UDP listener socket feeding the driver."""
+
+    def __init__(self, driver: Any, sock: socket.socket) -> None:
+        self.driver = driver
+        self.engine = driver.engine
+        self.sock = sock
+        self.server: tuple[str, int] = sock.getsockname()[:2]
+        self._fd = sock.fileno()
+        self._v6 = sock.family == socket.AF_INET6
+        self._senders: dict[tuple[str, int], Any] = {}
+
+    def sender_for(self, addr: tuple[str, int]) -> Any:
+        """The cached ``to_client`` callable for ``addr`` (bounded cache)."""
+        send = self._senders.get(addr)
+        if send is None:
+            if len(self._senders) > 65536:
+                self._senders.clear()
+            send = self._senders[addr] = _udp_sender(self.sock.sendto, addr, self.engine.counters)
+        return send
+
+    def fileno(self) -> int:
+        return self._fd
+
+    def doRead(self) -> None:
+        recvfrom = self.sock.recvfrom
+        routes = self.engine.channel_routes
+        counters = self.engine.counters
+        server = self.server
+        v6 = self._v6
+        now = self.driver.reactor.seconds()
+        for _ in range(READS_PER_WAKEUP):
+            try:
+                data, addr = recvfrom(65535)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                return
+            if v6:
+                addr = addr[:2]
+            # Fast path: ChannelData on a bound channel (RFC 8656 §12.4).
+            if len(data) >= 4 and 0x40 <= data[0] < 0x80:
+                route = routes.get(((_UDP, addr, server), (data[0] << 8) | data[1]))
+                if route is not None:
+                    length = (data[2] << 8) | data[3]
+                    if length <= len(data) - 4:
+                        allocation, peer, relay = route
+                        bucket = allocation.bucket_to_peer
+                        if bucket is None or bucket.take(length * 8, now):
+                            try:
+                                relay.sendto(data[4:4 + length], peer)
+                            except OSError:
+                                counters.drop("send_error")
+                                continue
+                            counters.packets_to_peer += 1
+                            counters.bytes_to_peer += length
+                        else:
+                            counters.drop("bandwidth")
+                        continue
+            try:
+                self.driver.handle_client((_UDP, addr, server), data, self.sender_for(addr), now)
+            except Exception:
+                log.failure("TURN/UDP: error handling a datagram")
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            self.driver.reactor.removeReader(self)
+            self._fd = -1
+            self.sock.close()
+
+    def connectionLost(self, reason: Any) -> None:
+        self.close()
+
+    def logPrefix(self) -> str:
+        return "TurnUdp"
+
+
+class _BoundUdp:
+    """What ``ListenerService.port`` offers callers: ``getHost`` and ``stopListening``."""
+
+    def __init__(self, listener: TurnUdpListener) -> None:
+        self.listener = listener
+
+    def getHost(self) -> IPv4Address | IPv6Address:
+        host, port = self.listener.server
+        return IPv6Address("UDP", host, port) if ":" in host else IPv4Address("UDP", host, port)
+
+    def stopListening(self) -> None:
+        self.listener.close()
+
+
+class TurnUdpService(ListenerService):
+    """Binds one UDP listener on start, closes it on stop (a ``ListenerService`` of kind udp)."""
+
+    def __init__(self, driver: Any, endpoint: Endpoint) -> None:
+        ListenerService.__init__(self, driver.reactor, "udp", endpoint, None, what="STUN/TURN")
+        self.driver = driver
+        self.listener: TurnUdpListener | None = None
+
+    def startService(self) -> None:
+        sock = make_socket(socket.SOCK_DGRAM, self.endpoint.host, self.endpoint.port)
+        for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, option, LISTENER_BUFFER_BYTES)
+            except OSError:
+                pass
+        self.listener = TurnUdpListener(self.driver, sock)
+        self.driver.reactor.addReader(self.listener)
+        self.port = _BoundUdp(self.listener)  # type: ignore[assignment]
+        service.Service.startService(self)
+        log.info("STUN/TURN listening on udp {address}", address=str(Endpoint(*self.listener.server)))
+
+    def bound_port(self) -> int:
+        """The port actually bound (after start)."""
+        assert self.listener is not None
+        return self.listener.server[1]
+
+    def stopService(self) -> None:
+        service.Service.stopService(self)
+        if self.listener is not None:
+            self.listener.close()
+            self.listener = None
+        self.port = None

@@ -1,0 +1,204 @@
+# -*- test-case-name: tests.integration.test_turn_sockets -*-
+"""Wiring the TURN engine to the reactor: the services, the timer, the relays.
+
+Contract with ``webrtcstack.service``::
+
+    build_turn_services(config, reactor, auth_secrets) -> list[IService]
+
+One service per listener (UDP and TCP for every ``[turn] listen`` endpoint)
+plus one that owns the engine: it cancels the engine's single re-armed
+timer and ends every allocation (closing every relay socket) on stop, so a
+stopped stack leaves no port open and no delayed call pending.
+
+Relay addresses: relay sockets bind to ``relay_ip`` (per family), else to
+the private half of ``external_ip = public/private``, else to a specific
+``listen`` address of that family, else to the wildcard.  XOR-RELAYED-ADDRESS
+advertises the public ``external_ip``, else the bound address, else (bound
+to the wildcard) the host's primary address of that family.
+"""
+
+from __future__ import annotations
+
+import socket
+from typing import Any
+
+from twisted.application import service
+from twisted.internet.interfaces import IDelayedCall
+from twisted.logger import Logger
+
+from webrtcstack.config import StackConfig
+from webrtcstack.stun.binding import BindingHandler
+from webrtcstack.stun.errors import StunDecodeError
+from webrtcstack.turn.adapters.client_stream import TurnStreamFactory
+from webrtcstack.turn.adapters.client_udp import TurnUdpService
+from webrtcstack.turn.adapters.relay import SocketRelayOpener
+from webrtcstack.turn.auth import CredentialStore, parse_users_text
+from webrtcstack.turn.engine import TurnEngine, TurnSettings
+from webrtcstack.turn.five_tuple import Transport
+from webrtcstack.turn.policy import PeerPolicy
+from webrtcstack.sockets import ListenerService
+
+__all__ = ["TurnDriver", "TurnEngineService", "build_turn_services", "relay_addresses", "load_users"]
+
+log = Logger()
+_WILDCARD = {4: "0.0.0.0", 6: "::"}
+_PROBE = {4: "192.0.2.1", 6: "2001:db8::1"}
+
+
+def primary_address(family: int) -> str | None:
+    """The source address the kernel would use toward the Internet (no packet is sent)."""
+    sock = socket.socket(socket.AF_INET6 if family == 6 else socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        sock.connect((_PROBE[family], 9))
+        return str(sock.getsockname()[0])
+    except OSError:
+        return None
+    finally:
+        sock.close()
+
+
+def relay_addresses(config: StackConfig) -> tuple[dict[int, str], dict[int, str]]:
+    """``(bind host per family, advertised host per family)`` for relay sockets."""
+    turn = config.turn
+    bind: dict[int, str] = {}
+    advertised: dict[int, str] = {}
+    families = {4, 6}
+    for ip in turn.relay_ip:
+        bind[6 if ":" in ip else 4] = ip
+    for public, private in turn.external_ip:
+        family = 6 if ":" in public else 4
+        if private and family not in bind:
+            bind[family] = private
+        advertised[family] = public
+    for ep in turn.listen:
+        family = 6 if ":" in ep.host else 4
+        if family not in bind and ep.host != _WILDCARD[family]:
+            bind[family] = ep.host
+    if turn.relay_ip:
+        # Explicit relay addresses: relay only in those families.
+        families = {6 if ":" in ip else 4 for ip in turn.relay_ip}
+    for family in sorted(families):
+        host = bind.setdefault(family, _WILDCARD[family])
+        if family not in advertised:
+            if host != _WILDCARD[family]:
+                advertised[family] = host
+            else:
+                found = primary_address(family)
+                if found is None:
+                    del bind[family]
+                    continue
+                advertised[family] = found
+    return bind, advertised
+
+
+def load_users(config: StackConfig) -> list[tuple[str, str]]:
+    """Static users from ``users`` and ``users_file`` (the file wins on a clash)."""
+    users = list(config.turn.users)
+    if config.turn.users_file:
+        with open(config.turn.users_file, encoding="utf-8") as f:
+            users += parse_users_text(f.read())
+    return users
+
+
+class TurnDriver:
+    """Owns the engine and its one timer; carries packets between sockets and engine."""
+
+    def __init__(self, engine: TurnEngine, reactor: Any, binding: BindingHandler | None = None) -> None:
+        self.engine = engine
+        self.reactor = reactor
+        self.binding = binding or BindingHandler(engine.settings.software)
+        self.stream_connections = 0
+        self.stopped = False
+        self._timer: IDelayedCall | None = None
+
+    def handle_client(self, five_tuple: Any, data: bytes, to_client: Any, now: float) -> None:
+        """One datagram or stream frame from a client (everything but the UDP fast path)."""
+        if data[:2] == b"\x00\x01":
+            # Binding requests (including RFC 3489 ones) go to the STUN handler.
+            try:
+                reply = self.binding.handle(data, five_tuple[1], five_tuple[0].name.lower())
+            except StunDecodeError:
+                self.engine.counters.drop("malformed")
+                return
+        else:
+            reply = self.engine.handle_client_packet(five_tuple, data, to_client, now=now)
+        if reply is not None:
+            to_client(reply)
+            self.rearm()
+
+    def connection_lost(self, five_tuple: Any) -> None:
+        """A stream client went away."""
+        self.engine.handle_connection_lost(five_tuple, now=self.reactor.seconds())
+        self.rearm()
+
+    def rearm(self) -> None:
+        """Point the one timer at the engine's next deadline."""
+        if self.stopped:
+            return
+        deadline = self.engine.next_deadline()
+        timer = self._timer
+        if deadline is None:
+            if timer is not None and timer.active():
+                timer.cancel()
+            self._timer = None
+            return
+        if timer is not None and timer.active():
+            if timer.getTime() <= deadline:
+                return
+            timer.cancel()
+        delay = max(0.0, deadline - self.reactor.seconds())
+        self._timer = self.reactor.callLater(delay, self._fire, deadline)
+
+    def _fire(self, deadline: float) -> None:
+        self._timer = None
+        self.engine.handle_timer(now=max(deadline, self.reactor.seconds()))
+        self.rearm()
+
+    def stop(self) -> None:
+        """Cancel the timer and end every allocation (closing every relay)."""
+        self.stopped = True
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
+        self.engine.close()
+
+
+class TurnEngineService(service.Service):
+    """Stops the driver (timer, allocations, relays) when the stack stops."""
+
+    def __init__(self, driver: TurnDriver) -> None:
+        self.driver = driver
+        self.setName("turn engine")
+
+    def stopService(self) -> None:
+        service.Service.stopService(self)
+        self.driver.stop()
+
+
+def build_engine(config: StackConfig, reactor: Any, auth_secrets: tuple[str, ...]) -> TurnDriver:
+    """The engine and its driver, from the config."""
+    turn = config.turn
+    bind, advertised = relay_addresses(config)
+    settings = TurnSettings.from_section(turn, bind, advertised)
+    credentials = CredentialStore(turn.realm, load_users(config), auth_secrets, turn.rest_api_separator)
+    policy = PeerPolicy(allow_loopback=turn.allow_loopback_peers, denied=turn.denied_peers,
+                        allowed=turn.allowed_peers)
+    opener = SocketRelayOpener(reactor)
+    engine = TurnEngine(settings, credentials, policy, opener)
+    opener.counters = engine.counters
+    return TurnDriver(engine, reactor)
+
+
+def build_turn_services(config: StackConfig, reactor: Any, auth_secrets: tuple[str, ...]) -> list[service.IService]:
+    """The STUN/TURN listeners (UDP + TCP per ``listen`` endpoint) and the engine service."""
+    driver = build_engine(config, reactor, auth_secrets)
+    services: list[service.IService] = [TurnEngineService(driver)]
+    for ep in config.turn.listen:
+        services.append(TurnUdpService(driver, ep))
+        factory = TurnStreamFactory(driver, transport_kind=Transport.TCP,
+                                    max_connections=config.turn.max_tcp_connections,
+                                    max_frame_bytes=config.turn.max_frame_bytes)
+        services.append(ListenerService(reactor, "tcp", ep, factory, what="STUN/TURN"))
+    log.info("TURN relays bind {bind}, advertise {advertised}", bind=driver.engine.settings.relay_hosts,
+             advertised=driver.engine.settings.advertised_hosts)
+    return services

@@ -1,0 +1,123 @@
+# -*- test-case-name: tests.integration.test_turn_sockets -*-
+"""Relay sockets: one UDP socket per allocation and family, read without ``udp.Port``.
+
+Why not ``reactor.adoptDatagramPort``: a Twisted ``udp.Port`` logs a line
+when it closes and closes through ``callLater(0, …)``, which leaves a delayed
+call behind every expired allocation; its ``write`` re-validates the address
+on every packet.  A relay is simpler than that: :class:`RelayReader` is an
+``IReadDescriptor`` whose ``doRead`` drains the socket (bounded per wake-up)
+straight into :meth:`Allocation.handle_peer_datagram`, and whose ``close``
+is synchronous.
+"""
+
+from __future__ import annotations
+
+import errno
+import socket
+from typing import Any
+
+from zope.interface import implementer
+from twisted.internet.interfaces import IReadDescriptor
+
+from webrtcstack.sockets import make_socket
+from webrtcstack.turn.allocation import Allocation, TurnCounters
+
+__all__ = ["RelayReader", "SocketRelayOpener"]
+
+#: Datagrams read per wake-up before yielding to other sockets.
+READS_PER_WAKEUP = 64
+RELAY_BUFFER_BYTES = 1 << 20
+_IP_MTU_DISCOVER = getattr(socket, "IP_MTU_DISCOVER", 10)
+_IP_PMTUDISC_DO = getattr(socket, "IP_PMTUDISC_DO", 2)
+_IPV6_DONTFRAG = getattr(socket, "IPV6_DONTFRAG", 62)
+
+
+@implementer(IReadDescriptor)
+class RelayReader:
+    """One bound relay socket of one allocation (implements ``turn.allocation.Relay``)."""
+
+    def __init__(self, reactor: Any, sock: socket.socket, allocation: Allocation, counters: TurnCounters) -> None:
+        self.reactor = reactor
+        self.sock = sock
+        self.address: tuple[str, int] = sock.getsockname()[:2]
+        self.allocation = allocation
+        self.counters = counters
+        self.sendto = sock.sendto
+        self._fd = sock.fileno()
+        self._v6 = sock.family == socket.AF_INET6
+
+    # -- Relay (core-facing) ------------------------------------------------
+
+    def send_to_peer(self, data: bytes, peer: tuple[str, int]) -> None:
+        """Send one datagram; a full buffer or ICMP error drops it (counted)."""
+        try:
+            self.sendto(data, peer)
+        except OSError:
+            self.counters.drop("send_error")
+
+    def close(self) -> None:
+        """Stop reading and close the socket now (no delayed call is left)."""
+        if self._fd >= 0:
+            self.reactor.removeReader(self)
+            self._fd = -1
+            self.sock.close()
+
+    # -- IReadDescriptor ----------------------------------------------------
+
+    def fileno(self) -> int:
+        return self._fd
+
+    def doRead(self) -> None:
+        recvfrom = self.sock.recvfrom
+        deliver = self.allocation.handle_peer_datagram
+        now = self.reactor.seconds()
+        v6 = self._v6
+        for _ in range(READS_PER_WAKEUP):
+            try:
+                data, addr = recvfrom(65535)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                # ECONNREFUSED and friends from an earlier send: nothing to read.
+                return
+            if v6:
+                addr = addr[:2]
+            deliver(data, addr, now)
+
+    def connectionLost(self, reason: Any) -> None:
+        self.close()
+
+    def logPrefix(self) -> str:
+        return "TurnRelay"
+
+
+class SocketRelayOpener:
+    """Binds relay sockets for the engine (the engine's ``RelayOpener``)."""
+
+    def __init__(self, reactor: Any, counters: TurnCounters | None = None) -> None:
+        self.reactor = reactor
+        self.counters = counters or TurnCounters()
+        self.open_count = 0
+
+    def open_relay(self, host: str, port: int, allocation: Allocation, dont_fragment: bool) -> RelayReader | None:
+        """Bind ``host:port``; None if the port is taken by someone else."""
+        try:
+            sock = make_socket(socket.SOCK_DGRAM, host, port)
+        except OSError as e:
+            if e.errno in (errno.EADDRINUSE, errno.EACCES, errno.EADDRNOTAVAIL):
+                return None
+            raise
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RELAY_BUFFER_BYTES)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, RELAY_BUFFER_BYTES)
+            if dont_fragment:
+                if sock.family == socket.AF_INET6:
+                    sock.setsockopt(socket.IPPROTO_IPV6, _IPV6_DONTFRAG, 1)
+                else:
+                    sock.setsockopt(socket.IPPROTO_IP, _IP_MTU_DISCOVER, _IP_PMTUDISC_DO)
+        except OSError:
+            pass
+        relay = RelayReader(self.reactor, sock, allocation, allocation.counters)
+        self.reactor.addReader(relay)
+        self.open_count += 1
+        return relay
