@@ -112,49 +112,49 @@ class CallbackService(service.Service):
         return self.on_stop()
 
 
-def _turn_parts(config: StackConfig, reactor: Any, auth_secrets: tuple[str, ...]) -> tuple[list[service.IService], Any]:
-    """The STUN/TURN services, and the object that owns the TURN engine(s).
-
-    :returns: (services, turn) where ``turn`` is whatever the TURN driver
-        exposes for TLS wrapping, metrics, reload and drain (see :func:`_wire_turn`).
-    """
-    from webrtcstack.turn.adapters import driver
-
-    services = list(driver.build_turn_services(config, reactor, auth_secrets))
-    return services, services
-
-
-def _find(objs: Any, attribute: str) -> list[Any]:
-    """Every distinct ``attribute`` found on ``objs`` (services or the like)."""
-    found: list[Any] = []
-    for obj in objs:
-        value = getattr(obj, attribute, None)
-        if value is not None and all(value is not f for f in found):
-            found.append(value)
-    return found
-
-
-def _wire_turn(runtime: StackRuntime, turn_services: list[service.IService],
-               auth_secrets: tuple[str, ...]) -> Any:
-    """Hook the TURN engines into metrics, reload and drain; return the TLS stream factory maker.
-
-    The TURN driver's services carry ``engine`` (a TurnEngine with
-    ``counters``) and the stream listener carries ``make_stream_factory``
-    (a factory for a given transport, here TLS).
-    """
-    engines = _find(turn_services, "engine")
-    for engine in engines:
-        runtime.turn_counters.append(engine.counters)
-        runtime.busy_counters.append(engine.allocation_count)
-        if hasattr(engine, "start_draining"):
-            runtime.drainers.append(engine.start_draining)
+def _turn_driver(turn_services: list[service.IService]) -> Any:
+    """The TURN driver (engine + timer) among the TURN driver's services."""
     for svc in turn_services:
-        apply = getattr(svc, "apply_config", None)
-        if apply is not None:
-            runtime.reloaders.append(lambda config, apply=apply: apply(config, reload_auth_secrets(config, auth_secrets)))
-            break
-    makers = _find(turn_services, "make_stream_factory")
-    return makers[0] if makers else None
+        driver = getattr(svc, "driver", None)
+        if driver is not None:
+            return driver
+    raise RuntimeError("the TURN services carry no driver")
+
+
+def _wire_turn(runtime: StackRuntime, config: StackConfig, driver: Any, auth_secrets: tuple[str, ...]) -> Any:
+    """Hook the TURN engine into metrics, reload and drain; return a maker of TLS stream factories."""
+    from webrtcstack.turn.adapters.client_stream import TurnStreamFactory
+    from webrtcstack.turn.five_tuple import Transport
+
+    engine = driver.engine
+    runtime.turn_counters.append(engine.counters)
+    runtime.busy_counters.append(engine.allocation_count)
+
+    def drain() -> None:
+        engine.draining = True
+
+    runtime.drainers.append(drain)
+    if hasattr(engine, "reconfigure"):
+        runtime.reloaders.append(lambda new: _reconfigure_turn(engine, new, reload_auth_secrets(new, auth_secrets)))
+
+    def make_tls_factory() -> Any:
+        return TurnStreamFactory(driver, transport_kind=Transport.TLS,
+                                 max_connections=config.turn.max_tcp_connections,
+                                 max_frame_bytes=config.turn.max_frame_bytes)
+
+    return make_tls_factory
+
+
+def _reconfigure_turn(engine: Any, config: StackConfig, auth_secrets: tuple[str, ...]) -> None:
+    """Users, secrets, peer lists, quotas and limits from a reloaded config, for new requests."""
+    from webrtcstack.turn.adapters.driver import load_users
+    from webrtcstack.turn.engine import TurnSettings
+    from webrtcstack.turn.policy import PeerPolicy
+
+    turn = config.turn
+    settings = TurnSettings.from_section(turn, engine.settings.relay_hosts, engine.settings.advertised_hosts)
+    policy = PeerPolicy(allow_loopback=turn.allow_loopback_peers, denied=turn.denied_peers, allowed=turn.allowed_peers)
+    engine.reconfigure(settings, load_users(config), auth_secrets, policy)
 
 
 def reload_auth_secrets(config: StackConfig, running: tuple[str, ...]) -> tuple[str, ...]:
@@ -203,9 +203,11 @@ def build_service(config: StackConfig, reactor: Any, *, notifier: Any = None,
 
     turn_tls_maker = None
     if config.turn.enabled:
-        turn_services, _ = _turn_parts(config, reactor, auth_secrets)
+        from webrtcstack.turn.adapters.driver import build_turn_services
+
+        turn_services = list(build_turn_services(config, reactor, auth_secrets))
         children += turn_services
-        turn_tls_maker = _wire_turn(runtime, turn_services, auth_secrets)
+        turn_tls_maker = _wire_turn(runtime, config, _turn_driver(turn_services), auth_secrets)
 
     app = None
     if config.http.enabled:
@@ -232,11 +234,8 @@ def build_service(config: StackConfig, reactor: Any, *, notifier: Any = None,
 
     for child in children:
         child.setServiceParent(top)
-        if isinstance(child, ListenerService):
+        if hasattr(child, "endpoint") and hasattr(child, "bound_port"):
             runtime.listeners.append(child)
-        else:
-            runtime.listeners.extend(c for c in getattr(child, "__iter__", lambda: iter(()))()
-                                     if isinstance(c, ListenerService))
     return top
 
 
@@ -252,7 +251,7 @@ def _tls_listeners(config: StackConfig, reactor: Any, store: CertificateStore, r
     for ep in shared:
         demux = DemuxFactory(turn_tls_maker(), app.site, reactor)
         runtime.demux_factories.append(demux)
-        factory = tls_factory(store, (ALPN_HTTP, ALPN_TURN), demux)
+        factory = tls_factory(store, (ALPN_TURN, ALPN_HTTP), demux)
         out.append(ListenerService(reactor, "tcp", ep, factory, what="https+turns"))
     for ep in turn_eps:
         if ep not in shared:

@@ -46,7 +46,7 @@ def quiet_notifier() -> SystemdNotifier:
 def bound(top: Any, what: str) -> int:
     """The port the listener named ``what`` bound (after start)."""
     for svc in top.runtime.listeners:
-        if svc.what == what:
+        if getattr(svc, "what", None) == what:
             return int(svc.bound_port())
     raise KeyError(what)
 

@@ -40,7 +40,11 @@ class ClassifyTests(unittest.TestCase):
     def test_alpn_decides_first(self) -> None:
         """A negotiated ALPN protocol wins over the first bytes."""
         self.assertEqual(classify(b"stun.turn", b"GET / HTTP/1.1"), TURN)
-        self.assertEqual(classify(b"http/1.1", BINDING), HTTP)
+        self.assertEqual(classify(b"http/1.1", b"\x16\x03"), HTTP)
+
+    def test_stun_bytes_win_over_alpn_http(self) -> None:
+        """A STUN header after a negotiated http/1.1 (coturn's client offers it first) still goes to TURN."""
+        self.assertEqual(classify(b"http/1.1", BINDING), TURN)
 
     def test_first_bytes_without_alpn(self) -> None:
         """With no ALPN a STUN header means TURN, an upper-case method means HTTP, anything else is refused."""

@@ -8,6 +8,11 @@ decides: a STUN message starts with the two zero bits of its type followed
 by the high bits of a small method number (first byte 0x00 or 0x01), an HTTP
 request with an upper-case method letter.
 
+The listener prefers ``stun.turn`` when a client offers both (coturn's
+client offers ``http/1.1`` first; browsers fetching pages never offer
+``stun.turn``), and a first byte that can only start a STUN message wins
+over a negotiated ``http/1.1``.
+
 The choice is made once per connection.  After it, the chosen protocol is
 put in the TLS transport's ``wrappedProtocol`` slot (the same move Autobahn
 makes when it upgrades an HTTP request to a WebSocket), so relayed data goes
@@ -42,11 +47,12 @@ def classify(alpn: bytes | None, first: bytes) -> str | None:
     """
     if alpn == ALPN_TURN:
         return TURN
-    if alpn == ALPN_HTTP:
-        return HTTP
     if not first:
         return None
     b = first[0]
+    if alpn == ALPN_HTTP and b not in (0x00, 0x01):
+        # coturn's client offers http/1.1 before stun.turn; a request that can only be STUN is TURN anyway.
+        return HTTP
     if b in (0x00, 0x01):
         return TURN  # STUN: two zero bits, then a method that fits in 12 bits (all known ones are < 0x100)
     if 0x41 <= b <= 0x5A:

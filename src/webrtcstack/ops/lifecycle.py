@@ -25,7 +25,7 @@ from twisted.logger import ILogObserver, Logger
 
 from webrtcstack.config import ConfigError, StackConfig, load_config
 from webrtcstack.ops import reload as reloading
-from webrtcstack.ops.runtime import StackRuntime
+from webrtcstack.ops.runtime import StackRuntime, describe_listener
 from webrtcstack.ops.systemd import SystemdNotifier
 
 log = Logger()
@@ -72,7 +72,7 @@ class StackService(service.MultiService):
         self.runtime.state = "running"
         if self.install_signals:
             self._old_sighup = signal.signal(signal.SIGHUP, self._on_sighup)
-        listeners = ", ".join(f"{s.what} {s.kind} {s.address_text()}" for s in self.runtime.listeners)
+        listeners = ", ".join(describe_listener(s) for s in self.runtime.listeners)
         log.info("webrtcstack ready: {listeners}", listeners=listeners or "no listeners")
         self.notifier.ready(status=f"serving {len(self.runtime.listeners)} listeners")
 

@@ -19,6 +19,21 @@ from webrtcstack.config import StackConfig
 STATES = ("starting", "running", "draining", "stopping")
 
 
+def describe_listener(svc: Any) -> str:
+    """``what kind host:port`` of a listener service (the bound port once started)."""
+    what = getattr(svc, "what", None) or "STUN/TURN"
+    kind = getattr(svc, "kind", None) or "udp"
+    if hasattr(svc, "address_text"):
+        return f"{what} {kind} {svc.address_text()}"
+    endpoint = svc.endpoint
+    try:
+        port = svc.bound_port()
+    except Exception:
+        port = endpoint.port
+    host = f"[{endpoint.host}]" if ":" in endpoint.host else endpoint.host
+    return f"{what} {kind} {host}:{port}"
+
+
 class StackRuntime:
     """Live objects and hooks of one running stack.
 
@@ -94,7 +109,7 @@ class StackRuntime:
             "rooms": rooms,
             "clients": clients,
             "websockets": self.websockets(),
-            "listeners": [f"{s.what} {s.kind} {s.address_text()}" for s in self.listeners],
+            "listeners": [describe_listener(s) for s in self.listeners],
         }
         if self.cert_store is not None and self.cert_store.info is not None:
             info = self.cert_store.info
