@@ -1,0 +1,72 @@
+"""Real-socket helpers for TURN integration tests: an in-process server on loopback."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+from typing import Any
+
+from twisted.application import service
+from twisted.internet import defer, reactor, task
+from twisted.trial.unittest import SkipTest
+
+from webrtcstack.config import parse_config
+from webrtcstack.turn.adapters.driver import TurnDriver, build_turn_services
+
+USER, PASSWORD = "ninefingers", "youhavetoberealistic"
+SECRET = "logen-secret-123"
+REALM = "north.gov"
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port free for both UDP and TCP on ``host``."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    for _ in range(100):
+        with socket.socket(family, socket.SOCK_DGRAM) as u:
+            u.bind((host, 0))
+            port = int(u.getsockname()[1])
+            with socket.socket(family, socket.SOCK_STREAM) as t:
+                try:
+                    t.bind((host, port))
+                except OSError:
+                    continue
+                return port
+    raise RuntimeError("no free port")
+
+
+def need_tool(name: str) -> str:
+    """The path of ``name``; skip (or fail when CI=true) if it is not installed."""
+    path = shutil.which(name)
+    if path is None:
+        if os.environ.get("CI") == "true":
+            raise AssertionError(f"{name} is required in CI (install coturn)")
+        raise SkipTest(f"{name} is not installed")
+    return path
+
+
+class TurnStack:
+    """Our TURN server on loopback, started and stopped around a test."""
+
+    def __init__(self, extra: str = "", host: str = "127.0.0.1", relay_ip: str = "127.0.0.1") -> None:
+        self.host = host
+        self.port = free_port(host)
+        listen = f"[{host}]:{self.port}" if ":" in host else f"{host}:{self.port}"
+        self.config = parse_config(
+            f"[turn]\nlisten = {listen}\nrealm = {REALM}\nrelay_ip = {relay_ip}\n"
+            f"relay_ports = 40000-59999\nallow_loopback_peers = yes\nusers = {USER}:{PASSWORD}\n"
+            f"static_auth_secret = {SECRET}\n{extra}[http]\nenabled = no\n", "test.ini")
+        self.top = service.MultiService()
+        for child in build_turn_services(self.config, reactor, self.config.turn.static_auth_secret):
+            child.setServiceParent(self.top)
+        self.driver: TurnDriver = next(s.driver for s in self.top if hasattr(s, "driver"))
+        self.engine = self.driver.engine
+
+    def start(self) -> None:
+        self.top.startService()
+
+    @defer.inlineCallbacks
+    def stop(self) -> Any:
+        yield self.top.stopService()
+        # Let TCP connections the test closed be reaped before the reactor check.
+        yield task.deferLater(reactor, 0, lambda: None)
