@@ -56,8 +56,12 @@ def check_loopback(host: str) -> None:
 
 
 def run_load(host: str, port: int, count: int, duration_s: float, window: int,
-             loss_timeout_s: float) -> dict[str, Any]:
-    """Send up to ``count`` Binding requests in ``duration_s``; count answers."""
+             loss_timeout_s: float, rate: float = 0.0) -> dict[str, Any]:
+    """Send up to ``count`` Binding requests in ``duration_s``; count answers.
+
+    :param rate: requests per second at a fixed pace (the window is then not
+        applied), or 0 for "as fast as answers come back, ``window`` in flight".
+    """
     check_loopback(host)
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_DGRAM)
@@ -78,7 +82,18 @@ def run_load(host: str, port: int, count: int, duration_s: float, window: int,
         now = time.monotonic()
         outstanding = sent - received - written_off
         sending = sent < count and now < deadline
-        if sending and outstanding < window:
+        if sending and rate:
+            due = min(count, int((now - start) * rate)) - sent
+            for _ in range(due):
+                try:
+                    sock.send(request(sent))
+                except BlockingIOError:
+                    break
+                sent += 1
+            last_progress = now
+        elif not sending and rate and outstanding > 0 and now - last_progress <= loss_timeout_s:
+            pass
+        elif sending and outstanding < window:
             for _ in range(min(window - outstanding, count - sent)):
                 try:
                     sock.send(request(sent))
@@ -92,7 +107,7 @@ def run_load(host: str, port: int, count: int, duration_s: float, window: int,
             written_off = sent - received
             last_progress = now
             continue
-        ready, _, _ = select.select([sock], [], [], 0.05)
+        ready, _, _ = select.select([sock], [], [], 0.001 if rate else 0.05)
         if not ready:
             continue
         while True:
@@ -183,7 +198,7 @@ def measure(name: str, proc: subprocess.Popen[bytes], host: str, port: int, args
     try:
         wait_ready(host, port)
         cpu0 = process_cpu_s(proc.pid)
-        result = run_load(host, port, args.count, args.duration, args.window, args.loss_timeout)
+        result = run_load(host, port, args.count, args.duration, args.window, args.loss_timeout, args.rate)
         result["server_cpu_s"] = process_cpu_s(proc.pid) - cpu0
         result["name"] = name
         return result
@@ -239,6 +254,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--duration", type=float, default=10.0, help="most seconds to send for")
     parser.add_argument("--window", type=int, default=64, help="most requests outstanding")
     parser.add_argument("--loss-timeout", type=float, default=0.5)
+    parser.add_argument("--rate", type=float, default=0.0, help="fixed requests/s (0: window-paced)")
     parser.add_argument("--compare", action="store_true", help="start coturn and ours, load each")
     parser.add_argument("--serve", metavar="HOST:PORT", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -246,9 +262,11 @@ def main(argv: list[str] | None = None) -> None:
         serve(args.serve)
         return
     check_loopback(args.host)
-    print(f"machine: {machine()}; count {args.count}, duration {args.duration}s, window {args.window}")
+    pace = f"rate {args.rate:.0f}/s" if args.rate else f"window {args.window}"
+    print(f"machine: {machine()}; count {args.count}, duration {args.duration}s, {pace}")
     if not args.compare:
-        result = run_load(args.host, args.port, args.count, args.duration, args.window, args.loss_timeout)
+        result = run_load(args.host, args.port, args.count, args.duration, args.window, args.loss_timeout,
+                          args.rate)
         result["name"] = f"{args.host}:{args.port}"
         result["server_cpu_s"] = float("nan")
         report([result])
