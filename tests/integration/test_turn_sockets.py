@@ -1,0 +1,187 @@
+"""Our TURN server on real loopback sockets (v4 and v6), driven by a small client in the test."""
+
+from __future__ import annotations
+
+import os
+import socket
+import struct
+from typing import Any
+
+from twisted.internet import defer, reactor, task
+from twisted.trial import unittest
+
+from tests.turn.stack import PASSWORD, REALM, USER, TurnStack
+from webrtcstack.turn import wire
+from webrtcstack.turn.auth import long_term_key
+from webrtcstack.turn.wire import Attr, Method, MessageClass
+
+KEY = long_term_key(USER, REALM, PASSWORD)
+
+
+class SocketClient:
+    """A non-blocking UDP or TCP socket speaking TURN; reads poll the reactor (bounded)."""
+
+    def __init__(self, host: str, port: int, tcp: bool = False) -> None:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self.sock = socket.socket(family, socket.SOCK_STREAM if tcp else socket.SOCK_DGRAM)
+        self.tcp = tcp
+        self.sock.connect((host, port))
+        self.sock.setblocking(False)
+        self.nonce = b""
+        self.buffer = b""
+
+    def send(self, data: bytes) -> None:
+        self.sock.send(data)
+
+    @defer.inlineCallbacks
+    def recv(self, limit: float = 3.0) -> Any:
+        for _ in range(int(limit / 0.005)):
+            try:
+                if not self.tcp:
+                    defer.returnValue(self.sock.recv(65535))
+                self.buffer += self.sock.recv(65535)
+            except BlockingIOError:
+                pass
+            if self.tcp and len(self.buffer) >= 4:
+                if self.buffer[0] < 0x40:
+                    size = 20 + struct.unpack_from("!H", self.buffer, 2)[0]
+                else:
+                    n = struct.unpack_from("!H", self.buffer, 2)[0]
+                    size = 4 + n + (-n & 3)
+                if len(self.buffer) >= size:
+                    frame, self.buffer = self.buffer[:size], self.buffer[size:]
+                    defer.returnValue(frame)
+            yield task.deferLater(reactor, 0.005, lambda: None)
+        raise AssertionError("no reply")
+
+    @defer.inlineCallbacks
+    def request(self, method: int, attrs: list[tuple[int, bytes]], tid: bytes | None = None) -> Any:
+        tid = tid or os.urandom(12)
+        if not self.nonce:
+            self.send(wire.encode(method, MessageClass.REQUEST, tid, attrs))
+            challenge = wire.decode((yield self.recv()))
+            self.nonce = challenge.get(Attr.NONCE)
+        signed = attrs + [(Attr.USERNAME, USER.encode()), (Attr.REALM, REALM.encode()), (Attr.NONCE, self.nonce)]
+        self.send(wire.encode(method, MessageClass.REQUEST, tid, signed, key=KEY, fingerprint=True))
+        reply = wire.decode((yield self.recv()))
+        assert reply.transaction_id == tid
+        defer.returnValue(reply)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+class TurnSocketTests(unittest.TestCase):
+    timeout = 30
+
+    def start(self, host: str = "127.0.0.1") -> TurnStack:
+        stack = TurnStack(host=host, relay_ip=host)
+        stack.start()
+        self.addCleanup(stack.stop)
+        return stack
+
+    def peer_socket(self, host: str) -> socket.socket:
+        peer = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_DGRAM)
+        peer.bind((host, 0))
+        peer.setblocking(False)
+        self.addCleanup(peer.close)
+        return peer
+
+    @defer.inlineCallbacks
+    def recv_peer(self, peer: socket.socket) -> Any:
+        for _ in range(600):
+            try:
+                defer.returnValue(peer.recvfrom(65535))
+            except BlockingIOError:
+                yield task.deferLater(reactor, 0.005, lambda: None)
+        raise AssertionError("peer got nothing")
+
+    @defer.inlineCallbacks
+    def round_trip(self, host: str, tcp: bool) -> Any:
+        stack = self.start(host)
+        client = SocketClient(host, stack.port, tcp=tcp)
+        self.addCleanup(client.close)
+        peer = self.peer_socket(host)
+        peer_addr = peer.getsockname()[:2]
+        reply = yield client.request(Method.ALLOCATE, [(Attr.REQUESTED_TRANSPORT, bytes((17, 0, 0, 0))),
+                                                       (Attr.REQUESTED_ADDRESS_FAMILY, bytes((2 if ":" in host else 1, 0, 0, 0)))])
+        self.assertEqual(reply.cls, MessageClass.SUCCESS, reply.get(Attr.ERROR_CODE))
+        relayed = wire.parse_xor_address(reply.get(Attr.XOR_RELAYED_ADDRESS), reply.transaction_id)
+        # Send indication -> peer; peer -> Data indication.
+        tid = os.urandom(12)
+        yield client.request(Method.CREATE_PERMISSION, [(Attr.XOR_PEER_ADDRESS, wire.xor_address(*peer_addr, tid))], tid)
+        tid = os.urandom(12)
+        client.send(wire.encode(Method.SEND, MessageClass.INDICATION, tid,
+                                [(Attr.XOR_PEER_ADDRESS, wire.xor_address(*peer_addr, tid)), (Attr.DATA, b"hello")]))
+        data, source = yield self.recv_peer(peer)
+        self.assertEqual((data, source[:2]), (b"hello", relayed))
+        peer.sendto(b"world", relayed)
+        indication = wire.decode((yield client.recv()))
+        self.assertEqual((indication.method, indication.get(Attr.DATA)), (Method.DATA, b"world"))
+        # ChannelBind, then ChannelData both ways.
+        tid = os.urandom(12)
+        reply = yield client.request(Method.CHANNEL_BIND, [(Attr.CHANNEL_NUMBER, b"\x40\x07\x00\x00"),
+                                                           (Attr.XOR_PEER_ADDRESS, wire.xor_address(*peer_addr, tid))], tid)
+        self.assertEqual(reply.cls, MessageClass.SUCCESS)
+        pad = b"\0\0\0" if tcp else b""
+        client.send(b"\x40\x07\x00\x05abcde" + pad)
+        data, _ = yield self.recv_peer(peer)
+        self.assertEqual(data, b"abcde")
+        peer.sendto(b"vwxyz", relayed)
+        self.assertEqual((yield client.recv()), b"\x40\x07\x00\x05vwxyz" + pad)
+        defer.returnValue((stack, client))
+
+    def test_udp_ipv4(self) -> Any:
+        """Over UDP on 127.0.0.1, Send/Data and ChannelData reach the peer and come back."""
+        return self.round_trip("127.0.0.1", tcp=False)
+
+    def test_udp_ipv6(self) -> Any:
+        """Over UDP on ::1, with an IPv6 relay, the same exchanges work."""
+        return self.round_trip("::1", tcp=False)
+
+    @defer.inlineCallbacks
+    def test_tcp_close_ends_allocation(self) -> Any:
+        """Over TCP the exchanges work (ChannelData padded), and closing the connection frees the relay port."""
+        stack, client = yield self.round_trip("127.0.0.1", tcp=True)
+        [allocation] = stack.engine.allocations.values()
+        relay_port = allocation.relay_ports[4]
+        client.close()
+        for _ in range(400):
+            if not stack.engine.allocations:
+                break
+            yield task.deferLater(reactor, 0.005, lambda: None)
+        self.assertEqual(stack.engine.allocation_count(), 0)
+        self.assertTrue(stack.engine.port_pools[4].is_free(relay_port))
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.bind(("127.0.0.1", relay_port))  # the relay socket is really closed
+
+    @defer.inlineCallbacks
+    def test_stop_leaves_nothing(self) -> Any:
+        """Stopping the services closes listeners and relays and leaves no delayed call."""
+        stack = TurnStack()
+        stack.start()
+        client = SocketClient("127.0.0.1", stack.port)
+        self.addCleanup(client.close)
+        reply = yield client.request(Method.ALLOCATE, [(Attr.REQUESTED_TRANSPORT, bytes((17, 0, 0, 0)))])
+        relay_port = wire.parse_xor_address(reply.get(Attr.XOR_RELAYED_ADDRESS), reply.transaction_id)[1]
+        self.assertIsNotNone(stack.driver._timer)
+        yield stack.stop()
+        # trial's own per-test timeout is the only delayed call allowed.
+        left = [c for c in reactor.getDelayedCalls() if "onTimeout" not in getattr(c.func, "__qualname__", "")]
+        self.assertEqual(left, [])
+        self.assertIsNone(stack.driver._timer)
+        for kind, port in ((socket.SOCK_DGRAM, stack.port), (socket.SOCK_STREAM, stack.port), (socket.SOCK_DGRAM, relay_port)):
+            with socket.socket(socket.AF_INET, kind) as s:
+                s.bind(("127.0.0.1", port))
+
+    @defer.inlineCallbacks
+    def test_binding_still_served(self) -> Any:
+        """A STUN Binding request on the TURN port is answered, over UDP and TCP."""
+        stack = self.start()
+        for tcp in (False, True):
+            client = SocketClient("127.0.0.1", stack.port, tcp=tcp)
+            self.addCleanup(client.close)
+            tid = os.urandom(12)
+            client.send(wire.encode(Method.BINDING, MessageClass.REQUEST, tid, []))
+            reply = wire.decode((yield client.recv()))
+            self.assertEqual((reply.cls, reply.transaction_id), (MessageClass.SUCCESS, tid))
