@@ -169,10 +169,13 @@ def _wire_web(runtime: StackRuntime, app: Any, auth_secrets: tuple[str, ...]) ->
         runtime.hubs.append(hub)
         if getattr(hub, "rooms", None) is not None:
             runtime.room_storages.append(hub.storage)
-    for name in ("start_draining",):
-        hook = getattr(app, name, None)
-        if hook is not None:
-            runtime.drainers.append(hook)
+
+        def drain() -> None:
+            # The room server refuses joins while the hub says so; open sockets carry on.
+            hub.draining = True
+
+        runtime.drainers.append(drain)
+        runtime.busy_counters.append(lambda: int(hub.counters.open_ws))
     apply = getattr(app, "apply_config", None)
     if apply is not None:
         runtime.reloaders.append(lambda config: apply(config, reload_auth_secrets(config, auth_secrets)))
@@ -221,8 +224,10 @@ def build_service(config: StackConfig, reactor: Any, *, notifier: Any = None,
         if config.signaling.enabled and app.collider_site is not None:
             for ep in config.signaling.listen:
                 children.append(ListenerService(reactor, "tcp", ep, app.collider_site, what="collider"))
-        for ep in config.http.redirect_listen:
-            children.append(ListenerService(reactor, "tcp", ep, build_redirect_site(config), what="https-redirect"))
+        if config.http.redirect_listen:
+            redirect = build_redirect_site(config, lambda: _https_port(runtime))
+            for ep in config.http.redirect_listen:
+                children.append(ListenerService(reactor, "tcp", ep, redirect, what="https-redirect"))
 
     if store is not None:
         children += _tls_listeners(config, reactor, store, runtime, app, turn_tls_maker)
@@ -237,6 +242,14 @@ def build_service(config: StackConfig, reactor: Any, *, notifier: Any = None,
         if hasattr(child, "endpoint") and hasattr(child, "bound_port"):
             runtime.listeners.append(child)
     return top
+
+
+def _https_port(runtime: StackRuntime) -> int | None:
+    """The port the first HTTPS listener bound, for redirects."""
+    for svc in runtime.listeners:
+        if getattr(svc, "what", "") in ("https", "https+turns") and getattr(svc, "port", None) is not None:
+            return int(svc.bound_port())
+    return None
 
 
 def _tls_listeners(config: StackConfig, reactor: Any, store: CertificateStore, runtime: StackRuntime,

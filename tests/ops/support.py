@@ -94,3 +94,18 @@ async def tls_connect(port: int, options: Any, send: bytes = b"", host: str = "1
 def http_request(path: str = "/", host: str = "localhost", close: bool = True) -> bytes:
     """A minimal HTTP/1.1 GET."""
     return (f"GET {path} HTTP/1.1\r\nHost: {host}\r\n" + ("Connection: close\r\n" if close else "") + "\r\n").encode()
+
+
+async def read_http_response(proto: Collect, start: int = 0, timeout: float = TIMEOUT) -> tuple[int, dict[str, str], bytes, int]:
+    """Parse one HTTP/1.1 response from ``proto.data[start:]``: (code, headers, body, end offset)."""
+    await proto.read_until(b"\r\n\r\n", timeout)
+    while b"\r\n\r\n" not in proto.data[start:]:
+        await proto.received.get().addTimeout(timeout, reactor)
+    head_end = proto.data.index(b"\r\n\r\n", start) + 4
+    lines = proto.data[start:head_end].decode("latin-1").split("\r\n")
+    code = int(lines[0].split()[1])
+    headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:] if line)}
+    length = int(headers.get("content-length", "0"))
+    while len(proto.data) < head_end + length:
+        await proto.received.get().addTimeout(timeout, reactor)
+    return code, headers, proto.data[head_end:head_end + length], head_end + length

@@ -8,14 +8,19 @@ port.  Nothing else is served on it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from twisted.web import resource, server
 from twisted.web.iweb import IRequest
 
 from webrtcstack.config import StackConfig
 
 
-def https_location(config: StackConfig, host_header: str, path: bytes) -> str:
-    """Where a plain-HTTP request for ``path`` with this Host header should go."""
+def https_location(config: StackConfig, host_header: str, path: bytes, tls_port: int | None = None) -> str:
+    """Where a plain-HTTP request for ``path`` with this Host header should go.
+
+    :param tls_port: the bound HTTPS port (default: the first ``[http] tls_listen`` port).
+    """
     public = config.http.public_url
     if public.startswith("https://"):
         base = public
@@ -26,7 +31,7 @@ def https_location(config: StackConfig, host_header: str, path: bytes) -> str:
             host = host[: host.find("]") + 1] if "]" in host else host
         elif host.count(":") == 1:
             host = host.split(":", 1)[0]
-        port = config.http.tls_listen[0].port if config.http.tls_listen else 443
+        port = tls_port or (config.http.tls_listen[0].port if config.http.tls_listen else 443)
         base = f"https://{host}" + ("" if port == 443 else f":{port}")
     target = path.decode("latin-1") if path else "/"
     if not target.startswith("/") or target.startswith("//"):
@@ -39,22 +44,26 @@ class RedirectResource(resource.Resource):
 
     isLeaf = True
 
-    def __init__(self, config: StackConfig) -> None:
+    def __init__(self, config: StackConfig, tls_port: Callable[[], int | None] | None = None) -> None:
         super().__init__()
         self.config = config
+        self.tls_port = tls_port
 
     def render(self, request: IRequest) -> bytes:
         host = (request.getHeader(b"host") or b"").decode("latin-1")
-        location = https_location(self.config, host, request.uri)
+        location = https_location(self.config, host, request.uri, self.tls_port() if self.tls_port else None)
         request.setResponseCode(301 if request.method in (b"GET", b"HEAD") else 308)
         request.setHeader(b"location", location.encode("latin-1"))
         request.setHeader(b"content-type", b"text/plain; charset=utf-8")
         return f"moved to {location}\n".encode("latin-1")
 
 
-def build_redirect_site(config: StackConfig) -> server.Site:
-    """The Site for ``[http] redirect_listen``."""
-    site = server.Site(RedirectResource(config))
+def build_redirect_site(config: StackConfig, tls_port: Callable[[], int | None] | None = None) -> server.Site:
+    """The Site for ``[http] redirect_listen``.
+
+    :param tls_port: returns the HTTPS port actually bound (it differs from the config with port 0).
+    """
+    site = server.Site(RedirectResource(config, tls_port))
     site.noisy = False
     return site
 
