@@ -1,0 +1,134 @@
+"""TURN over TLS with coturn's turnutils_uclient (UDP relay, channels), and /metrics after real traffic."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import socket
+
+from prometheus_client.parser import text_string_to_metric_families
+from twisted.internet import defer, protocol, reactor, utils
+from twisted.internet.endpoints import TCP4ClientEndpoint
+from twisted.trial import unittest
+
+from tests.integration.test_tls_stack import StackCase
+from tests.ops.support import Collect, bound, http_request, make_cert, read_http_response
+from tests.signaling.wsclient import async_test
+
+UCLIENT_TIMEOUT_S = 60
+
+
+def tool(name: str) -> str:
+    """The path of a coturn client tool; a failure in CI, a skip elsewhere, when it is missing."""
+    path = shutil.which(name)
+    if path is None:
+        if os.environ.get("CI", "").lower() in ("true", "1", "yes"):
+            raise AssertionError(f"{name} is missing in CI (.ci/setup-tests installs coturn's client tools)")
+        raise unittest.SkipTest(f"{name} not installed")
+    return path
+
+
+def free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class _Ended(protocol.ProcessProtocol):
+    def __init__(self) -> None:
+        self.ended: defer.Deferred[None] = defer.Deferred()
+
+    def processEnded(self, reason: object) -> None:
+        self.ended.callback(None)
+
+
+def samples(text: bytes) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    out = {}
+    for family in text_string_to_metric_families(text.decode()):
+        for s in family.samples:
+            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return out
+
+
+class TurnutilsTlsTests(StackCase):
+    def setUp(self) -> None:
+        self.uclient = tool("turnutils_uclient")
+        peer_tool = tool("turnutils_peer")
+        self.cert, self.key, self.pem = make_cert(self)
+        self.peer_port = free_udp_port()
+        ended = _Ended()
+        process = reactor.spawnProcess(ended, peer_tool, [peer_tool, "-p", str(self.peer_port), "-L", "127.0.0.1"],
+                                       env=dict(os.environ))
+
+        def stop_peer() -> defer.Deferred[None]:
+            if not ended.ended.called:
+                process.signalProcess("KILL")
+            return ended.ended
+
+        self.addCleanup(stop_peer)
+
+    def start_turn(self, one_port: bool) -> None:
+        http = "[http]\nlisten =\ntls_listen = 127.0.0.1:0\n" if one_port else "[http]\nenabled = no\n"
+        self.top = self.start(
+            "[turn]\nlisten = 127.0.0.1:0\ntls_listen = 127.0.0.1:0\nallow_loopback_peers = yes\nrelay_ip = 127.0.0.1\n"
+            "users = alice:wonderland\n" + http +
+            f"[tls]\ncertificate = {self.cert}\nprivate_key = {self.key}\n[metrics]\nlisten = 127.0.0.1:0\n")
+
+    async def run_uclient(self, port: int, *extra: str) -> str:
+        args = ["-t", "-S", "-p", str(port), "-u", "alice", "-w", "wonderland", "-e", "127.0.0.1",
+                "-r", str(self.peer_port), "-n", "10", "-m", "2", "-l", "120", "-z", "5", *extra, "127.0.0.1"]
+        out, err, code = await utils.getProcessOutputAndValue(self.uclient, args, env=dict(os.environ)).addTimeout(
+            UCLIENT_TIMEOUT_S, reactor)
+        text = (out + err).decode(errors="replace")
+        self.assertEqual(code, 0, text)
+        return text
+
+    def assert_all_echoed(self, text: str) -> int:
+        m = re.findall(r"tot_send_msgs=(\d+), tot_recv_msgs=(\d+)", text)
+        self.assertTrue(m, text)
+        sent, received = (int(x) for x in m[-1])
+        self.assertGreater(sent, 0, text)
+        self.assertEqual(sent, received, text)
+        self.assertIn("Total lost packets 0 ", text)
+        return sent
+
+    async def scrape(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+        proto = Collect(http_request("/metrics"))
+        await TCP4ClientEndpoint(reactor, "127.0.0.1", bound(self.top, "metrics")).connect(
+            protocol.Factory.forProtocol(lambda: proto))
+        code, _, body, _ = await read_http_response(proto)
+        await proto.done
+        self.assertEqual(code, 200)
+        return samples(body)
+
+    @async_test
+    async def test_uclient_over_dedicated_tls_listener(self) -> None:
+        """turnutils_uclient -t -S relays UDP through channels over our TURN/TLS listener and every packet comes back."""
+        self.start_turn(one_port=False)
+        sent = self.assert_all_echoed(await self.run_uclient(bound(self.top, "turns")))
+        metrics = await self.scrape()
+        self.assertGreaterEqual(metrics[("webrtcstack_turn_allocations_created_total",
+                                         (("family", "ipv4"), ("transport", "tls")))], 2)
+        self.assertGreaterEqual(metrics[("webrtcstack_turn_requests_total", (("method", "channel_bind"), ("result", "ok")))], 1)
+        self.assertGreaterEqual(metrics[("webrtcstack_turn_relayed_packets_total", (("direction", "to_peer"),))], sent)
+
+    @async_test
+    async def test_uclient_and_https_on_one_port_then_metrics(self) -> None:
+        """On the one TLS port, uclient relays (send indications too) while a room join goes over HTTPS; /metrics shows both."""
+        self.start_turn(one_port=True)
+        port = bound(self.top, "https+turns")
+        self.assert_all_echoed(await self.run_uclient(port))
+        self.assert_all_echoed(await self.run_uclient(port, "-s"))
+        join = (b"POST /join/opsroom HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+        proto = await self.connect(port, send=join)
+        code, _, body, _ = await read_http_response(proto)
+        self.assertEqual(code, 200)
+        self.assertIn(b'"SUCCESS"', body)
+        metrics = await self.scrape()
+        self.assertGreaterEqual(metrics[("webrtcstack_turn_allocations_created_total",
+                                         (("family", "ipv4"), ("transport", "tls")))], 4)
+        self.assertEqual(metrics[("webrtcstack_rooms", ())], 1)
+        self.assertEqual(metrics[("webrtcstack_room_clients", ())], 1)
+        self.assertEqual(metrics[("webrtcstack_oneport_connections_total", (("protocol", "http"),))], 1)
+        self.assertGreaterEqual(metrics[("webrtcstack_oneport_connections_total", (("protocol", "turn"),))], 4)
