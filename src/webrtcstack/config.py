@@ -606,7 +606,7 @@ def _check_consistency(config: StackConfig, lines: dict[str, dict[str, int]]) ->
         fail("http", "redirect_listen", "redirects to HTTPS, so [http] tls_listen must be set too")
     # One-port mode: a [turn] tls_listen endpoint also in [http] tls_listen is one shared listener.
     shared_tls = set(config.turn.tls_listen) & set(config.http.tls_listen) if config.turn.enabled and config.http.enabled else set()
-    all_listen = []
+    all_listen: list[tuple[Endpoint, str, str]] = []
     for section, key in (("turn", "listen"), ("turn", "tls_listen"), ("http", "listen"), ("http", "tls_listen"),
                          ("http", "redirect_listen"), ("signaling", "listen"), ("metrics", "listen")):
         sec = getattr(config, section)
