@@ -26,6 +26,18 @@ class SystemdUnitTests(unittest.TestCase):
             self.assertIn(f"\n{line}\n", unit)
         self.assertRegex(unit, r"(?m)^ExecStart=.*twistd .*webrtcstack --config /etc/webrtcstack/stack.ini$")
 
+    def test_unit_is_notify_with_reload_watchdog_and_port_443(self) -> None:
+        """The unit waits for READY=1, reloads with SIGHUP, has a watchdog, allows binding 443 and outlasts the drain."""
+        unit = read("etc", "webrtcstack.service")
+        for line in ("Type=notify", "NotifyAccess=main", "ExecReload=/bin/kill -HUP $MAINPID",
+                     "AmbientCapabilities=CAP_NET_BIND_SERVICE", "CapabilityBoundingSet=CAP_NET_BIND_SERVICE"):
+            self.assertIn(f"\n{line}\n", unit)
+        self.assertRegex(unit, r"(?m)^WatchdogSec=\d+$")
+        stop = int(re.search(r"(?m)^TimeoutStopSec=(\d+)$", unit).group(1))  # type: ignore[union-attr]
+        from webrtcstack.config import StackConfig
+
+        self.assertGreater(stop, StackConfig().stack.drain_seconds)
+
     def test_systemd_analyze_verify(self) -> None:
         """`systemd-analyze verify` accepts the unit."""
         tool = shutil.which("systemd-analyze")

@@ -34,3 +34,14 @@ class JsonLogTests(unittest.TestCase):
         record = json.loads(out.getvalue())
         self.assertEqual(record["level"], "critical")
         self.assertIn("ZeroDivisionError", record["traceback"])
+
+    def test_stream_is_fixed_when_made(self) -> None:
+        """The observer keeps writing to the stdout it was made with after sys.stdout is replaced (twistd does that)."""
+        import sys
+
+        first, second = io.StringIO(), io.StringIO()
+        self.patch(sys, "stdout", first)
+        observer = json_observer()
+        self.patch(sys, "stdout", second)
+        Logger(namespace="t", observer=observer).info("hello")
+        self.assertEqual((json.loads(first.getvalue())["message"], second.getvalue()), ("hello", ""))

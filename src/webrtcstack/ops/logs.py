@@ -41,12 +41,15 @@ def event_as_dict(event: dict[str, Any]) -> dict[str, Any]:
 
 
 def json_observer(out: IO[str] | None = None) -> ILogObserver:
-    """A log observer writing one JSON object per event to ``out`` (default stdout)."""
-    stream = out
+    """A log observer writing one JSON object per event to ``out`` (default: stdout as it is now).
+
+    The stream is fixed when the observer is made: twistd later replaces
+    ``sys.stdout`` with a file that logs, and writing log lines there would loop.
+    """
+    target = out if out is not None else sys.stdout
 
     @provider(ILogObserver)
     def observe(event: dict[str, Any]) -> None:
-        target = stream if stream is not None else sys.stdout
         try:
             target.write(json.dumps(event_as_dict(event), default=repr) + "\n")
             target.flush()

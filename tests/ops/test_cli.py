@@ -1,0 +1,106 @@
+"""The admin commands gencert, turn-credentials and status."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+import hmac
+import io
+import json
+import os
+import time
+
+from twisted.internet import reactor, threads
+from twisted.trial import unittest
+
+from tests.ops.support import stack_config
+from webrtcstack.cli import main, status_url
+from webrtcstack.ops.health import build_ops_site
+from webrtcstack.ops.metrics import make_registry
+from webrtcstack.ops.runtime import StackRuntime
+from webrtcstack.sockets import listen_tcp
+from webrtcstack.tls import describe_certificate
+
+
+def run(*argv: str) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(list(argv))
+    return code, out.getvalue(), err.getvalue()
+
+
+class GencertTests(unittest.TestCase):
+    def test_writes_certificate_and_private_key(self) -> None:
+        """gencert writes a certificate for every --host and a 0600 key, and refuses to overwrite without --force."""
+        base = os.path.abspath(self.mktemp())
+        os.makedirs(base)
+        cert, key = os.path.join(base, "c.pem"), os.path.join(base, "k.pem")
+        code, out, _ = run("gencert", "--host", "turn.example.org", "--host", "192.0.2.7", "--cert", cert, "--key", key)
+        self.assertEqual(code, 0)
+        with open(cert, "rb") as f:
+            self.assertEqual(describe_certificate(f.read()).names, ("turn.example.org", "192.0.2.7"))
+        self.assertEqual(os.stat(key).st_mode & 0o777, 0o600)
+        self.assertIn(f"certificate = {cert}", out)
+        code, _, err = run("gencert", "--host", "x", "--cert", cert, "--key", key)
+        self.assertEqual(code, 1)
+        self.assertIn("--force", err)
+        self.assertEqual(run("gencert", "--host", "x", "--cert", cert, "--key", key, "--force")[0], 0)
+
+
+class TurnCredentialsTests(unittest.TestCase):
+    def write(self, text: str) -> str:
+        path = os.path.abspath(self.mktemp())
+        with open(path, "w") as f:
+            f.write(text)
+        return path
+
+    def test_prints_rest_credentials_from_the_secret(self) -> None:
+        """The username is expiry:name and the password the base64 HMAC-SHA1 of it under the first secret."""
+        path = self.write("[turn]\nstatic_auth_secret = first-secret second-secret\n")
+        code, out, _ = run("turn-credentials", "--user", "bob", "--ttl", "600", "-c", path, "--json")
+        self.assertEqual(code, 0)
+        creds = json.loads(out)
+        expiry, _, name = creds["username"].partition(":")
+        self.assertEqual(name, "bob")
+        self.assertLess(abs(int(expiry) - (time.time() + 600)), 5)
+        digest = hmac.new(b"first-secret", creds["username"].encode(), hashlib.sha1).digest()
+        self.assertEqual(creds["credential"], base64.b64encode(digest).decode())
+
+    def test_without_a_secret_it_says_so(self) -> None:
+        """With no static_auth_secret in the config the command fails with exit status 2 and says why."""
+        code, _, err = run("turn-credentials", "--user", "bob", "-c", self.write("[turn]\nrealm = x\n"))
+        self.assertEqual(code, 2)
+        self.assertIn("static_auth_secret", err)
+
+
+class StatusTests(unittest.TestCase):
+    def test_status_url_maps_wildcards_to_loopback(self) -> None:
+        """A wildcard metrics address is reached over loopback; IPv6 gets brackets."""
+        self.assertEqual(status_url(stack_config("[metrics]\nlisten = 0.0.0.0:9641\n")), "http://127.0.0.1:9641/status")
+        self.assertEqual(status_url(stack_config("[metrics]\nlisten = [::]:9641\n")), "http://[::1]:9641/status")
+
+    async def _status(self) -> None:
+        runtime = StackRuntime(stack_config("[turn]\nenabled = no\n"), reactor)
+        runtime.state = "running"
+        port = listen_tcp(reactor, "127.0.0.1", 0, build_ops_site(runtime, make_registry(runtime, process=False)))
+        self.addCleanup(port.stopListening)
+        url = f"http://127.0.0.1:{port.getHost().port}/status"
+        code, out, _ = await threads.deferToThread(run, "status", "--url", url)
+        self.assertEqual(code, 0)
+        self.assertIn(": running, up", out)
+        self.assertIn("allocations: 0", out)
+        code, out, _ = await threads.deferToThread(run, "status", "--url", url, "--json")
+        self.assertEqual(json.loads(out)["state"], "running")
+
+    def test_status_reads_the_endpoint(self) -> None:
+        """status prints the state and counts from a live /status endpoint."""
+        from twisted.internet import defer
+
+        return defer.ensureDeferred(self._status())
+
+    def test_status_when_nothing_answers(self) -> None:
+        """status exits 1 when nothing listens at the URL."""
+        code, _, err = run("status", "--url", "http://127.0.0.1:9/status", "--timeout", "2")
+        self.assertEqual(code, 1)
+        self.assertIn("no answer", err)
