@@ -135,7 +135,7 @@ class RawMessage:
     :ivar data: the message bytes.
     """
 
-    __slots__ = ("method", "cls", "transaction_id", "attributes", "offsets", "data")
+    __slots__ = ("method", "cls", "transaction_id", "attributes", "offsets", "data", "_limit", "_values")
 
     def __init__(self, method: int, cls: int, transaction_id: bytes,
                  attributes: tuple[tuple[int, bytes], ...], offsets: tuple[int, ...], data: bytes) -> None:
@@ -145,6 +145,8 @@ class RawMessage:
         self.attributes = attributes
         self.offsets = offsets
         self.data = data
+        self._limit = -1
+        self._values: dict[int, bytes] | None = None
 
     def index(self, attr_type: int) -> int:
         """The position of the first attribute of ``attr_type``, or -1."""
@@ -160,22 +162,31 @@ class RawMessage:
         and FINGERPRINT may follow; after MESSAGE-INTEGRITY-SHA256 only
         FINGERPRINT.  Anything else after them is ignored.
         """
+        if self._limit >= 0:
+            return self._limit
         attrs = self.attributes
+        self._limit = len(attrs)
         for i, (t, _) in enumerate(attrs):
             if t == Attr.MESSAGE_INTEGRITY:
                 if i + 1 < len(attrs) and attrs[i + 1][0] == Attr.MESSAGE_INTEGRITY_SHA256:
-                    return i + 2
-                return i + 1
+                    self._limit = i + 2
+                else:
+                    self._limit = i + 1
+                break
             if t == Attr.MESSAGE_INTEGRITY_SHA256:
-                return i + 1
-        return len(attrs)
+                self._limit = i + 1
+                break
+        return self._limit
 
     def get(self, attr_type: int) -> bytes | None:
         """The value of the first ``attr_type`` before any integrity cut-off."""
-        for t, v in self.attributes[: self.integrity_limit()]:
-            if t == attr_type:
-                return v
-        return None
+        values = self._values
+        if values is None:
+            values = {}
+            for t, v in self.attributes[: self.integrity_limit()]:
+                values.setdefault(t, v)
+            self._values = values
+        return values.get(attr_type)
 
     def has(self, attr_type: int) -> bool:
         """True if ``attr_type`` is present (within the integrity cut-off)."""

@@ -1,0 +1,349 @@
+#!/usr/bin/env python3
+"""TURN relay benchmark: our server against coturn's ``turnserver``, same flags, one run.
+
+Measures, for each server:
+
+* relayed packets/s, loss and **server CPU µs per relayed packet** (from
+  ``/proc/PID/stat``) with coturn's ``turnutils_uclient`` → server →
+  ``turnutils_peer`` echo → server → client, at paced loads:
+  ``-m 20 -z 1`` (≈ 20,000 echoed messages/s = 40,000 relayed packets/s) and
+  ``-m 10 -z 5`` (≈ 2,000 messages/s = 4,000 relayed packets/s), over UDP
+  with channels, UDP with Send/Data indications, and TCP with channels;
+* allocations per second (a pipelined Python client on 1,000 UDP sockets,
+  each doing the full 401 + Allocate exchange);
+* RSS per 1,000 idle allocations.
+
+A relayed packet is one leg through the server (client→peer or
+peer→client); each echoed message is two.  On a 2-core machine the load
+generator, the echo peer and the server share the cores, so packets/s "flat
+out" swing a lot; CPU per packet and loss at a fixed rate are the stable
+figures.
+
+Usage::
+
+    python bench/turn_relay.py            # both servers, full run (~2 min)
+    python bench/turn_relay.py --quick    # shorter runs
+    python bench/turn_relay.py --only ours
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import hmac
+import os
+import re
+import select
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+USER, PASSWORD, REALM = "bench", "bench-password", "bench.realm"
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+LOST = re.compile(rb"Total lost packets (\d+) \(([\d.]+)%\)")
+TOTALS = re.compile(rb"tot_send_msgs=(\d+), tot_recv_msgs=(\d+)")
+
+OUR_SERVER = r'''
+import sys
+from twisted.internet import epollreactor
+epollreactor.install()
+from twisted.internet import reactor
+from twisted.application import service
+from webrtcstack.config import parse_config
+from webrtcstack.turn.adapters.driver import build_turn_services
+port, user, password, realm = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
+cfg = parse_config(f"""
+[turn]
+listen = 127.0.0.1:{port}
+realm = {realm}
+relay_ip = 127.0.0.1
+relay_ports = 30000-39999
+allow_loopback_peers = yes
+users = {user}:{password}
+static_auth_secret = bench-secret-123
+user_quota = 0
+total_quota = 100000
+unauthenticated_replies_per_second = 100000
+[http]
+enabled = no
+""")
+top = service.MultiService()
+for s in build_turn_services(cfg, reactor, cfg.turn.static_auth_secret):
+    s.setServiceParent(top)
+top.startService()
+reactor.addSystemEventTrigger("before", "shutdown", top.stopService)
+reactor.run()
+'''
+
+
+def free_port() -> int:
+    for _ in range(100):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
+            u.bind(("127.0.0.1", 0))
+            port = u.getsockname()[1]
+            with socket.socket() as t:
+                try:
+                    t.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+                return port
+    raise RuntimeError("no free port")
+
+
+def cpu_seconds(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def rss_kib(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def wait_for_binding(port: int, proc: subprocess.Popen, limit: float = 15.0) -> None:
+    request = struct.pack("!HHI", 1, 0, 0x2112A442) + os.urandom(12)
+    deadline = time.monotonic() + limit
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.settimeout(0.2)
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError("server exited at start")
+            s.sendto(request, ("127.0.0.1", port))
+            try:
+                s.recv(2048)
+                return
+            except OSError:
+                continue
+    raise RuntimeError("server did not answer")
+
+
+def start_ours(port: int) -> subprocess.Popen:
+    env = dict(os.environ, PYTHONPATH=os.path.join(ROOT, "src"))
+    return subprocess.Popen([sys.executable, "-c", OUR_SERVER, str(port), USER, PASSWORD, REALM], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def start_coturn(port: int, tmp: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        ["turnserver", "-n", "--listening-ip", "127.0.0.1", "--listening-port", str(port),
+         "--relay-ip", "127.0.0.1", "--min-port", "30000", "--max-port", "39999",
+         "--allow-loopback-peers", "--lt-cred-mech", "--user", f"{USER}:{PASSWORD}", "--realm", REALM,
+         "--no-tls", "--no-dtls", "--no-cli", "--no-stdout-log", "--log-file", os.path.join(tmp, "coturn.log"),
+         "--pidfile", os.path.join(tmp, "coturn.pid")],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def run_uclient(port: int, peer_port: int, flags: list[str], clients: int, interval_ms: int, messages: int,
+                pid: int) -> dict[str, float]:
+    args = ["turnutils_uclient", *flags, "-u", USER, "-w", PASSWORD, "-e", "127.0.0.1", "-r", str(peer_port),
+            "-m", str(clients), "-z", str(interval_ms), "-n", str(messages), "-l", "120", "-p", str(port),
+            "127.0.0.1"]
+    cpu0, t0 = cpu_seconds(pid), time.monotonic()
+    out = subprocess.run(args, capture_output=True, timeout=300)
+    cpu1, t1 = cpu_seconds(pid), time.monotonic()
+    text = out.stdout + out.stderr
+    totals = TOTALS.findall(text)
+    lost = LOST.search(text)
+    sent, received = (int(totals[-1][0]), int(totals[-1][1])) if totals else (0, 0)
+    relayed = sent + received  # forward legs that arrived + return legs
+    lost_pct = float(lost.group(2)) if lost else 100.0
+    # uclient's elapsed time includes allocation and a final wait; the send phase is messages * interval.
+    send_s = max(messages * interval_ms / 1000.0, 1e-3)
+    return {
+        "relayed": relayed, "lost_pct": lost_pct, "cpu_s": cpu1 - cpu0, "wall_s": t1 - t0,
+        "pps": relayed / send_s, "us_per_pkt": (cpu1 - cpu0) / relayed * 1e6 if relayed else float("nan"),
+    }
+
+
+# -- allocations/s --------------------------------------------------------
+
+def _attr(t: int, v: bytes) -> bytes:
+    return struct.pack("!HH", t, len(v)) + v + b"\0" * (-len(v) & 3)
+
+
+def _message(method: int, tid: bytes, attrs: bytes, key: bytes | None) -> bytes:
+    if key is None:
+        return struct.pack("!HHI", method, len(attrs), 0x2112A442) + tid + attrs
+    header = struct.pack("!HHI", method, len(attrs) + 24, 0x2112A442) + tid
+    mac = hmac.new(key, header + attrs, hashlib.sha1).digest()
+    return header + attrs + _attr(0x0008, mac)
+
+
+def _nonce(data: bytes) -> bytes | None:
+    pos = 20
+    while pos + 4 <= len(data):
+        t, n = struct.unpack_from("!HH", data, pos)
+        if t == 0x0015:
+            return data[pos + 4:pos + 4 + n]
+        pos += 4 + n + (-n & 3)
+    return None
+
+
+def allocate_many(port: int, count: int, pid: int) -> dict[str, float]:
+    """Allocate on ``count`` sockets (401 then Allocate each), pipelined; keep them idle."""
+    key = hashlib.md5(f"{USER}:{REALM}:{PASSWORD}".encode()).digest()
+    transport = _attr(0x0019, bytes((17, 0, 0, 0)))
+    socks = []
+    rss0 = rss_kib(pid)
+    for _ in range(count):
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.setblocking(False)
+        s.connect(("127.0.0.1", port))
+        socks.append(s)
+    by_fd = {s.fileno(): s for s in socks}
+    state = {s.fileno(): 0 for s in socks}  # 0: challenge sent, 1: allocate sent, 2: done
+    last_sent = {}
+    t0 = time.monotonic()
+    for s in socks:
+        s.send(_message(0x0003, os.urandom(12), transport, None))
+        last_sent[s.fileno()] = t0
+    done = 0
+    last_done = t0
+    deadline = t0 + 60
+    poller = select.epoll()
+    for s in socks:
+        poller.register(s.fileno(), select.EPOLLIN)
+    while done < count and time.monotonic() < deadline:
+        for fd, _ in poller.poll(0.2):
+            s = by_fd[fd]
+            try:
+                data = s.recv(4096)
+            except OSError:
+                continue
+            cls = struct.unpack_from("!H", data)[0]
+            if state[fd] == 0 and cls == 0x0113:
+                nonce = _nonce(data) or b""
+                attrs = transport + _attr(0x0006, USER.encode()) + _attr(0x0014, REALM.encode()) + _attr(0x0015, nonce)
+                s.send(_message(0x0003, os.urandom(12), attrs, key))
+                state[fd] = 1
+                last_sent[fd] = time.monotonic()
+            elif state[fd] == 1 and cls == 0x0103:
+                state[fd] = 2
+                done += 1
+                last_done = time.monotonic()
+            elif state[fd] == 1 and cls == 0x0113:
+                # 437: a retransmitted exchange found the allocation already made.
+                state[fd] = 2
+                done += 1
+                last_done = time.monotonic()
+        now = time.monotonic()
+        for fd, st in state.items():  # retransmit what got lost (UDP)
+            if st < 2 and now - last_sent[fd] > 1.0:
+                by_fd[fd].send(_message(0x0003, os.urandom(12), transport, None))
+                state[fd] = 0
+                last_sent[fd] = now
+    elapsed = max(last_done - t0, 1e-6)
+    time.sleep(0.5)
+    rss1 = rss_kib(pid)
+    for s in socks:
+        s.close()
+    return {"allocations": done, "per_s": done / elapsed, "rss_per_1000_kib": (rss1 - rss0) * 1000 / max(done, 1)}
+
+
+SCENARIOS = [
+    ("UDP channels", []),
+    ("UDP Send/Data indications", ["-s"]),
+    ("TCP channels", ["-t"]),
+]
+LOADS = [("40k pkt/s (-m 20 -z 1)", 20, 1), ("4k pkt/s (-m 10 -z 5)", 10, 5)]
+
+
+def bench_server(name: str, proc: subprocess.Popen, port: int, peer_port: int, quick: bool) -> dict:
+    wait_for_binding(port, proc)
+    pid = proc.pid
+    results: dict = {}
+    for scenario, flags in SCENARIOS:
+        for load, clients, interval in LOADS:
+            messages = (1000 if quick else 3000) // interval
+            r = run_uclient(port, peer_port, flags, clients, interval, messages, pid)
+            results[(scenario, load)] = r
+            print(f"  {name:7} {scenario:28} {load:24} relayed {r['relayed']:7.0f}  loss {r['lost_pct']:6.3f}%  "
+                  f"{r['pps']:8.0f} pkt/s  CPU {r['us_per_pkt']:6.1f} µs/pkt", flush=True)
+    alloc = allocate_many(port, 500 if quick else 1000, pid)
+    results["alloc"] = alloc
+    print(f"  {name:7} allocations: {alloc['allocations']:.0f} at {alloc['per_s']:.0f}/s, "
+          f"RSS {alloc['rss_per_1000_kib'] / 1024:.1f} MiB per 1,000 idle allocations", flush=True)
+    return results
+
+
+def stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="shorter runs")
+    parser.add_argument("--only", choices=("ours", "coturn"), help="bench one server only")
+    args = parser.parse_args()
+    for tool in ("turnutils_uclient", "turnutils_peer") + (() if args.only == "ours" else ("turnserver",)):
+        if shutil.which(tool) is None:
+            print(f"{tool} not found: install the coturn package", file=sys.stderr)
+            return 2
+    print(f"machine: {os.cpu_count()} CPUs, {platform_line()}")
+    peer_port = free_port()
+    peer = subprocess.Popen(["turnutils_peer", "-L", "127.0.0.1", "-p", str(peer_port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    all_results = {}
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            for name in ("ours", "coturn"):
+                if args.only and name != args.only:
+                    continue
+                port = free_port()
+                proc = start_ours(port) if name == "ours" else start_coturn(port, tmp)
+                try:
+                    all_results[name] = bench_server(name, proc, port, peer_port, args.quick)
+                finally:
+                    stop(proc)
+    finally:
+        stop(peer)
+    if len(all_results) == 2:
+        print("\n| scenario | load | ours µs/pkt | coturn µs/pkt | ratio | ours loss | coturn loss |")
+        print("|---|---|---|---|---|---|---|")
+        for key in all_results["ours"]:
+            if key == "alloc":
+                continue
+            o, c = all_results["ours"][key], all_results["coturn"][key]
+            print(f"| {key[0]} | {key[1]} | {o['us_per_pkt']:.1f} | {c['us_per_pkt']:.1f} | "
+                  f"{o['us_per_pkt'] / c['us_per_pkt']:.2f}× | {o['lost_pct']:.3f} % | {c['lost_pct']:.3f} % |")
+        oa, ca = all_results["ours"]["alloc"], all_results["coturn"]["alloc"]
+        print(f"| allocations/s | 1,000 sockets | {oa['per_s']:.0f} | {ca['per_s']:.0f} | "
+              f"{oa['per_s'] / ca['per_s']:.2f}× | | |")
+        print(f"| RSS per 1,000 idle allocations | | {oa['rss_per_1000_kib'] / 1024:.1f} MiB | "
+              f"{ca['rss_per_1000_kib'] / 1024:.1f} MiB | | | |")
+    return 0
+
+
+def platform_line() -> str:
+    import platform
+
+    model = ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return f"{model}, Linux {platform.release()}, Python {platform.python_version()}"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
