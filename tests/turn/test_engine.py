@@ -707,3 +707,34 @@ class RobustnessTests(SynchronousTestCase):
         raw = client.build(Method.ALLOCATE, TRANSPORT_UDP, fingerprint=True)
         client.send_raw(raw[:cut] + tail)
         self.assertLessEqual(len(opener.relays), 1)
+
+
+class SendFastPathTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.engine, self.opener = make_engine()
+        self.client = Client(self.engine)
+        self.client.allocate()
+        self.client.create_permission("8.8.8.8")
+        self.allocation = self.engine.allocations[self.client.five_tuple]
+
+    def send(self, host: str, data: bytes, extra: list | None = None) -> bytes:
+        tid = os.urandom(12)
+        return wire.encode(Method.SEND, MessageClass.INDICATION, tid,
+                           [self.client.peer_attr(host, 53, tid), (Attr.DATA, data)] + (extra or []))
+
+    def test_relays_permitted(self) -> None:
+        """A Send indication to a permitted IPv4 peer is relayed by the fast path."""
+        self.assertTrue(self.allocation.handle_send_indication(self.send("8.8.8.8", b"abc"), 0))
+        self.assertTrue(self.allocation.handle_send_indication(self.send("8.8.8.8", b"de"), 0))
+        self.assertEqual(self.opener.relays[0].sent, [(b"abc", ("8.8.8.8", 53)), (b"de", ("8.8.8.8", 53))])
+
+    def test_declines_unusual(self) -> None:
+        """Unpermitted peers, IPv6 peers, extra attributes and bad lengths go to the full path."""
+        self.assertFalse(self.allocation.handle_send_indication(self.send("8.8.4.4", b"x"), 0))
+        self.assertFalse(self.allocation.handle_send_indication(self.send("2a00::1", b"x"), 0))
+        self.assertFalse(self.allocation.handle_send_indication(self.send("8.8.8.8", b"x", [(Attr.SOFTWARE, b"s")]), 0))
+        bad = bytearray(self.send("8.8.8.8", b"abcd"))
+        bad[-6:-4] = struct.pack("!H", 200)
+        self.assertFalse(self.allocation.handle_send_indication(bytes(bad), 0))
+        self.assertFalse(self.allocation.handle_send_indication(self.send("8.8.8.8", b"abcd")[:-1], 0))
+        self.assertEqual(self.opener.relays[0].sent, [])

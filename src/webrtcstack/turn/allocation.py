@@ -49,6 +49,7 @@ _ATTR_HEADER = struct.Struct("!HH")
 _DATA_INDICATION = 0x0017
 _ATTR_XOR_PEER_ADDRESS = 0x0012
 _ATTR_DATA = 0x0013
+_ATTR_DONT_FRAGMENT = 0x001A
 _PAD = (b"", b"\0\0\0", b"\0\0", b"\0")
 
 
@@ -174,6 +175,9 @@ class Allocation:
         # only, RFC 8489 §6), and pre-encoded XOR-PEER-ADDRESS attributes.
         self._indication_id = os.urandom(12)
         self._peer_attrs: dict[Address, bytes] = {}
+        # XOR-PEER-ADDRESS values of Send indications already decoded (IPv4 only:
+        # their XOR key is the magic cookie alone, so the bytes name the peer).
+        self._send_peers: dict[bytes, Address] = {}
 
     def family_of(self, host: str) -> int:
         """4 or 6 for an address text."""
@@ -213,6 +217,48 @@ class Allocation:
         self.to_client(out)
         counters.packets_to_client += 1
         counters.bytes_to_client += len(data)
+
+    def handle_send_indication(self, data: bytes, now: float) -> bool:
+        """The fast path for a Send indication to an IPv4 peer (RFC 8656 §11.2).
+
+        Walks the TLVs once looking only for XOR-PEER-ADDRESS and DATA; every
+        length is checked against the datagram.  Returns False (the caller
+        then takes the full path) for anything unusual: IPv6 peers, other
+        attributes, a FINGERPRINT to verify, a peer without a permission.
+        """
+        size = len(data)
+        if size < 20 or data[4:8] != _MAGIC or ((data[2] << 8) | data[3]) + 20 != size:
+            return False
+        pos = 20
+        peer_value = None
+        payload = None
+        while pos + 4 <= size:
+            attr_type = (data[pos] << 8) | data[pos + 1]
+            length = (data[pos + 2] << 8) | data[pos + 3]
+            end = pos + 4 + length
+            if end > size:
+                return False
+            if attr_type == _ATTR_XOR_PEER_ADDRESS and peer_value is None:
+                peer_value = data[pos + 4:end]
+            elif attr_type == _ATTR_DATA and payload is None:
+                payload = data[pos + 4:end]
+            elif attr_type != _ATTR_DONT_FRAGMENT:
+                return False
+            pos = end + (-length & 3)
+        if peer_value is None or payload is None or pos != size:
+            return False
+        peer = self._send_peers.get(peer_value)
+        if peer is None:
+            if len(peer_value) != 8 or peer_value[1] != 1:
+                return False
+            a, b, c, d = (x ^ y for x, y in zip(peer_value[4:8], _MAGIC))
+            peer = (f"{a}.{b}.{c}.{d}", ((peer_value[2] << 8) | peer_value[3]) ^ 0x2112)
+            if len(self._send_peers) > 256:
+                self._send_peers.clear()
+            self._send_peers[peer_value] = peer
+        if peer[0] not in self.permissions:
+            return False
+        return self.send_to_peer(payload, peer, now) or True
 
     def send_to_peer(self, data: bytes, peer: Address, now: float) -> bool:
         """Send ``data`` out of the relay of the peer's family, if bandwidth allows."""

@@ -71,6 +71,7 @@ class TurnUdpListener:
     def doRead(self) -> None:
         recvfrom = self.sock.recvfrom
         routes = self.engine.channel_routes
+        allocations = self.engine.allocations
         counters = self.engine.counters
         server = self.server
         v6 = self._v6
@@ -103,6 +104,11 @@ class TurnUdpListener:
                         else:
                             counters.drop("bandwidth")
                         continue
+            # Fast path: a Send indication to a permitted IPv4 peer.
+            if data[:2] == b"\x00\x16":
+                allocation = allocations.get((_UDP, addr, server))
+                if allocation is not None and allocation.handle_send_indication(data, now):
+                    continue
             try:
                 self.driver.handle_client((_UDP, addr, server), data, self.sender_for(addr), now)
             except Exception:
