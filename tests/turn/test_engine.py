@@ -717,10 +717,19 @@ class SendFastPathTests(SynchronousTestCase):
         self.client.create_permission("8.8.8.8")
         self.allocation = self.engine.allocations[self.client.five_tuple]
 
-    def send(self, host: str, data: bytes, extra: list | None = None) -> bytes:
+    def send(self, host: str, data: bytes, extra: list | None = None, fingerprint: bool = False) -> bytes:
         tid = os.urandom(12)
         return wire.encode(Method.SEND, MessageClass.INDICATION, tid,
-                           [self.client.peer_attr(host, 53, tid), (Attr.DATA, data)] + (extra or []))
+                           [self.client.peer_attr(host, 53, tid), (Attr.DATA, data)] + (extra or []),
+                           fingerprint=fingerprint)
+
+    def test_fingerprint(self) -> None:
+        """A Send indication with a correct FINGERPRINT takes the fast path; a wrong one does not."""
+        good = self.send("8.8.8.8", b"abc", fingerprint=True)
+        self.assertTrue(self.allocation.handle_send_indication(good, 0))
+        bad = good[:-1] + bytes([good[-1] ^ 1])
+        self.assertFalse(self.allocation.handle_send_indication(bad, 0))
+        self.assertEqual(len(self.opener.relays[0].sent), 1)
 
     def test_relays_permitted(self) -> None:
         """A Send indication to a permitted IPv4 peer is relayed by the fast path."""

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import os
 import struct
+from binascii import crc32
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -50,6 +51,7 @@ _DATA_INDICATION = 0x0017
 _ATTR_XOR_PEER_ADDRESS = 0x0012
 _ATTR_DATA = 0x0013
 _ATTR_DONT_FRAGMENT = 0x001A
+_ATTR_FINGERPRINT = 0x8028
 _PAD = (b"", b"\0\0\0", b"\0\0", b"\0")
 
 
@@ -224,7 +226,7 @@ class Allocation:
         Walks the TLVs once looking only for XOR-PEER-ADDRESS and DATA; every
         length is checked against the datagram.  Returns False (the caller
         then takes the full path) for anything unusual: IPv6 peers, other
-        attributes, a FINGERPRINT to verify, a peer without a permission.
+        attributes, a FINGERPRINT that does not match, a peer without a permission.
         """
         size = len(data)
         if size < 20 or data[4:8] != _MAGIC or ((data[2] << 8) | data[3]) + 20 != size:
@@ -242,6 +244,10 @@ class Allocation:
                 peer_value = data[pos + 4:end]
             elif attr_type == _ATTR_DATA and payload is None:
                 payload = data[pos + 4:end]
+            elif attr_type == _ATTR_FINGERPRINT:
+                if length != 4 or end != size or \
+                        (crc32(data[:pos]) ^ 0x5354554E) != int.from_bytes(data[pos + 4:end], "big"):
+                    return False
             elif attr_type != _ATTR_DONT_FRAGMENT:
                 return False
             pos = end + (-length & 3)
