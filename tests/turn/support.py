@@ -48,6 +48,7 @@ class FakeOpener:
             return None
         assert (host, port) not in self.open_ports, "port bound twice"
         relay = FakeRelay(self, host, port)
+        relay.allocation = allocation
         self.relays.append(relay)
         self.open_ports.add((host, port))
         self.dont_fragment.append(dont_fragment)

@@ -382,23 +382,28 @@ class FamilyTests(SynchronousTestCase):
 
 class EvenPortTests(SynchronousTestCase):
     def test_even_port_reservation(self) -> None:
-        """EVEN-PORT R=1 gives an even port and a token that allocates the next port."""
-        engine, _ = make_engine()
+        """EVEN-PORT R=1 gives an even port and binds the next, which a token then allocates."""
+        engine, opener = make_engine()
         reply = Client(engine).allocate([(Attr.EVEN_PORT, b"\x80")])
         port = relayed(reply)[0][1]
         self.assertEqual(port % 2, 0)
         token = reply.get(Attr.RESERVATION_TOKEN)
         self.assertEqual(len(token), 8)
-        second = Client(engine, client=("198.51.100.7", 2)).allocate([(Attr.RESERVATION_TOKEN, token)])
+        self.assertEqual([r.address[1] for r in opener.relays], [port, port + 1])  # bound at once
+        second_client = Client(engine, client=("198.51.100.7", 2))
+        second = second_client.allocate([(Attr.RESERVATION_TOKEN, token)])
         self.assertEqual(relayed(second)[0][1], port + 1)
+        self.assertEqual(len(opener.relays), 2)
+        self.assertIs(opener.relays[1].allocation, engine.allocations[second_client.five_tuple])
 
     def test_reservation_expires(self) -> None:
-        """An unused reservation returns its port to the pool and its token stops working."""
-        engine, _ = make_engine()
+        """An unused reservation closes its socket, returns its port, and its token stops working."""
+        engine, opener = make_engine()
         token = Client(engine).allocate([(Attr.EVEN_PORT, b"\x80")]).get(Attr.RESERVATION_TOKEN)
         self.assertEqual(engine.port_pools[4].free_count(), 98)
         engine.handle_timer(now=30)
         self.assertEqual(engine.port_pools[4].free_count(), 99)
+        self.assertTrue(opener.relays[1].closed)
         reply = Client(engine, client=("198.51.100.7", 2)).allocate([(Attr.RESERVATION_TOKEN, token)], now=31)
         self.assertEqual(error_code(reply), 508)
 

@@ -63,6 +63,8 @@ class Relay(Protocol):
     """
 
     address: Address
+    #: Whose ``handle_peer_datagram`` gets what arrives (reassigned when a reserved port is claimed).
+    allocation: Any
 
     def send_to_peer(self, data: bytes, peer: Address) -> None: ...
 

@@ -145,13 +145,26 @@ class _Auth:
 
 
 class _Reservation:
-    __slots__ = ("token", "family", "port", "expires_at")
+    """A port held for a later Allocate with RESERVATION-TOKEN; its socket is bound already.
 
-    def __init__(self, token: bytes, family: int, port: int, expires_at: float) -> None:
+    Binding at once matters: a port only marked as taken in our pool could be
+    given to another process before the client comes back for it.  Until it
+    is claimed, datagrams arriving on it are dropped.
+    """
+
+    __slots__ = ("token", "family", "port", "expires_at", "relay", "counters")
+
+    def __init__(self, token: bytes, family: int, port: int, expires_at: float, counters: TurnCounters) -> None:
         self.token = token
         self.family = family
         self.port = port
         self.expires_at = expires_at
+        self.relay: Relay | None = None
+        self.counters = counters
+
+    def handle_peer_datagram(self, data: bytes, peer: Address, now: float) -> None:
+        """Nobody owns the port yet: drop."""
+        self.counters.drop("reserved_port")
 
 
 class TurnEngine:
@@ -340,7 +353,7 @@ class TurnEngine:
                 reservation = self.reservations.get(item)
                 if reservation is not None and reservation.expires_at <= now:
                     del self.reservations[item]
-                    self.port_pools[reservation.family].release(reservation.port)
+                    self._free_reservation(reservation)
         self.transactions.expire(now)
 
     def close(self) -> None:
@@ -348,7 +361,7 @@ class TurnEngine:
         for allocation in list(self.allocations.values()):
             self._delete_allocation(allocation)
         for reservation in self.reservations.values():
-            self.port_pools[reservation.family].release(reservation.port)
+            self._free_reservation(reservation)
         self.reservations.clear()
         self._heap.clear()
         self.transactions = TransactionCache(self.transactions.lifetime_s, self.transactions.max_entries)
@@ -579,7 +592,9 @@ class TurnEngine:
                 continue
             if reservation is not None:
                 port: int | None = reservation.port
-                relay = self._open(allocation, family, reservation.port, dont_fragment)
+                relay, reservation.relay = reservation.relay, None
+                if relay is not None:
+                    relay.allocation = allocation
             elif index == 0 and even_port is not None:
                 port, relay, token_out = self._open_even(allocation, family, bool(even_port[0] & 0x80),
                                                          dont_fragment, now)
@@ -673,11 +688,24 @@ class TurnEngine:
                 pool.release(port + 1)
                 return port, relay, None
             token = os.urandom(8)
-            reservation = _Reservation(token, family, port + 1, now + RESERVATION_LIFETIME_S)
+            reservation = _Reservation(token, family, port + 1, now + RESERVATION_LIFETIME_S, self.counters)
+            reservation.relay = self.relay_opener.open_relay(self.settings.relay_hosts[family], port + 1,
+                                                             reservation, dont_fragment)  # type: ignore[arg-type]
+            if reservation.relay is None:
+                relay.close()
+                pool.release(port)
+                pool.release(port + 1)
+                continue
             self.reservations[token] = reservation
             self._schedule(reservation.expires_at, "reservation", None, token)
             return port, relay, token
         return None, None, None
+
+    def _free_reservation(self, reservation: _Reservation) -> None:
+        if reservation.relay is not None:
+            reservation.relay.close()
+            reservation.relay = None
+        self.port_pools[reservation.family].release(reservation.port)
 
     def _refresh(self, five_tuple: FiveTuple, message: RawMessage, auth: _Auth, now: float) -> list[tuple[int, bytes]]:
         """RFC 8656 §7.3: receiving a Refresh request."""

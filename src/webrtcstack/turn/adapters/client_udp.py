@@ -31,6 +31,19 @@ LISTENER_BUFFER_BYTES = 4 << 20
 _UDP = Transport.UDP
 
 
+def set_buffers(sock: socket.socket, size: int) -> None:
+    """Large socket buffers absorb bursts; ``*FORCE`` passes ``rmem_max`` when we may (CAP_NET_ADMIN)."""
+    for force, plain in ((getattr(socket, "SO_RCVBUFFORCE", 33), socket.SO_RCVBUF),
+                         (getattr(socket, "SO_SNDBUFFORCE", 32), socket.SO_SNDBUF)):
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, force, size)
+        except OSError:
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, plain, size)
+            except OSError:
+                pass
+
+
 def _udp_sender(sendto: Any, addr: tuple[str, int], counters: Any) -> Any:
     """A ``to_client`` callable for one UDP client address."""
 
@@ -151,11 +164,7 @@ class TurnUdpService(ListenerService):
 
     def startService(self) -> None:
         sock = make_socket(socket.SOCK_DGRAM, self.endpoint.host, self.endpoint.port)
-        for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
-            try:
-                sock.setsockopt(socket.SOL_SOCKET, option, LISTENER_BUFFER_BYTES)
-            except OSError:
-                pass
+        set_buffers(sock, LISTENER_BUFFER_BYTES)
         self.listener = TurnUdpListener(self.driver, sock)
         self.driver.reactor.addReader(self.listener)
         self.port = _BoundUdp(self.listener)  # type: ignore[assignment]
