@@ -259,3 +259,16 @@ class RoomLinkTests(unittest.TestCase):
         self.hub.handle_join("room", now=0)
         self.hub.handle_register("room", "A", "ca", now=50000)
         self.assertEqual(self.storage.get_room("room").expires_at, 50000 + 86400)
+
+
+class CounterTests(unittest.TestCase):
+    def test_message_counters(self) -> None:
+        """Forwarded, queued and dropped messages are counted for metrics."""
+        hub = SignalingHub(MemoryStorage(), max_queued=1)
+        hub.handle_register("r", "a", "ca", now=0)
+        hub.handle_send("r", "a", "q", now=0)
+        self.assertRaises(SignalingError, hub.handle_send, "r", "a", "x", now=0)
+        hub.handle_register("r", "b", "cb", now=0)
+        hub.handle_send("r", "a", "d", now=0)
+        c = hub.counters
+        self.assertEqual((c.messages_forwarded, c.messages_queued, c.messages_dropped), (2, 1, 1))

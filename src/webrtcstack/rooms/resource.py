@@ -174,6 +174,10 @@ class RoomServerResource(Resource):
         """``POST /join/<room>``: a new client id, the initiator flag and the stored messages."""
         params = self._params(request, room_id)
         assert self.hub.rooms is not None
+        if getattr(self.hub, "draining", False):
+            # Set by webrtcstack.ops on SIGTERM: calls in progress go on, new joins are refused.
+            return self._json(request, {"result": "ERROR", "params": {"messages": []},
+                                        "error": "the server is shutting down; try again shortly"})
         runner = self.runner
         result = self.hub.handle_join(room_id, loopback=params["is_loopback"] == "true", now=runner.now())
         runner.rearm()

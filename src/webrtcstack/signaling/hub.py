@@ -98,6 +98,12 @@ class Counters:
     total_ws: int = 0
     ws_errors: int = 0
     http_errors: int = 0
+    #: frames handed to a recipient's socket
+    messages_forwarded: int = 0
+    #: messages queued on their sender for later delivery
+    messages_queued: int = 0
+    #: messages refused (queue full, over a limit)
+    messages_dropped: int = 0
 
 
 class SignalingHub:
@@ -130,6 +136,8 @@ class SignalingHub:
         self.max_queued = max_queued
         self.max_rooms = max_rooms
         self.counters = Counters()
+        #: set by the shell while the service drains: new joins are refused
+        self.draining = False
         self._timers: list[tuple[float, int, str, str]] = []
         self._seq = itertools.count()
 
@@ -207,6 +215,7 @@ class SignalingHub:
                 if other is not peer and other.queue and not other.left:
                     for msg in other.queue:
                         effects.append(Deliver(room_id, client_id, envelope(msg)))
+                    self.counters.messages_forwarded += len(other.queue)
                     other.queue.clear()
         self.storage.put_channel(channel)
         if self.rooms is not None:
@@ -348,10 +357,13 @@ class SignalingHub:
             if frame is None:
                 frame = envelope(msg)
             effects.append(Deliver(channel.room_id, other.client_id, frame))
+        self.counters.messages_forwarded += len(effects)
         if frame is None or queue:
             if len(sender.queue) >= self.max_queued:
+                self.counters.messages_dropped += 1
                 raise SignalingError(Errors.QUEUE_FULL)
             sender.queue.append(msg)
+            self.counters.messages_queued += 1
             self.storage.put_channel(channel)
         return effects
 
@@ -417,11 +429,13 @@ class SignalingSession:
     def handle_frame(self, payload: bytes, *, now: float) -> list[Effect]:
         """One text or binary frame from the client."""
         if len(payload) > self.max_message_bytes:
+            self.hub.counters.messages_dropped += 1
             return self._error(Errors.too_large(self.max_message_bytes))
         # Token bucket: ``rate`` frames a second, bursts up to ``rate``.
         self._tokens = min(self.rate, self._tokens + (now - self._refilled_at) * self.rate)
         self._refilled_at = now
         if self._tokens < 1.0:
+            self.hub.counters.messages_dropped += 1
             return self._error(Errors.too_fast(int(self.rate)), close=False)
         self._tokens -= 1.0
         try:

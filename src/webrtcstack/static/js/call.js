@@ -90,6 +90,7 @@
       this.hungUp = false;
       this.mediaReady = null;
       this.iceReady = null;
+      this.counts = { sent: 0, received: 0, candidatesSent: 0, candidatesReceived: 0 };  // for tests
     }
 
     start() {
@@ -157,7 +158,12 @@
         if (answer.result !== 'SUCCESS') throw new Error('join failed: ' + answer.result + (answer.error ? ' (' + answer.error + ')' : ''));
         this.clientId = answer.params.client_id;
         this.isInitiator = answer.params.is_initiator === 'true';
-        for (const text of answer.params.messages || []) this.inbox.push(JSON.parse(text));
+        for (const text of answer.params.messages || []) {
+          const message = JSON.parse(text);
+          this.counts.received += 1;
+          if (message.type === 'candidate') this.counts.candidatesReceived += 1;
+          this.inbox.push(message);
+        }
       });
       Promise.all([joined, socketOpen]).then(() => {
         this.ws.send(JSON.stringify({ cmd: 'register', roomid: this.roomId, clientid: this.clientId }));
@@ -197,6 +203,8 @@
 
     send(message) {
       const text = JSON.stringify(message);
+      this.counts.sent += 1;
+      if (message.type === 'candidate') this.counts.candidatesSent += 1;
       if (this.isInitiator) {
         const url = '/message/' + encodeURIComponent(this.roomId) + '/' + encodeURIComponent(this.clientId) + window.location.search;
         return postJson(url, text).then((answer) => {
@@ -269,6 +277,8 @@
     }
 
     receive(message) {
+      this.counts.received += 1;
+      if (message.type === 'candidate') this.counts.candidatesReceived += 1;
       if (message.type === 'bye') {
         this.remoteHungUp();
         return;

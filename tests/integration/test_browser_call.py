@@ -1,0 +1,287 @@
+"""End to end: two headless Chromium tabs call each other through the whole stack, relayed by our TURN.
+
+The trial test runs this module as a script (``python -m
+tests.integration.test_browser_call``), inside a network namespace that has
+only ``lo`` when ``unshare -n`` is allowed, so no packet leaves the machine.
+The script starts the stack (``build_service``) in a child process on
+loopback ports, drives Chromium with selenium, and prints one JSON line with
+what each tab's ``getStats()`` said.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from twisted.trial import unittest
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+REPO = Path(__file__).resolve().parents[2]
+
+#: the issue's flags: WebRTC on loopback, and nothing but loopback
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--use-fake-device-for-media-stream",
+    "--use-fake-ui-for-media-stream",
+    "--webrtc-ip-handling-policy=default_public_interface_only",
+    "--disable-features=WebRtcHideLocalIpsWithMdns",
+    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE localhost, EXCLUDE 127.0.0.1",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+# What one tab reports: ICE state, the selected pair's candidate types, frames decoded.
+STATS_SCRIPT = """
+const done = arguments[arguments.length - 1];
+const call = window.webrtcstackCall;
+const status = (document.getElementById('status') || {}).textContent;
+const messages = (document.getElementById('messages') || {}).textContent;
+if (!call || !call.pc) { done({ready: false, status: status, messages: messages}); return; }
+const pc = call.pc;
+pc.getStats().then((stats) => {
+  const out = {ready: true, ice: pc.iceConnectionState, signaling: pc.signalingState,
+               policy: pc.getConfiguration().iceTransportPolicy, framesDecoded: 0,
+               gathering: pc.iceGatheringState, counts: call.counts, candidates: [],
+               status: status, messages: messages};
+  let pairId = null;
+  stats.forEach((r) => { if (r.type === 'transport' && r.selectedCandidatePairId) pairId = r.selectedCandidatePairId; });
+  stats.forEach((r) => {
+    if (r.type === 'inbound-rtp' && r.kind === 'video') out.framesDecoded += r.framesDecoded || 0;
+    if (r.type === 'local-candidate' || r.type === 'remote-candidate') out.candidates.push([r.type, r.candidateType, r.address, r.port, r.protocol, r.relayProtocol]);
+    if (r.type === 'candidate-pair' && r.id === pairId) {
+      out.pairState = r.state;
+      const local = stats.get(r.localCandidateId), remote = stats.get(r.remoteCandidateId);
+      if (local) out.local = {type: local.candidateType, address: local.address, port: local.port, url: local.url};
+      if (remote) out.remote = {type: remote.candidateType, address: remote.address, port: remote.port};
+    }
+  });
+  done(out);
+}).catch((e) => done({ready: false, error: String(e)}));
+"""
+
+
+def gathered_nothing(tab: dict[str, Any]) -> bool:
+    """A tab whose peer connection never produced a local candidate (Chromium sent no STUN at all)."""
+    return not any(c[0] == "local-candidate" for c in tab.get("candidates", []))
+
+
+#: a tab with no local candidate after this long has hit Chromium's stall (see the test)
+STALL_S = 10.0
+
+
+def _free_port(kind: int = socket.SOCK_STREAM) -> int:
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _unshare_works() -> bool:
+    if shutil.which("unshare") is None or shutil.which("ip") is None:
+        return False
+    try:
+        return subprocess.run(["unshare", "-n", "sh", "-c", "ip link set lo up"], capture_output=True, timeout=10).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+def missing_prerequisite() -> str | None:
+    """Why the browser test cannot run here, or None."""
+    for path in (CHROMIUM, CHROMEDRIVER):
+        if not os.access(path, os.X_OK):
+            return f"{path} is not installed (apt-get install chromium chromium-driver)"
+    try:
+        import selenium  # noqa: F401
+    except ImportError:
+        return "selenium is not installed (pip install selenium)"
+    return None
+
+
+def turn_missing() -> str | None:
+    """Why the stack cannot relay yet (the TURN driver is another part of the work), or None."""
+    try:
+        from webrtcstack.turn.adapters import driver  # noqa: F401
+        from webrtcstack.service import build_service  # noqa: F401
+    except ImportError as e:
+        return f"the TURN server is not available yet: {e}"
+    return None
+
+
+STACK_SCRIPT = """
+import sys
+from twisted.internet import reactor
+from webrtcstack.config import load_config
+from webrtcstack.service import build_service
+top = build_service(load_config(sys.argv[1]), reactor, install_signals=False)
+top.startService()
+reactor.addSystemEventTrigger("before", "shutdown", top.stopService)
+from twisted.logger import globalLogBeginner, textFileLogObserver
+globalLogBeginner.beginLoggingTo([textFileLogObserver(sys.stdout)])
+reactor.run()
+"""
+
+
+def stack_ini(http_port: int, turn_port: int, relay_low: int) -> str:
+    """The config the browser test runs the stack with: loopback only, relay to loopback allowed."""
+    return f"""\
+[turn]
+listen = 127.0.0.1:{turn_port}
+relay_ip = 127.0.0.1
+relay_ports = {relay_low}-{relay_low + 200}
+allow_loopback_peers = yes
+static_auth_secret = browser-test-secret
+[http]
+listen = 127.0.0.1:{http_port}
+[rooms]
+bypass_join_confirmation = yes
+[signaling]
+ping_interval_seconds = 0
+[metrics]
+enabled = no
+"""
+
+
+def _wait_http(url: str, deadline: float) -> None:
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
+def run_call(room: str = "browsertest", wait_s: float = 30.0) -> dict[str, Any]:
+    """Start the stack and two tabs; return what the tabs reported (the script's work)."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    tmp = Path(tempfile.mkdtemp(prefix="webrtcstack-browser-"))
+    http_port, turn_port = _free_port(), _free_port(socket.SOCK_DGRAM)
+    ini = tmp / "stack.ini"
+    ini.write_text(stack_ini(http_port, turn_port, 40000 + (turn_port % 20000)))
+    env = dict(os.environ, PYTHONPATH=str(REPO / "src") + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    stack_log = open(tmp / "stack.log", "wb")
+    stack = subprocess.Popen([sys.executable, "-c", STACK_SCRIPT, str(ini)], env=env, stdout=stack_log, stderr=subprocess.STDOUT)
+    report: dict[str, Any] = {"tabs": [], "namespace": os.environ.get("WEBRTCSTACK_NETNS", "no")}
+    driver = None
+    try:
+        base = f"http://127.0.0.1:{http_port}"
+        _wait_http(base + "/params", time.monotonic() + 20)
+        options = webdriver.ChromeOptions()
+        options.binary_location = CHROMIUM
+        for flag in CHROMIUM_FLAGS + [f"--user-data-dir={tmp / 'profile'}"]:
+            options.add_argument(flag)
+        driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+        driver.set_script_timeout(10)
+        # The second tab uses "localhost" so that it is another site and gets
+        # its own renderer process: two peer connections in one renderer of a
+        # namespace with only lo sometimes leave the second one gathering
+        # forever (Chromium finds no network to bind to; seen with 156).
+        urls = [f"{base}/r/{room}?it=relay", f"http://localhost:{http_port}/r/{room}?it=relay"]
+        driver.get(urls[0])
+        handles = [driver.current_window_handle]
+        driver.switch_to.new_window("tab")
+        driver.get(urls[1])
+        handles.append(driver.current_window_handle)
+        started = time.monotonic()
+        while True:
+            tabs = []
+            for handle in handles:
+                driver.switch_to.window(handle)
+                tabs.append(driver.execute_async_script(STATS_SCRIPT))
+            report["tabs"] = tabs
+            elapsed = time.monotonic() - started
+            if all(_tab_ok(t) for t in tabs) or elapsed > wait_s:
+                break
+            if elapsed > STALL_S and any(t.get("ready") and gathered_nothing(t) for t in tabs):
+                report["stalled"] = True
+                break
+            time.sleep(0.5)
+    finally:
+        if driver is not None:
+            driver.quit()
+        stack.terminate()
+        try:
+            stack.wait(10)
+        except subprocess.TimeoutExpired:
+            stack.kill()
+        stack_log.close()
+        report["stack_log_tail"] = (tmp / "stack.log").read_text(errors="replace")[-3000:]
+        shutil.rmtree(tmp, ignore_errors=True)
+    return report
+
+
+def _tab_ok(tab: dict[str, Any]) -> bool:
+    return (tab.get("ice") in ("connected", "completed") and (tab.get("local") or {}).get("type") == "relay"
+            and tab.get("framesDecoded", 0) > 0)
+
+
+class BrowserCallTests(unittest.TestCase):
+    timeout = 400
+
+    def test_two_tabs_call_through_turn(self) -> None:
+        """Two tabs of /r/<room>?it=relay reach ICE connected on a relay candidate pair through our TURN and decode remote video."""
+        missing = missing_prerequisite()
+        if missing:
+            if os.environ.get("CI") == "true":
+                self.fail(missing)
+            raise unittest.SkipTest(missing)
+        missing = turn_missing()
+        if missing:
+            raise unittest.SkipTest(missing)
+        command: list[str] = [sys.executable, "-m", "tests.integration.test_browser_call"]
+        plain = command
+        if _unshare_works():
+            command = ["unshare", "-n", "sh", "-c",
+                       "ip link set lo up && WEBRTCSTACK_NETNS=yes exec " + shlex.join(command)]
+        env = dict(os.environ, PYTHONPATH=str(REPO / "src") + os.pathsep + str(REPO))
+        # In a namespace with only lo, Chromium 156 now and then leaves a peer
+        # connection "gathering" without sending a single STUN packet: a
+        # packet capture on lo shows the other tab allocating fine and this
+        # one sending nothing, so it is not our server (adding a loopback
+        # address to trigger a network change does not wake it).  That one
+        # signature is retried with a fresh browser and stack, last on the
+        # host's network (all addresses are still 127.0.0.1 and the resolver
+        # rules keep every name local); any other failure fails at once.
+        attempts = [command] * 3 + ([plain] if command is not plain else [])
+        tried = []
+        for cmd in attempts:
+            proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, timeout=120)
+            lines = proc.stdout.decode(errors="replace").strip().splitlines()
+            self.assertTrue(lines, proc.stderr.decode(errors="replace")[-3000:])
+            report = json.loads(lines[-1])
+            tabs = report["tabs"]
+            tried.append(("stalled" if report.get("stalled") else "ran") + (" in netns" if report["namespace"] == "yes" else " on host"))
+            if not report.get("stalled"):
+                break
+        report["attempts"] = tried
+        print("browser call attempts:", ", ".join(tried))
+        detail = json.dumps(report, indent=1)[-6000:]
+        self.assertEqual(len(tabs), 2, detail)
+        for tab in tabs:
+            self.assertEqual(tab.get("policy"), "relay", detail)
+            self.assertIn(tab.get("ice"), ("connected", "completed"), detail)
+            self.assertEqual((tab.get("local") or {}).get("type"), "relay", detail)
+            self.assertEqual((tab.get("local") or {}).get("address"), "127.0.0.1", detail)
+            self.assertGreater(tab.get("framesDecoded", 0), 0, detail)
+
+
+if __name__ == "__main__":
+    print(json.dumps(run_call()))
