@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import struct
+from typing import Any
 
 from hypothesis import given, settings, strategies as st
 from twisted.internet.task import Clock
@@ -13,7 +14,9 @@ from twisted.trial.unittest import SynchronousTestCase
 from webrtcstack.turn import wire
 from webrtcstack.turn.allocation import MAGIC_COOKIE
 from webrtcstack.turn.auth import PasswordAlgorithm, long_term_key, rest_password
+from webrtcstack.turn.engine import TurnSettings
 from webrtcstack.turn.five_tuple import Transport
+from webrtcstack.turn.policy import PeerPolicy
 from webrtcstack.turn.wire import Attr, Method, MessageClass
 
 from .support import REALM, Client, error_code, lifetime, make_engine, relayed
@@ -752,3 +755,59 @@ class SendFastPathTests(SynchronousTestCase):
         self.assertFalse(self.allocation.handle_send_indication(bytes(bad), 0))
         self.assertFalse(self.allocation.handle_send_indication(self.send("8.8.8.8", b"abcd")[:-1], 0))
         self.assertEqual(self.opener.relays[0].sent, [])
+
+
+class ReconfigureTests(SynchronousTestCase):
+    def _settings(self, engine: Any, **changes: Any) -> TurnSettings:
+        s = engine.settings
+        values: dict[str, Any] = dict(realm=s.realm, relay_hosts={4: "10.9.9.9"}, advertised_hosts={4: "10.9.9.9"},
+                                      relay_ports=(60000, 60010), nonce_lifetime_s=s.nonce_lifetime_s)
+        values.update(changes)
+        return TurnSettings(**values)
+
+    def test_users_secrets_and_limits_apply(self) -> None:
+        """A reload replaces users, secrets, policy and quotas for new requests; relay addresses and ports stay."""
+        engine, _ = make_engine()
+        relay_hosts, ports = dict(engine.settings.relay_hosts), engine.settings.relay_ports
+        engine.reconfigure(self._settings(engine, user_quota=1), [("dave", "pw-d")], ["s3"], PeerPolicy())
+        self.assertEqual((engine.settings.relay_hosts, engine.settings.relay_ports), (relay_hosts, ports))
+        self.assertEqual(engine.credentials.secrets, ("s3",))
+        self.assertEqual(error_code(Client(engine).allocate()), 401)
+        dave = Client(engine, username="dave", password="pw-d")
+        self.assertIsNone(error_code(dave.allocate()))
+        again = Client(engine, client=("198.51.100.7", 40001), username="dave", password="pw-d")
+        self.assertEqual(error_code(again.allocate()), 486)
+
+    def test_realm_and_nonce_lifetime_apply(self) -> None:
+        """A reload with a new realm and nonce lifetime challenges with the new realm and ages nonces by the new lifetime."""
+        engine, _ = make_engine(nonce_lifetime_s=600)
+        engine.reconfigure(self._settings(engine, realm="new.example", nonce_lifetime_s=30),
+                           [("alice", "secret-a")], [], PeerPolicy())
+        client = Client(engine)
+        reply = client.send_raw(client.build(Method.ALLOCATE, TRANSPORT_UDP, sign=False), now=0.0)
+        assert reply is not None
+        self.assertEqual(reply.get(Attr.REALM), b"new.example")
+        self.assertEqual(engine.credentials.realm, "new.example")
+        self.assertEqual(engine.nonces.lifetime_s, 30)
+        nonce = reply.get(Attr.NONCE)
+        self.assertTrue(engine.nonces.check(nonce.decode(), client.five_tuple.client[0], 29.0))
+        self.assertFalse(engine.nonces.check(nonce.decode(), client.five_tuple.client[0], 31.0))
+
+    def test_drain_survives_reload(self) -> None:
+        """A reload while draining keeps refusing new allocations with 508."""
+        engine, _ = make_engine()
+        engine.draining = True
+        engine.reconfigure(self._settings(engine), [("alice", "secret-a")], [], PeerPolicy())
+        self.assertTrue(engine.draining)
+        self.assertEqual(error_code(Client(engine).allocate()), 508)
+
+
+class AuthFailureListenerTests(SynchronousTestCase):
+    def test_reasons_reported(self) -> None:
+        """Every authentication failure is reported to the listener with its reason, source host and time."""
+        engine, _ = make_engine()
+        seen: list[tuple[str, str, float]] = []
+        engine.auth_failure_listener = lambda reason, host, now: seen.append((reason, host, now))
+        Client(engine, password="wrong").allocate(now=5.0)
+        self.assertEqual(seen, [("no_credentials", "198.51.100.7", 5.0), ("bad_integrity", "198.51.100.7", 5.0)])
+        self.assertEqual(engine.counters.auth_failures, {"no_credentials": 1, "bad_integrity": 1})

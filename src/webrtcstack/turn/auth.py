@@ -215,5 +215,5 @@ class NonceManager:
         stamp, mac = raw[:8], raw[8:]
         if not hmac.compare_digest(mac, self._mac(stamp, source_host)):
             return False
-        (issued,) = self._BODY.unpack(stamp)
+        issued: int = self._BODY.unpack(stamp)[0]
         return issued <= now + 1 and now - issued < self.lifetime_s

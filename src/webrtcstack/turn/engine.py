@@ -37,7 +37,7 @@ import ipaddress
 import os
 import secrets
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
 from webrtcstack.turn import wire
@@ -98,7 +98,8 @@ class TurnSettings:
                  max_lifetime_s: int = 3600, permission_lifetime_s: int = 300, channel_lifetime_s: int = 600,
                  nonce_lifetime_s: int = 600, user_quota: int = 20, total_quota: int = 10000,
                  max_permissions: int = 10, max_channels: int = 64, max_bps: int = 0,
-                 unauthenticated_replies_per_second: int = 20, legacy_channel_numbers: bool = True) -> None:
+                 unauthenticated_replies_per_second: int = 20, legacy_channel_numbers: bool = True,
+                 rest_api_separator: str = ":") -> None:
         self.realm = realm
         self.software = software
         self.relay_hosts = dict(relay_hosts if relay_hosts is not None else {4: "0.0.0.0", 6: "::"})
@@ -117,6 +118,7 @@ class TurnSettings:
         self.unauthenticated_replies_per_second = unauthenticated_replies_per_second
         #: RFC 8656 allows 0x4000-0x4FFF; RFC 5766 allowed up to 0x7FFE and coturn's clients use that.
         self.max_channel_number = 0x7FFE if legacy_channel_numbers else 0x4FFF
+        self.rest_api_separator = rest_api_separator
 
     @classmethod
     def from_section(cls, turn: Any, relay_hosts: dict[int, str], advertised_hosts: dict[int, str]) -> TurnSettings:
@@ -129,7 +131,7 @@ class TurnSettings:
             user_quota=turn.user_quota, total_quota=turn.total_quota, max_permissions=turn.max_permissions,
             max_channels=turn.max_channels, max_bps=turn.max_bps,
             unauthenticated_replies_per_second=turn.unauthenticated_replies_per_second,
-            legacy_channel_numbers=turn.legacy_channel_numbers,
+            legacy_channel_numbers=turn.legacy_channel_numbers, rest_api_separator=turn.rest_api_separator,
         )
 
 
@@ -200,26 +202,11 @@ class TurnEngine:
         self._heap: list[tuple[float, int, str, Any, Any]] = []
         self._seq = 0
         self._software = ((Attr.SOFTWARE, settings.software.encode()),) if settings.software else ()
-        #: Set when the process drains before a stop: new allocations get 508.
-        self.draining = False
-
-    def reconfigure(self, settings: TurnSettings, users: Any, secrets_: tuple[str, ...], policy: PeerPolicy) -> None:
-        """Apply a reloaded config to new requests (existing allocations keep their state).
-
-        Relay addresses and the port range stay as they were at start.
-        """
-        settings.relay_hosts = self.settings.relay_hosts
-        settings.advertised_hosts = self.settings.advertised_hosts
-        settings.relay_ports = self.settings.relay_ports
-        self.settings = settings
-        self.credentials.secrets = tuple(secrets_)
-        self.credentials.separator = settings and self.credentials.separator
-        self.credentials.set_users(users)
-        self.policy = policy
-        self.challenge_limiter = ReplyRateLimiter(settings.unauthenticated_replies_per_second)
-        self._software = ((Attr.SOFTWARE, settings.software.encode()),) if settings.software else ()
         #: Set by the shell when the process drains (SIGTERM): new allocations get 508.
         self.draining = False
+        #: Called as ``(reason, client_host, now)`` on every authentication failure
+        #: (after the counter is bumped); the shell logs it, rate limited per reason.
+        self.auth_failure_listener: Callable[[str, str, float], None] | None = None
 
     # ------------------------------------------------------------------
     # Queries
@@ -229,38 +216,27 @@ class TurnEngine:
         """Allocations alive now."""
         return len(self.allocations)
 
-    def reconfigure(self, settings: TurnSettings, users: Any, secrets: Any, policy: PeerPolicy) -> None:
+    def reconfigure(self, settings: TurnSettings, users: Iterable[tuple[str, str]], secrets: Iterable[str],
+                    policy: PeerPolicy) -> None:
         """Apply a reloaded config to new requests (SIGHUP; see webrtcstack.ops.lifecycle).
 
-        Relay addresses and the relay port range stay as they are: those sockets exist already.
+        Users, REST secrets, realm, REST username separator, nonce lifetime,
+        peer policy, quotas, limits and lifetimes take effect at once;
+        existing allocations keep their state.  Relay addresses and the relay
+        port range stay as they are (those sockets exist already), and a
+        drain in progress stays in progress.
         """
         settings.relay_hosts = self.settings.relay_hosts
         settings.advertised_hosts = self.settings.advertised_hosts
         settings.relay_ports = self.settings.relay_ports
         self.settings = settings
+        # The realm first: set_users derives the USERHASH table from it.
         self.credentials.realm = settings.realm
+        self.credentials.separator = settings.rest_api_separator
         self.credentials.secrets = tuple(secrets)
         self.credentials.set_users(users)
         self.policy = policy
         self.nonces.lifetime_s = settings.nonce_lifetime_s
-        self.challenge_limiter = ReplyRateLimiter(settings.unauthenticated_replies_per_second)
-        self._software = ((Attr.SOFTWARE, settings.software.encode()),) if settings.software else ()
-        #: Set when the process drains before a stop: new allocations get 508.
-        self.draining = False
-
-    def reconfigure(self, settings: TurnSettings, users: Any, secrets_: tuple[str, ...], policy: PeerPolicy) -> None:
-        """Apply a reloaded config to new requests (existing allocations keep their state).
-
-        Relay addresses and the port range stay as they were at start.
-        """
-        settings.relay_hosts = self.settings.relay_hosts
-        settings.advertised_hosts = self.settings.advertised_hosts
-        settings.relay_ports = self.settings.relay_ports
-        self.settings = settings
-        self.credentials.secrets = tuple(secrets_)
-        self.credentials.separator = settings and self.credentials.separator
-        self.credentials.set_users(users)
-        self.policy = policy
         self.challenge_limiter = ReplyRateLimiter(settings.unauthenticated_replies_per_second)
         self._software = ((Attr.SOFTWARE, settings.software.encode()),) if settings.software else ()
 
@@ -378,9 +354,12 @@ class TurnEngine:
         key = (_METHOD_NAMES.get(method, "unknown"), result)
         self.counters.requests[key] = self.counters.requests.get(key, 0) + 1
 
-    def _auth_failure(self, reason: str) -> None:
+    def _auth_failure(self, reason: str, client_host: str, now: float) -> None:
         failures = self.counters.auth_failures
         failures[reason] = failures.get(reason, 0) + 1
+        listener = self.auth_failure_listener
+        if listener is not None:
+            listener(reason, client_host, now)
 
     def _error(self, message: RawMessage, code: int, extra: tuple[tuple[int, bytes], ...] = (),
                auth: _Auth | None = None) -> bytes:
@@ -459,7 +438,7 @@ class TurnEngine:
         has_mi256 = message.has(Attr.MESSAGE_INTEGRITY_SHA256)
         # Step 1: no integrity at all -> 401 with REALM and NONCE.
         if not (has_mi or has_mi256):
-            self._auth_failure("no_credentials")
+            self._auth_failure("no_credentials", client_host, now)
             return self._challenge(message, 401, client_host, now)
         username_raw = message.get(Attr.USERNAME)
         user_hash = message.get(Attr.USERHASH)
@@ -467,7 +446,7 @@ class TurnEngine:
         nonce = message.get(Attr.NONCE)
         # Step 2: USERNAME/USERHASH, REALM and NONCE must all be there -> else 400.
         if (username_raw is None and user_hash is None) or realm is None or nonce is None:
-            self._auth_failure("bad_request")
+            self._auth_failure("bad_request", client_host, now)
             return self._error(message, 400)
         # Step 3: with the nonce cookie, PASSWORD-ALGORITHM(S) must agree with our offer.
         algorithm = PasswordAlgorithm.MD5
@@ -475,11 +454,11 @@ class TurnEngine:
         offered = message.get(Attr.PASSWORD_ALGORITHMS)
         if chosen is not None or offered is not None:
             if chosen is None or offered is None or offered != _PASSWORD_ALGORITHMS_VALUE or len(chosen) < 4:
-                self._auth_failure("bad_request")
+                self._auth_failure("bad_request", client_host, now)
                 return self._error(message, 400)
             value = struct.unpack_from("!H", chosen)[0]
             if value not in (PasswordAlgorithm.MD5, PasswordAlgorithm.SHA256):
-                self._auth_failure("bad_request")
+                self._auth_failure("bad_request", client_host, now)
                 return self._error(message, 400)
             algorithm = PasswordAlgorithm(value)
         # Step 4: the nonce must be ours, for this address, and fresh -> else 438.
@@ -488,34 +467,34 @@ class TurnEngine:
         except UnicodeDecodeError:
             nonce_text = ""
         if not self.nonces.check(nonce_text, client_host, now):
-            self._auth_failure("stale_nonce")
+            self._auth_failure("stale_nonce", client_host, now)
             return self._challenge(message, 438, client_host, now)
         if realm != self.settings.realm.encode():
-            self._auth_failure("wrong_realm")
+            self._auth_failure("wrong_realm", client_host, now)
             return self._challenge(message, 401, client_host, now)
         # Step 5: find the user (by USERHASH if that is what was sent).
         if user_hash is not None:
             username = self.credentials.username_for_hash(user_hash)
             if username is None:
-                self._auth_failure("unknown_user")
+                self._auth_failure("unknown_user", client_host, now)
                 return self._challenge(message, 401, client_host, now)
         else:
             assert username_raw is not None
             try:
                 username = username_raw.decode("utf-8")
             except UnicodeDecodeError:
-                self._auth_failure("unknown_user")
+                self._auth_failure("unknown_user", client_host, now)
                 return self._challenge(message, 401, client_host, now)
         keys, reason = self.credentials.candidate_keys(username, algorithm, now)
         if not keys:
-            self._auth_failure(reason)
+            self._auth_failure(reason, client_host, now)
             return self._challenge(message, 401, client_host, now)
         # Step 6: check the integrity (SHA-256 when sent, it is the stronger).
         sha256 = has_mi256
         for key in keys:
             if wire.integrity_ok(message, key, sha256):
                 return _Auth(username, key, sha256)
-        self._auth_failure("bad_integrity")
+        self._auth_failure("bad_integrity", client_host, now)
         return self._challenge(message, 401, client_host, now)
 
     # ------------------------------------------------------------------
@@ -572,7 +551,7 @@ class TurnEngine:
         if s.user_quota and self.user_allocations.get(auth.username, 0) >= s.user_quota:
             self._quota_hit("user")
             raise ProtocolViolation(486)
-        if len(self.allocations) >= s.total_quota or self.draining:
+        if len(self.allocations) >= s.total_quota:
             self._quota_hit("total")
             raise ProtocolViolation(508)
         reservation: _Reservation | None = None
