@@ -24,12 +24,13 @@ from typing import Any
 
 from twisted.application import service
 from twisted.internet.interfaces import IDelayedCall
-from twisted.logger import Logger
+from twisted.logger import Logger, LogLevel
 
 from webrtcstack.config import StackConfig
 from webrtcstack.stun.binding import BindingHandler
 from webrtcstack.stun.errors import StunDecodeError
 from webrtcstack.turn.adapters.client_stream import TurnStreamFactory
+from webrtcstack.turn.adapters._ratelimit import RateLimitedLog
 from webrtcstack.turn.adapters.client_udp import TurnUdpService
 from webrtcstack.turn.adapters.relay import SocketRelayOpener
 from webrtcstack.turn.auth import CredentialStore, parse_users_text
@@ -43,6 +44,19 @@ __all__ = ["TurnDriver", "TurnEngineService", "build_turn_services", "relay_addr
 log = Logger()
 _WILDCARD = {4: "0.0.0.0", 6: "::"}
 _PROBE = {4: "192.0.2.1", 6: "2001:db8::1"}
+#: What each authentication failure reason means, for the log line.
+AUTH_FAILURE_TEXT = {
+    "no_credentials": "request without credentials (the normal first step: challenged with 401)",
+    "bad_request": "malformed credentials (400)",
+    "stale_nonce": "stale or foreign nonce (438)",
+    "wrong_realm": "wrong realm (401)",
+    "unknown_user": "unknown user (401)",
+    "expired": "expired REST credential (401)",
+    "algorithm": "password algorithm not allowed for this user (401)",
+    "bad_integrity": "wrong password / bad MESSAGE-INTEGRITY (401)",
+}
+#: Reasons that are part of normal operation: logged at debug, not warn.
+ROUTINE_AUTH_FAILURES = frozenset({"no_credentials", "stale_nonce"})
 
 
 def primary_address(family: int) -> str | None:
@@ -103,13 +117,26 @@ def load_users(config: StackConfig) -> list[tuple[str, str]]:
 class TurnDriver:
     """Owns the engine and its one timer; carries packets between sockets and engine."""
 
-    def __init__(self, engine: TurnEngine, reactor: Any, binding: BindingHandler | None = None) -> None:
+    def __init__(self, engine: TurnEngine, reactor: Any, binding: BindingHandler | None = None,
+                 *, log_interval_s: float = 10.0) -> None:
         self.engine = engine
         self.reactor = reactor
         self.binding = binding or BindingHandler(engine.settings.software)
         self.stream_connections = 0
         self.stopped = False
         self._timer: IDelayedCall | None = None
+        self.log_interval_s = log_interval_s
+        self._auth_logs: dict[str, RateLimitedLog] = {}
+        engine.auth_failure_listener = self.auth_failed
+
+    def auth_failed(self, reason: str, client_host: str, now: float) -> None:
+        """One line per reason at most every ``log_interval_s`` (issue 5); the rest are counted."""
+        limited = self._auth_logs.get(reason)
+        if limited is None:
+            level = LogLevel.debug if reason in ROUTINE_AUTH_FAILURES else LogLevel.warn
+            limited = self._auth_logs[reason] = RateLimitedLog(log, self.reactor, self.log_interval_s, level)
+        limited.warn("TURN auth failure {reason}: {text}, last from {client}", reason=reason,
+                     text=AUTH_FAILURE_TEXT.get(reason, reason), client=client_host)
 
     def handle_client(self, five_tuple: Any, data: bytes, to_client: Any, now: float) -> None:
         """One datagram or stream frame from a client (everything but the UDP fast path)."""
