@@ -88,6 +88,10 @@ class WebApp:
         """Cancel the hub's timer and close every signaling socket."""
         self.runner.stop()
 
+    def start_draining(self) -> None:
+        """The service is going down: refuse new joins, let calls in progress go on."""
+        self.hub.draining = True
+
 
 def build_web(config: StackConfig, reactor: Any, auth_secrets: tuple[str, ...], *, storage: Storage | None = None) -> WebApp:
     """Build the room server, signaling and page resources from ``config``.

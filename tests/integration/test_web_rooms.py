@@ -180,3 +180,18 @@ class RoomLimitTests(WebCase, unittest.TestCase):
         self.assertIs(p["bypassJoinConfirmation"], True)
         self.assertEqual(p["headerMessage"], "Hello <b>")
         self.assertNotIn(b"Hello <b>", body)
+
+
+class DrainTests(WebCase, unittest.TestCase):
+    def setUp(self) -> None:
+        self.start_web()
+
+    @async_test
+    async def test_join_refused_while_draining(self) -> None:
+        """While the service drains a join gets ERROR with a reason, and clients already in a room can still message."""
+        cid = (await self.join("room"))["params"]["client_id"]
+        self.app.start_draining()
+        answer = await self.join("room")
+        self.assertEqual((answer["result"], answer["params"]), ("ERROR", {"messages": []}))
+        self.assertIn("shutting down", answer["error"])
+        self.assertEqual(await self.message("room", cid, {"type": "offer", "sdp": "x"}), {"result": "SUCCESS"})

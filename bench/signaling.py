@@ -1,0 +1,281 @@
+"""Signaling benchmark: N WebSocket clients paired in rooms, exchanging messages.
+
+Starts the web side (``build_web``: room server + /ws on one port) in a child
+process on 127.0.0.1, then from this process:
+
+1. joins N/2 rooms twice over HTTP (the room server issues every client id),
+2. opens N WebSockets and registers each (the hub's hijack check applies),
+3. measures the server's RSS with all sockets idle (RSS per 1,000 connections),
+4. sends ``--rate`` messages a second for ``--duration`` seconds, each from a
+   random client to its room peer, and times send-to-receive (the clock is
+   this process's, so the figure includes our own client's work too).
+
+Prints connections held, messages/s delivered, forwarding latency p50/p99,
+and RSS per 1,000 idle connections.  Needs no network beyond loopback::
+
+    PYTHONPATH=src python bench/signaling.py --clients 5000 --rate 1000 --duration 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientProtocol
+from twisted.internet import defer, reactor, task
+from twisted.web.client import Agent, HTTPConnectionPool, readBody
+
+REPO = Path(__file__).resolve().parents[1]
+
+SERVER = r"""
+import resource, sys
+from twisted.internet import reactor
+from webrtcstack.config import parse_config
+from webrtcstack.web import build_web
+soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+config = parse_config(sys.argv[1])
+app = build_web(config, reactor, ("bench-secret-123",))
+port = reactor.listenTCP(0, app.site, interface="127.0.0.1", backlog=4096)
+print(port.getHost().port, flush=True)
+reactor.run()
+"""
+
+
+def server_config(clients: int, rate: int) -> str:
+    """Limits wide enough for the benchmark; everything else default."""
+    return f"""
+[rooms]
+max_rooms = {clients}
+[signaling]
+max_connections = {clients + 100}
+max_connections_per_ip = {clients + 100}
+messages_per_second = {max(50, rate)}
+register_timeout_seconds = 3600
+ping_interval_seconds = 0
+[turn]
+listen = 127.0.0.1:3478
+"""
+
+
+def rss_kib(pid: int) -> int:
+    """Resident set size of a process, in KiB."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class BenchClientProtocol(WebSocketClientProtocol):
+    bench: Bench
+    index: int
+
+    def onOpen(self) -> None:
+        self.bench.opened(self)
+
+    def onMessage(self, payload: bytes, isBinary: bool) -> None:
+        self.bench.received(payload)
+
+    def onClose(self, wasClean: bool, code: Any, reason: Any) -> None:
+        self.bench.closed(self)
+
+
+class Bench:
+    def __init__(self, port: int, clients: int) -> None:
+        self.port = port
+        self.clients = clients
+        self.protos: list[BenchClientProtocol | None] = [None] * clients
+        self.ids: list[tuple[str, str]] = []
+        self.latencies: list[float] = []
+        self.received_count = 0
+        self.open_count = 0
+        self.lost = 0
+        self._waiting: dict[int, defer.Deferred] = {}
+
+    def opened(self, proto: BenchClientProtocol) -> None:
+        self.protos[proto.index] = proto
+        self.open_count += 1
+        room, client = self.ids[proto.index]
+        proto.sendMessage(json.dumps({"cmd": "register", "roomid": room, "clientid": client}).encode())
+        d = self._waiting.pop(proto.index, None)
+        if d is not None:
+            d.callback(proto)
+
+    def closed(self, proto: BenchClientProtocol) -> None:
+        if self.protos[proto.index] is proto:
+            self.protos[proto.index] = None
+            self.open_count -= 1
+            self.lost += 1
+        d = self._waiting.pop(proto.index, None)
+        if d is not None:
+            d.errback(ConnectionError("closed before open"))
+
+    def received(self, payload: bytes) -> None:
+        envelope = json.loads(payload)
+        if envelope["error"]:
+            print("error:", envelope["error"], file=sys.stderr)
+            return
+        sent = json.loads(envelope["msg"])["t"]
+        self.latencies.append(time.perf_counter() - sent)
+        self.received_count += 1
+
+    async def join_all(self) -> None:
+        pool = HTTPConnectionPool(reactor, persistent=True)
+        pool.maxPersistentPerHost = 64
+        agent = Agent(reactor, pool=pool)
+        base = f"http://127.0.0.1:{self.port}"
+
+        async def join(room: str) -> str:
+            response = await agent.request(b"POST", f"{base}/join/{room}".encode())
+            body = json.loads(await readBody(response))
+            assert body["result"] == "SUCCESS", body
+            return str(body["params"]["client_id"])
+
+        rooms = [f"bench{i}" for i in range(self.clients // 2)]
+        ids: list[tuple[str, str]] = []
+        for start in range(0, len(rooms), 64):
+            batch = rooms[start:start + 64]
+            firsts = await defer.gatherResults([defer.ensureDeferred(join(r)) for r in batch])
+            seconds = await defer.gatherResults([defer.ensureDeferred(join(r)) for r in batch])
+            for room, a, b in zip(batch, firsts, seconds):
+                ids += [(room, a), (room, b)]
+        self.ids = ids
+        await pool.closeCachedConnections()
+
+    def connect_one(self, index: int) -> defer.Deferred:
+        factory = WebSocketClientFactory(f"ws://127.0.0.1:{self.port}/ws")
+        factory.setProtocolOptions(openHandshakeTimeout=60)
+
+        def build(addr: Any) -> BenchClientProtocol:
+            proto = BenchClientProtocol()
+            proto.factory = factory
+            proto.bench = self
+            proto.index = index
+            return proto
+
+        factory.buildProtocol = build  # type: ignore[method-assign]
+        d: defer.Deferred = defer.Deferred()
+        self._waiting[index] = d
+        reactor.connectTCP("127.0.0.1", self.port, factory, timeout=60)
+        return d
+
+    async def connect_all(self, concurrency: int = 200) -> None:
+        for start in range(0, len(self.ids), concurrency):
+            batch = range(start, min(start + concurrency, len(self.ids)))
+            await defer.gatherResults([self.connect_one(i) for i in batch], consumeErrors=True)
+
+    async def load(self, rate: int, duration: float) -> tuple[int, float]:
+        """Send ``rate`` messages a second for ``duration``; return (sent, seconds)."""
+        tick = 0.01
+        per_tick = rate * tick
+        carry = 0.0
+        sent = 0
+        rng = random.Random(1)
+        n = len(self.ids)
+        started = time.perf_counter()
+
+        def send_some() -> None:
+            nonlocal carry, sent
+            carry += per_tick
+            while carry >= 1.0:
+                carry -= 1.0
+                proto = self.protos[rng.randrange(n)]
+                if proto is None:
+                    continue
+                msg = json.dumps({"type": "candidate", "label": 0, "id": "0",
+                                  "candidate": "candidate:1 1 udp 2122260223 127.0.0.1 50000 typ host",
+                                  "t": time.perf_counter()})
+                proto.sendMessage(json.dumps({"cmd": "send", "msg": msg}).encode())
+                sent += 1
+
+        loop = task.LoopingCall(send_some)
+        done = loop.start(tick)  # fires when the loop stops
+        await task.deferLater(reactor, duration, lambda: None)
+        loop.stop()
+        await done
+        elapsed = time.perf_counter() - started
+        await task.deferLater(reactor, 0.5, lambda: None)  # let the last ones arrive
+        return sent, elapsed
+
+
+def percentile(values: list[float], p: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+
+
+async def main(args: argparse.Namespace) -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    clients = args.clients - args.clients % 2
+    env = dict(os.environ, PYTHONPATH=str(REPO / "src") + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    server = subprocess.Popen([sys.executable, "-c", SERVER, server_config(clients, args.rate)],
+                              stdout=subprocess.PIPE, env=env)
+    try:
+        assert server.stdout is not None
+        port = int(server.stdout.readline())
+        await task.deferLater(reactor, 0.5, lambda: None)
+        rss_start = rss_kib(server.pid)
+        bench = Bench(port, clients)
+        t0 = time.perf_counter()
+        await bench.join_all()
+        t1 = time.perf_counter()
+        print(f"joined {clients} clients", file=sys.stderr)
+        await bench.connect_all()
+        t2 = time.perf_counter()
+        print(f"connected {bench.open_count} sockets", file=sys.stderr)
+        await task.deferLater(reactor, 2.0, lambda: None)  # registrations settle
+        rss_idle = rss_kib(server.pid)
+        cpu_before = cpu_s(server.pid)
+        sent, elapsed = await bench.load(args.rate, args.duration)
+        cpu_used = cpu_s(server.pid) - cpu_before
+        lat = bench.latencies
+        print(f"clients requested            {clients}")
+        print(f"connections held             {bench.open_count} (lost {bench.lost})")
+        print(f"joins over HTTP              {clients} in {t1 - t0:.1f} s")
+        print(f"WebSocket connect+register   {clients} in {t2 - t1:.1f} s")
+        print(f"server RSS                   {rss_start / 1024:.1f} MiB at start, {rss_idle / 1024:.1f} MiB with all idle")
+        print(f"RSS per 1,000 idle conns     {(rss_idle - rss_start) / 1024 / clients * 1000:.1f} MiB")
+        print(f"messages sent / delivered    {sent} / {bench.received_count} in {elapsed:.1f} s")
+        print(f"messages/s delivered         {bench.received_count / elapsed:.0f} (target rate {args.rate})")
+        print(f"forwarding latency           p50 {percentile(lat, 50) * 1000:.2f} ms, p99 {percentile(lat, 99) * 1000:.2f} ms,"
+              f" max {max(lat) * 1000 if lat else float('nan'):.2f} ms")
+        print(f"server CPU during load       {cpu_used:.2f} s ({cpu_used / elapsed * 100:.0f} % of one core,"
+              f" {cpu_used / max(1, bench.received_count) * 1e6:.0f} µs per message)")
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--clients", type=int, default=5000, help="WebSocket clients (two per room)")
+    parser.add_argument("--rate", type=int, default=1000, help="messages per second during the load phase")
+    parser.add_argument("--duration", type=float, default=20.0, help="seconds of load")
+    arguments = parser.parse_args()
+
+    def run() -> defer.Deferred:
+        d = defer.ensureDeferred(main(arguments))
+        d.addErrback(lambda f: (f.printTraceback(), None))
+        d.addBoth(lambda _: reactor.stop())
+        return d
+
+    reactor.callWhenRunning(run)
+    reactor.run()
