@@ -148,7 +148,8 @@ class RoomRouteTests(WebCase, unittest.TestCase):
     @async_test
     async def test_static(self) -> None:
         """The page's script, style and icon are served; directories are not listed."""
-        for path, kind in (("/js/call.js", b"javascript"), ("/css/call.css", b"text/css"), ("/images/icon.svg", b"svg")):
+        for path, kind in (("/js/call.js", b"javascript"), ("/js/loopback.js", b"javascript"), ("/css/call.css", b"text/css"),
+                           ("/images/icon.svg", b"svg")):
             code, headers, body = await http("GET", self.url + path)
             self.assertEqual(code, 200, path)
             self.assertIn(kind, headers.getRawHeaders(b"content-type")[0])
