@@ -10,10 +10,10 @@ from typing import Any
 from twisted.internet import defer, reactor, task
 from twisted.trial import unittest
 
+from tests.turn import msgs
 from tests.turn.stack import PASSWORD, REALM, USER, TurnStack
-from webrtcstack.turn import wire
+from webrtcstack.stun.constants import AttrType, Method, MessageClass
 from webrtcstack.turn.auth import long_term_key
-from webrtcstack.turn.wire import Attr, Method, MessageClass
 
 KEY = long_term_key(USER, REALM, PASSWORD)
 
@@ -58,12 +58,12 @@ class SocketClient:
     def request(self, method: int, attrs: list[tuple[int, bytes]], tid: bytes | None = None) -> Any:
         tid = tid or os.urandom(12)
         if not self.nonce:
-            self.send(wire.encode(method, MessageClass.REQUEST, tid, attrs))
-            challenge = wire.decode((yield self.recv()))
-            self.nonce = challenge.get(Attr.NONCE)
-        signed = attrs + [(Attr.USERNAME, USER.encode()), (Attr.REALM, REALM.encode()), (Attr.NONCE, self.nonce)]
-        self.send(wire.encode(method, MessageClass.REQUEST, tid, signed, key=KEY, fingerprint=True))
-        reply = wire.decode((yield self.recv()))
+            self.send(msgs.encode(method, MessageClass.REQUEST, tid, attrs))
+            challenge = msgs.decode((yield self.recv()))
+            self.nonce = challenge.get(AttrType.NONCE)
+        signed = attrs + [(AttrType.USERNAME, USER.encode()), (AttrType.REALM, REALM.encode()), (AttrType.NONCE, self.nonce)]
+        self.send(msgs.encode(method, MessageClass.REQUEST, tid, signed, key=KEY, fingerprint=True))
+        reply = msgs.decode((yield self.recv()))
         assert reply.transaction_id == tid
         defer.returnValue(reply)
 
@@ -103,26 +103,26 @@ class TurnSocketTests(unittest.TestCase):
         self.addCleanup(client.close)
         peer = self.peer_socket(host)
         peer_addr = peer.getsockname()[:2]
-        reply = yield client.request(Method.ALLOCATE, [(Attr.REQUESTED_TRANSPORT, bytes((17, 0, 0, 0))),
-                                                       (Attr.REQUESTED_ADDRESS_FAMILY, bytes((2 if ":" in host else 1, 0, 0, 0)))])
-        self.assertEqual(reply.cls, MessageClass.SUCCESS, reply.get(Attr.ERROR_CODE))
-        relayed = wire.parse_xor_address(reply.get(Attr.XOR_RELAYED_ADDRESS), reply.transaction_id)
+        reply = yield client.request(Method.ALLOCATE, [(AttrType.REQUESTED_TRANSPORT, bytes((17, 0, 0, 0))),
+                                                       (AttrType.REQUESTED_ADDRESS_FAMILY, bytes((2 if ":" in host else 1, 0, 0, 0)))])
+        self.assertEqual(reply.msg_class, MessageClass.SUCCESS, reply.get(AttrType.ERROR_CODE))
+        relayed = msgs.parse_xor_address(reply.get(AttrType.XOR_RELAYED_ADDRESS), reply.transaction_id)
         # Send indication -> peer; peer -> Data indication.
         tid = os.urandom(12)
-        yield client.request(Method.CREATE_PERMISSION, [(Attr.XOR_PEER_ADDRESS, wire.xor_address(*peer_addr, tid))], tid)
+        yield client.request(Method.CREATE_PERMISSION, [(AttrType.XOR_PEER_ADDRESS, msgs.xor_address(*peer_addr, tid))], tid)
         tid = os.urandom(12)
-        client.send(wire.encode(Method.SEND, MessageClass.INDICATION, tid,
-                                [(Attr.XOR_PEER_ADDRESS, wire.xor_address(*peer_addr, tid)), (Attr.DATA, b"hello")]))
+        client.send(msgs.encode(Method.SEND, MessageClass.INDICATION, tid,
+                                [(AttrType.XOR_PEER_ADDRESS, msgs.xor_address(*peer_addr, tid)), (AttrType.DATA, b"hello")]))
         data, source = yield self.recv_peer(peer)
         self.assertEqual((data, source[:2]), (b"hello", relayed))
         peer.sendto(b"world", relayed)
-        indication = wire.decode((yield client.recv()))
-        self.assertEqual((indication.method, indication.get(Attr.DATA)), (Method.DATA, b"world"))
+        indication = msgs.decode((yield client.recv()))
+        self.assertEqual((indication.method, indication.get(AttrType.DATA)), (Method.DATA, b"world"))
         # ChannelBind, then ChannelData both ways.
         tid = os.urandom(12)
-        reply = yield client.request(Method.CHANNEL_BIND, [(Attr.CHANNEL_NUMBER, b"\x40\x07\x00\x00"),
-                                                           (Attr.XOR_PEER_ADDRESS, wire.xor_address(*peer_addr, tid))], tid)
-        self.assertEqual(reply.cls, MessageClass.SUCCESS)
+        reply = yield client.request(Method.CHANNEL_BIND, [(AttrType.CHANNEL_NUMBER, b"\x40\x07\x00\x00"),
+                                                           (AttrType.XOR_PEER_ADDRESS, msgs.xor_address(*peer_addr, tid))], tid)
+        self.assertEqual(reply.msg_class, MessageClass.SUCCESS)
         pad = b"\0\0\0" if tcp else b""
         client.send(b"\x40\x07\x00\x05abcde" + pad)
         data, _ = yield self.recv_peer(peer)
@@ -162,8 +162,8 @@ class TurnSocketTests(unittest.TestCase):
         stack.start()
         client = SocketClient("127.0.0.1", stack.port)
         self.addCleanup(client.close)
-        reply = yield client.request(Method.ALLOCATE, [(Attr.REQUESTED_TRANSPORT, bytes((17, 0, 0, 0)))])
-        relay_port = wire.parse_xor_address(reply.get(Attr.XOR_RELAYED_ADDRESS), reply.transaction_id)[1]
+        reply = yield client.request(Method.ALLOCATE, [(AttrType.REQUESTED_TRANSPORT, bytes((17, 0, 0, 0)))])
+        relay_port = msgs.parse_xor_address(reply.get(AttrType.XOR_RELAYED_ADDRESS), reply.transaction_id)[1]
         self.assertIsNotNone(stack.driver._timer)
         yield stack.stop()
         # trial's own per-test timeout is the only delayed call allowed.
@@ -182,6 +182,6 @@ class TurnSocketTests(unittest.TestCase):
             client = SocketClient("127.0.0.1", stack.port, tcp=tcp)
             self.addCleanup(client.close)
             tid = os.urandom(12)
-            client.send(wire.encode(Method.BINDING, MessageClass.REQUEST, tid, []))
-            reply = wire.decode((yield client.recv()))
-            self.assertEqual((reply.cls, reply.transaction_id), (MessageClass.SUCCESS, tid))
+            client.send(msgs.encode(Method.BINDING, MessageClass.REQUEST, tid, []))
+            reply = msgs.decode((yield client.recv()))
+            self.assertEqual((reply.msg_class, reply.transaction_id), (MessageClass.SUCCESS, tid))

@@ -295,3 +295,45 @@ class PropertyTests(unittest.SynchronousTestCase):
             decode(bytes(raw))
         except StunDecodeError:
             pass
+
+
+class RawDecodeTests(unittest.SynchronousTestCase):
+    """``decode(data, typed=False)``: the same checks, values left as the bytes on the wire."""
+
+    def test_values_stay_bytes(self) -> None:
+        """Every value is the exact bytes from the wire, XOR addresses still XORed, types still enums."""
+        raw = encode(Message(Method.ALLOCATE, MessageClass.REQUEST, bytes(12),
+                             ((AttrType.LIFETIME, 600), (AttrType.XOR_PEER_ADDRESS, ("192.0.2.1", 9)),
+                              (0x7F00, b"ab"))), fingerprint=False)
+        message = decode(raw, typed=False)
+        self.assertEqual(message.attributes, (
+            (AttrType.LIFETIME, struct.pack("!I", 600)),
+            (AttrType.XOR_PEER_ADDRESS, raw[32:40]),
+            (0x7F00, b"ab"),
+        ))
+        self.assertIs(type(message.attributes[0][0]), AttrType)
+        self.assertEqual(decode(raw).get(AttrType.XOR_PEER_ADDRESS), ("192.0.2.1", 9))
+
+    def test_malformed_value_kept(self) -> None:
+        """A value malformed for its type raises when typed, and is kept as bytes when not."""
+        raw = encode(Message(Method.ALLOCATE, MessageClass.REQUEST, bytes(12), ((AttrType.LIFETIME, b"\x00\x01"),)),
+                     fingerprint=False)
+        self.assertRaises(StunDecodeError, decode, raw)
+        self.assertEqual(decode(raw, typed=False).get(AttrType.LIFETIME), b"\x00\x01")
+
+    def test_lengths_still_checked(self) -> None:
+        """An attribute that claims more bytes than the message has is refused either way."""
+        raw = encode(Message(Method.SEND, MessageClass.INDICATION, bytes(12), ((AttrType.DATA, b"abcd"),)),
+                     fingerprint=False)
+        overrun = raw[:22] + b"\x00\x08" + raw[24:]
+        self.assertRaises(StunDecodeError, decode, overrun, typed=False)
+
+    def test_after_integrity_dropped(self) -> None:
+        """Attributes after MESSAGE-INTEGRITY are dropped the same way (RFC 8489 §14.5)."""
+        raw = encode(Message(Method.REFRESH, MessageClass.REQUEST, bytes(12), ()), integrity_key=b"k",
+                     fingerprint=False)
+        body = raw[20:] + struct.pack("!HHI", AttrType.LIFETIME, 4, 0)
+        tampered = raw[:2] + struct.pack("!H", len(body)) + raw[4:20] + body
+        message = decode(tampered, typed=False)
+        self.assertNotIn(AttrType.LIFETIME, message)
+        self.assertIn(AttrType.MESSAGE_INTEGRITY, message)

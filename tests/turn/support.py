@@ -6,12 +6,14 @@ import os
 import struct
 from typing import Any
 
-from webrtcstack.turn import wire
+from webrtcstack.stun.constants import AttrType, Method, MessageClass
+from webrtcstack.stun.message import Message
 from webrtcstack.turn.auth import CredentialStore, PasswordAlgorithm, long_term_key
 from webrtcstack.turn.engine import TurnEngine, TurnSettings
 from webrtcstack.turn.five_tuple import FiveTuple, Transport
 from webrtcstack.turn.policy import PeerPolicy
-from webrtcstack.turn.wire import Attr, Method, MessageClass, RawMessage
+
+from . import msgs
 
 REALM = "example.org"
 SERVER = ("192.0.2.10", 3478)
@@ -94,9 +96,13 @@ class Client:
     def key(self) -> bytes:
         return long_term_key(self.username, REALM, self.password, self.algorithm or PasswordAlgorithm.MD5)
 
-    def send_raw(self, data: bytes, now: float = 0.0) -> RawMessage | None:
+    def send_raw(self, data: bytes, now: float = 0.0) -> Message | None:
         reply = self.engine.handle_client_packet(self.five_tuple, data, self.to_client, now=now)
-        return wire.decode(reply) if reply is not None else None
+        if reply is None:
+            return None
+        #: The last reply's bytes, for integrity checks.
+        self.last_reply = reply
+        return msgs.decode(reply)
 
     def build(self, method: int, attrs: list[tuple[int, bytes]], *, sign: bool = True,
               transaction_id: bytes | None = None, cls: int = MessageClass.REQUEST,
@@ -108,76 +114,76 @@ class Client:
         if sign:
             if self.use_userhash:
                 from webrtcstack.turn.auth import userhash
-                attrs.append((Attr.USERHASH, userhash(self.username, REALM)))
+                attrs.append((AttrType.USERHASH, userhash(self.username, REALM)))
             else:
-                attrs.append((Attr.USERNAME, self.username.encode()))
-            attrs += [(Attr.REALM, REALM.encode()), (Attr.NONCE, self.nonce or b"")]
+                attrs.append((AttrType.USERNAME, self.username.encode()))
+            attrs += [(AttrType.REALM, REALM.encode()), (AttrType.NONCE, self.nonce or b"")]
             if self.algorithm is not None:
-                attrs += [(Attr.PASSWORD_ALGORITHMS, wire.password_algorithms_value((1, 2))),
-                          (Attr.PASSWORD_ALGORITHM, struct.pack("!HH", self.algorithm, 0))]
+                attrs += [(AttrType.PASSWORD_ALGORITHMS, msgs.password_algorithms_value((1, 2))),
+                          (AttrType.PASSWORD_ALGORITHM, struct.pack("!HH", self.algorithm, 0))]
                 sha256 = self.algorithm == PasswordAlgorithm.SHA256
             key = self.key
-        return wire.encode(method, cls, transaction_id, attrs, key=key, sha256=sha256, fingerprint=fingerprint)
+        return msgs.encode(method, cls, transaction_id, attrs, key=key, sha256=sha256, fingerprint=fingerprint)
 
     def fetch_nonce(self, now: float = 0.0) -> None:
         reply = self.send_raw(self.build(Method.ALLOCATE, [], sign=False), now)
-        assert reply is not None and reply.get(Attr.NONCE) is not None
-        self.nonce = reply.get(Attr.NONCE)
+        assert reply is not None and reply.get(AttrType.NONCE) is not None
+        self.nonce = reply.get(AttrType.NONCE)
 
     def request(self, method: int, attrs: list[tuple[int, bytes]] | None = None, now: float = 0.0,
-                **kw: Any) -> RawMessage:
+                **kw: Any) -> Message:
         if self.nonce is None:
             self.fetch_nonce(now)
         reply = self.send_raw(self.build(method, attrs or [], **kw), now)
         assert reply is not None
         return reply
 
-    def allocate(self, attrs: list[tuple[int, bytes]] | None = None, now: float = 0.0, **kw: Any) -> RawMessage:
-        base = [(Attr.REQUESTED_TRANSPORT, bytes((17, 0, 0, 0)))]
+    def allocate(self, attrs: list[tuple[int, bytes]] | None = None, now: float = 0.0, **kw: Any) -> Message:
+        base = [(AttrType.REQUESTED_TRANSPORT, bytes((17, 0, 0, 0)))]
         return self.request(Method.ALLOCATE, base + list(attrs or []), now, **kw)
 
     def peer_attr(self, host: str, port: int, transaction_id: bytes) -> tuple[int, bytes]:
-        return (Attr.XOR_PEER_ADDRESS, wire.xor_address(host, port, transaction_id))
+        return (AttrType.XOR_PEER_ADDRESS, msgs.xor_address(host, port, transaction_id))
 
-    def create_permission(self, *hosts: str, now: float = 0.0) -> RawMessage:
+    def create_permission(self, *hosts: str, now: float = 0.0) -> Message:
         tid = os.urandom(12)
         return self.request(Method.CREATE_PERMISSION, [self.peer_attr(h, 9, tid) for h in hosts], now,
                             transaction_id=tid)
 
-    def channel_bind(self, number: int, host: str, port: int, now: float = 0.0) -> RawMessage:
+    def channel_bind(self, number: int, host: str, port: int, now: float = 0.0) -> Message:
         tid = os.urandom(12)
-        return self.request(Method.CHANNEL_BIND, [(Attr.CHANNEL_NUMBER, struct.pack("!HH", number, 0)),
+        return self.request(Method.CHANNEL_BIND, [(AttrType.CHANNEL_NUMBER, struct.pack("!HH", number, 0)),
                                                   self.peer_attr(host, port, tid)], now, transaction_id=tid)
 
-    def refresh(self, lifetime: int | None = None, now: float = 0.0, attrs: list[tuple[int, bytes]] | None = None) -> RawMessage:
-        extra = [] if lifetime is None else [(Attr.LIFETIME, struct.pack("!I", lifetime))]
+    def refresh(self, lifetime: int | None = None, now: float = 0.0, attrs: list[tuple[int, bytes]] | None = None) -> Message:
+        extra = [] if lifetime is None else [(AttrType.LIFETIME, struct.pack("!I", lifetime))]
         return self.request(Method.REFRESH, extra + list(attrs or []), now)
 
     def send_indication(self, host: str, port: int, data: bytes, now: float = 0.0) -> None:
         tid = os.urandom(12)
-        raw = wire.encode(Method.SEND, MessageClass.INDICATION, tid,
-                          [self.peer_attr(host, port, tid), (Attr.DATA, data)])
+        raw = msgs.encode(Method.SEND, MessageClass.INDICATION, tid,
+                          [self.peer_attr(host, port, tid), (AttrType.DATA, data)])
         assert self.send_raw(raw, now) is None
 
 
-def error_code(message: RawMessage) -> int | None:
+def error_code(message: Message) -> int | None:
     """The error number of a response, or None for a success."""
-    value = message.get(Attr.ERROR_CODE)
-    return None if value is None else wire.parse_error_code(value)
+    value = message.get(AttrType.ERROR_CODE)
+    return None if value is None else msgs.parse_error_code(value)
 
 
-def relayed(message: RawMessage) -> list[tuple[str, int]]:
+def relayed(message: Message) -> list[tuple[str, int]]:
     """Every XOR-RELAYED-ADDRESS in a response."""
     out = []
     for t, v in message.attributes:
-        if t == Attr.XOR_RELAYED_ADDRESS:
-            parsed = wire.parse_xor_address(v, message.transaction_id)
+        if t == AttrType.XOR_RELAYED_ADDRESS:
+            parsed = msgs.parse_xor_address(v, message.transaction_id)
             assert parsed is not None
             out.append(parsed)
     return out
 
 
-def lifetime(message: RawMessage) -> int:
-    value = message.get(Attr.LIFETIME)
+def lifetime(message: Message) -> int:
+    value = message.get(AttrType.LIFETIME)
     assert value is not None
     return struct.unpack("!I", value)[0]

@@ -11,21 +11,20 @@ from hypothesis import given, settings, strategies as st
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from webrtcstack.turn import wire
-from webrtcstack.turn.allocation import MAGIC_COOKIE
+from webrtcstack.stun.constants import MAGIC_COOKIE, AttrType, Method, MessageClass
 from webrtcstack.turn.auth import PasswordAlgorithm, long_term_key, rest_password
 from webrtcstack.turn.engine import TurnSettings
 from webrtcstack.turn.five_tuple import Transport
 from webrtcstack.turn.policy import PeerPolicy
-from webrtcstack.turn.wire import Attr, Method, MessageClass
 
+from . import msgs
 from .support import REALM, Client, error_code, lifetime, make_engine, relayed
 
-TRANSPORT_UDP = [(Attr.REQUESTED_TRANSPORT, bytes((17, 0, 0, 0)))]
+TRANSPORT_UDP = [(AttrType.REQUESTED_TRANSPORT, bytes((17, 0, 0, 0)))]
 
 
-def verify(message: wire.RawMessage, key: bytes, sha256: bool = False) -> bool:
-    return wire.integrity_ok(message, key, sha256)
+def verify(data: bytes, key: bytes, sha256: bool = False) -> bool:
+    return msgs.verify(data, key, sha256)
 
 
 class BindingTests(SynchronousTestCase):
@@ -33,11 +32,11 @@ class BindingTests(SynchronousTestCase):
         """A Binding request gets XOR-MAPPED-ADDRESS with the client's address and no auth."""
         engine, _ = make_engine()
         client = Client(engine)
-        reply = client.send_raw(wire.encode(Method.BINDING, MessageClass.REQUEST, b"t" * 12, [], fingerprint=True))
+        reply = client.send_raw(msgs.encode(Method.BINDING, MessageClass.REQUEST, b"t" * 12, [], fingerprint=True))
         assert reply is not None
-        self.assertEqual(reply.cls, MessageClass.SUCCESS)
-        self.assertEqual(wire.parse_xor_address(reply.get(Attr.XOR_MAPPED_ADDRESS), b"t" * 12), client.five_tuple.client)
-        self.assertTrue(reply.has(Attr.FINGERPRINT))
+        self.assertEqual(reply.msg_class, MessageClass.SUCCESS)
+        self.assertEqual(msgs.parse_xor_address(reply.get(AttrType.XOR_MAPPED_ADDRESS), b"t" * 12), client.five_tuple.client)
+        self.assertIn(AttrType.FINGERPRINT, reply)
 
     def test_garbage_dropped(self) -> None:
         """Bytes that are not STUN are dropped, counted, and get no reply."""
@@ -48,7 +47,7 @@ class BindingTests(SynchronousTestCase):
     def test_unknown_method(self) -> None:
         """A request for a method we do not know gets 400."""
         engine, _ = make_engine()
-        reply = Client(engine).send_raw(wire.encode(0x00A, MessageClass.REQUEST, b"t" * 12, []))
+        reply = Client(engine).send_raw(msgs.encode(0x00A, MessageClass.REQUEST, b"t" * 12, []))
         self.assertEqual(error_code(reply), 400)
 
 
@@ -60,12 +59,12 @@ class AuthTests(SynchronousTestCase):
         reply = client.send_raw(client.build(Method.ALLOCATE, TRANSPORT_UDP, sign=False))
         assert reply is not None
         self.assertEqual(error_code(reply), 401)
-        self.assertEqual(reply.get(Attr.ERROR_CODE)[4:], b"")  # no reason phrase
-        self.assertEqual(reply.get(Attr.REALM), REALM.encode())
-        self.assertTrue(reply.get(Attr.NONCE).startswith(b"obMatJos2AAAD"))
-        self.assertEqual(reply.get(Attr.PASSWORD_ALGORITHMS), bytes.fromhex("0001000000020000"))
-        self.assertFalse(reply.has(Attr.SOFTWARE))
-        self.assertFalse(reply.has(Attr.MESSAGE_INTEGRITY))
+        self.assertEqual(reply.get(AttrType.ERROR_CODE)[4:], b"")  # no reason phrase
+        self.assertEqual(reply.get(AttrType.REALM), REALM.encode())
+        self.assertTrue(reply.get(AttrType.NONCE).startswith(b"obMatJos2AAAD"))
+        self.assertEqual(reply.get(AttrType.PASSWORD_ALGORITHMS), bytes.fromhex("0001000000020000"))
+        self.assertNotIn(AttrType.SOFTWARE, reply)
+        self.assertNotIn(AttrType.MESSAGE_INTEGRITY, reply)
         self.assertEqual((engine.allocation_count(), len(engine.transactions)), (0, 0))
         self.assertEqual(engine.counters.auth_failures, {"no_credentials": 1})
 
@@ -74,8 +73,8 @@ class AuthTests(SynchronousTestCase):
         engine, _ = make_engine()
         client = Client(engine)
         client.fetch_nonce()
-        raw = wire.encode(Method.ALLOCATE, MessageClass.REQUEST, os.urandom(12),
-                          TRANSPORT_UDP + [(Attr.REALM, REALM.encode()), (Attr.NONCE, client.nonce)], key=client.key)
+        raw = msgs.encode(Method.ALLOCATE, MessageClass.REQUEST, os.urandom(12),
+                          TRANSPORT_UDP + [(AttrType.REALM, REALM.encode()), (AttrType.NONCE, client.nonce)], key=client.key)
         self.assertEqual(error_code(client.send_raw(raw)), 400)
 
     def test_wrong_password(self) -> None:
@@ -96,8 +95,8 @@ class AuthTests(SynchronousTestCase):
         engine, _ = make_engine()
         client = Client(engine)
         client.fetch_nonce()
-        raw = wire.encode(Method.ALLOCATE, MessageClass.REQUEST, os.urandom(12),
-                          TRANSPORT_UDP + [(Attr.USERNAME, b"alice"), (Attr.REALM, b"other"), (Attr.NONCE, client.nonce)],
+        raw = msgs.encode(Method.ALLOCATE, MessageClass.REQUEST, os.urandom(12),
+                          TRANSPORT_UDP + [(AttrType.USERNAME, b"alice"), (AttrType.REALM, b"other"), (AttrType.NONCE, client.nonce)],
                           key=long_term_key("alice", "other", "secret-a"))
         self.assertEqual(error_code(client.send_raw(raw)), 401)
 
@@ -110,7 +109,7 @@ class AuthTests(SynchronousTestCase):
         clock.advance(60)
         reply = client.allocate(now=clock.seconds())
         self.assertEqual(error_code(reply), 438)
-        client.nonce = reply.get(Attr.NONCE)
+        client.nonce = reply.get(AttrType.NONCE)
         self.assertIsNone(error_code(client.allocate(now=clock.seconds())))
 
     def test_nonce_bound_to_address(self) -> None:
@@ -126,8 +125,8 @@ class AuthTests(SynchronousTestCase):
         engine, _ = make_engine()
         client = Client(engine)
         reply = client.allocate()
-        self.assertTrue(verify(reply, client.key))
-        self.assertEqual(reply.get(Attr.SOFTWARE), b"webrtcstack")
+        self.assertTrue(verify(client.last_reply, client.key))
+        self.assertEqual(reply.get(AttrType.SOFTWARE), b"webrtcstack")
 
     def test_sha256(self) -> None:
         """A client choosing SHA-256 with MESSAGE-INTEGRITY-SHA256 gets a SHA-256 signed answer."""
@@ -136,9 +135,9 @@ class AuthTests(SynchronousTestCase):
         client.algorithm = PasswordAlgorithm.SHA256
         reply = client.allocate()
         self.assertIsNone(error_code(reply))
-        self.assertTrue(reply.has(Attr.MESSAGE_INTEGRITY_SHA256))
-        self.assertFalse(reply.has(Attr.MESSAGE_INTEGRITY))
-        self.assertTrue(verify(reply, long_term_key("alice", REALM, "secret-a", PasswordAlgorithm.SHA256), True))
+        self.assertIn(AttrType.MESSAGE_INTEGRITY_SHA256, reply)
+        self.assertNotIn(AttrType.MESSAGE_INTEGRITY, reply)
+        self.assertTrue(verify(client.last_reply, long_term_key("alice", REALM, "secret-a", PasswordAlgorithm.SHA256), True))
 
     def test_md5_algorithm_explicit(self) -> None:
         """A client choosing MD5 through PASSWORD-ALGORITHM is served with plain MESSAGE-INTEGRITY."""
@@ -152,10 +151,10 @@ class AuthTests(SynchronousTestCase):
         engine, _ = make_engine()
         client = Client(engine)
         client.fetch_nonce()
-        attrs = TRANSPORT_UDP + [(Attr.USERNAME, b"alice"), (Attr.REALM, REALM.encode()), (Attr.NONCE, client.nonce),
-                                 (Attr.PASSWORD_ALGORITHMS, wire.password_algorithms_value((1,))),
-                                 (Attr.PASSWORD_ALGORITHM, struct.pack("!HH", 1, 0))]
-        raw = wire.encode(Method.ALLOCATE, MessageClass.REQUEST, os.urandom(12), attrs, key=client.key)
+        attrs = TRANSPORT_UDP + [(AttrType.USERNAME, b"alice"), (AttrType.REALM, REALM.encode()), (AttrType.NONCE, client.nonce),
+                                 (AttrType.PASSWORD_ALGORITHMS, msgs.password_algorithms_value((1,))),
+                                 (AttrType.PASSWORD_ALGORITHM, struct.pack("!HH", 1, 0))]
+        raw = msgs.encode(Method.ALLOCATE, MessageClass.REQUEST, os.urandom(12), attrs, key=client.key)
         self.assertEqual(error_code(client.send_raw(raw)), 400)
 
     def test_userhash(self) -> None:
@@ -195,11 +194,11 @@ class AuthTests(SynchronousTestCase):
         client = Client(engine)
         client.allocate()
         signed = client.build(Method.REFRESH, [])
-        body = signed[20:] + struct.pack("!HHI", Attr.LIFETIME, 4, 0)
+        body = signed[20:] + struct.pack("!HHI", AttrType.LIFETIME, 4, 0)
         header = struct.pack("!HHI", struct.unpack_from("!H", signed)[0], len(body) + 8, MAGIC_COOKIE) + signed[8:20]
         import binascii
         crc = (binascii.crc32(header + body) ^ 0x5354554E) & 0xFFFFFFFF
-        tampered = header + body + struct.pack("!HHI", Attr.FINGERPRINT, 4, crc)
+        tampered = header + body + struct.pack("!HHI", AttrType.FINGERPRINT, 4, crc)
         reply = client.send_raw(tampered)
         self.assertIsNone(error_code(reply))
         self.assertEqual(lifetime(reply), 600)
@@ -211,7 +210,7 @@ class AuthTests(SynchronousTestCase):
         client = Client(engine)
         reply = client.allocate([(0x7F00, b"abcd")])
         self.assertEqual(error_code(reply), 420)
-        self.assertEqual(reply.get(Attr.UNKNOWN_ATTRIBUTES), b"\x7f\x00")
+        self.assertEqual(reply.get(AttrType.UNKNOWN_ATTRIBUTES), b"\x7f\x00")
 
     def test_wrong_credentials(self) -> None:
         """A request on an allocation from another user gets 441."""
@@ -234,7 +233,7 @@ class AllocateTests(SynchronousTestCase):
         self.assertTrue(50000 <= port <= 50099)
         self.assertEqual(opener.relays[0].address, ("10.0.0.1", port))
         self.assertEqual(lifetime(reply), 600)
-        self.assertEqual(wire.parse_xor_address(reply.get(Attr.XOR_MAPPED_ADDRESS), reply.transaction_id),
+        self.assertEqual(msgs.parse_xor_address(reply.get(AttrType.XOR_MAPPED_ADDRESS), reply.transaction_id),
                          client.five_tuple.client)
         self.assertEqual(engine.counters.allocations_active, {("ipv4", "udp"): 1})
 
@@ -255,15 +254,15 @@ class AllocateTests(SynchronousTestCase):
         engine, _ = make_engine()
         client = Client(engine)
         self.assertEqual(error_code(client.request(Method.ALLOCATE, [])), 400)
-        reply = client.request(Method.ALLOCATE, [(Attr.REQUESTED_TRANSPORT, bytes((6, 0, 0, 0)))])
+        reply = client.request(Method.ALLOCATE, [(AttrType.REQUESTED_TRANSPORT, bytes((6, 0, 0, 0)))])
         self.assertEqual(error_code(reply), 442)
 
     def test_lifetime_clamped(self) -> None:
         """A requested lifetime is capped at max_lifetime_s and never below the default."""
         engine, _ = make_engine()
-        self.assertEqual(lifetime(Client(engine).allocate([(Attr.LIFETIME, struct.pack("!I", 99999))])), 3600)
+        self.assertEqual(lifetime(Client(engine).allocate([(AttrType.LIFETIME, struct.pack("!I", 99999))])), 3600)
         other = Client(engine, client=("198.51.100.7", 1))
-        self.assertEqual(lifetime(other.allocate([(Attr.LIFETIME, struct.pack("!I", 10))])), 600)
+        self.assertEqual(lifetime(other.allocate([(AttrType.LIFETIME, struct.pack("!I", 10))])), 600)
 
     def test_expiry(self) -> None:
         """An allocation not refreshed ends after its lifetime: relay closed, port returned."""
@@ -327,7 +326,7 @@ class AllocateTests(SynchronousTestCase):
     def test_dont_fragment(self) -> None:
         """DONT-FRAGMENT is accepted and handed to the relay opener."""
         engine, opener = make_engine()
-        self.assertIsNone(error_code(Client(engine).allocate([(Attr.DONT_FRAGMENT, b"")])))
+        self.assertIsNone(error_code(Client(engine).allocate([(AttrType.DONT_FRAGMENT, b"")])))
         self.assertEqual(opener.dont_fragment, [True])
 
 
@@ -335,23 +334,23 @@ class FamilyTests(SynchronousTestCase):
     def test_ipv6(self) -> None:
         """REQUESTED-ADDRESS-FAMILY IPv6 gives an IPv6 relayed address."""
         engine, _ = make_engine()
-        reply = Client(engine).allocate([(Attr.REQUESTED_ADDRESS_FAMILY, bytes((2, 0, 0, 0)))])
+        reply = Client(engine).allocate([(AttrType.REQUESTED_ADDRESS_FAMILY, bytes((2, 0, 0, 0)))])
         self.assertEqual(relayed(reply)[0][0], "2001:db8::5")
         self.assertEqual(engine.counters.allocations_active, {("ipv6", "udp"): 1})
 
     def test_bad_family(self) -> None:
         """An unknown family gets 440, and a family with no relay address gets 440."""
         engine, _ = make_engine()
-        reply = Client(engine).allocate([(Attr.REQUESTED_ADDRESS_FAMILY, bytes((3, 0, 0, 0)))])
+        reply = Client(engine).allocate([(AttrType.REQUESTED_ADDRESS_FAMILY, bytes((3, 0, 0, 0)))])
         self.assertEqual(error_code(reply), 440)
         v4only, _ = make_engine(relay_hosts={4: "10.0.0.1"}, advertised_hosts={4: "10.0.0.1"})
-        reply = Client(v4only).allocate([(Attr.REQUESTED_ADDRESS_FAMILY, bytes((2, 0, 0, 0)))])
+        reply = Client(v4only).allocate([(AttrType.REQUESTED_ADDRESS_FAMILY, bytes((2, 0, 0, 0)))])
         self.assertEqual(error_code(reply), 440)
 
     def test_dual(self) -> None:
         """ADDITIONAL-ADDRESS-FAMILY IPv6 gives an IPv4 and an IPv6 relayed address."""
         engine, opener = make_engine()
-        reply = Client(engine).allocate([(Attr.ADDITIONAL_ADDRESS_FAMILY, bytes((2, 0, 0, 0)))])
+        reply = Client(engine).allocate([(AttrType.ADDITIONAL_ADDRESS_FAMILY, bytes((2, 0, 0, 0)))])
         self.assertEqual([h for h, _ in relayed(reply)], ["203.0.113.5", "2001:db8::5"])
         self.assertEqual(len(opener.relays), 2)
         self.assertEqual(engine.counters.allocations_active, {("dual", "udp"): 1})
@@ -359,17 +358,17 @@ class FamilyTests(SynchronousTestCase):
     def test_dual_partial(self) -> None:
         """A dual allocation without IPv6 relaying succeeds for IPv4 with ADDRESS-ERROR-CODE 440."""
         engine, _ = make_engine(relay_hosts={4: "10.0.0.1"}, advertised_hosts={4: "10.0.0.1"})
-        reply = Client(engine).allocate([(Attr.ADDITIONAL_ADDRESS_FAMILY, bytes((2, 0, 0, 0)))])
+        reply = Client(engine).allocate([(AttrType.ADDITIONAL_ADDRESS_FAMILY, bytes((2, 0, 0, 0)))])
         self.assertIsNone(error_code(reply))
         self.assertEqual(len(relayed(reply)), 1)
-        self.assertEqual(reply.get(Attr.ADDRESS_ERROR_CODE), bytes((2, 0, 4, 40)))
+        self.assertEqual(reply.get(AttrType.ADDRESS_ERROR_CODE), bytes((2, 0, 4, 40)))
 
     def test_family_conflicts(self) -> None:
         """Both family attributes, or an additional IPv4 family, get 400."""
         engine, _ = make_engine()
-        both = [(Attr.REQUESTED_ADDRESS_FAMILY, bytes((1, 0, 0, 0))), (Attr.ADDITIONAL_ADDRESS_FAMILY, bytes((2, 0, 0, 0)))]
+        both = [(AttrType.REQUESTED_ADDRESS_FAMILY, bytes((1, 0, 0, 0))), (AttrType.ADDITIONAL_ADDRESS_FAMILY, bytes((2, 0, 0, 0)))]
         self.assertEqual(error_code(Client(engine).allocate(both)), 400)
-        v4 = [(Attr.ADDITIONAL_ADDRESS_FAMILY, bytes((1, 0, 0, 0)))]
+        v4 = [(AttrType.ADDITIONAL_ADDRESS_FAMILY, bytes((1, 0, 0, 0)))]
         self.assertEqual(error_code(Client(engine).allocate(v4)), 400)
 
     def test_peer_family_mismatch(self) -> None:
@@ -379,7 +378,7 @@ class FamilyTests(SynchronousTestCase):
         client.allocate()
         self.assertEqual(error_code(client.create_permission("2a00:1450::1")), 443)
         self.assertEqual(error_code(client.channel_bind(0x4000, "2a00:1450::1", 5)), 443)
-        reply = client.refresh(attrs=[(Attr.REQUESTED_ADDRESS_FAMILY, bytes((2, 0, 0, 0)))])
+        reply = client.refresh(attrs=[(AttrType.REQUESTED_ADDRESS_FAMILY, bytes((2, 0, 0, 0)))])
         self.assertEqual(error_code(reply), 443)
 
 
@@ -387,14 +386,14 @@ class EvenPortTests(SynchronousTestCase):
     def test_even_port_reservation(self) -> None:
         """EVEN-PORT R=1 gives an even port and binds the next, which a token then allocates."""
         engine, opener = make_engine()
-        reply = Client(engine).allocate([(Attr.EVEN_PORT, b"\x80")])
+        reply = Client(engine).allocate([(AttrType.EVEN_PORT, b"\x80")])
         port = relayed(reply)[0][1]
         self.assertEqual(port % 2, 0)
-        token = reply.get(Attr.RESERVATION_TOKEN)
+        token = reply.get(AttrType.RESERVATION_TOKEN)
         self.assertEqual(len(token), 8)
         self.assertEqual([r.address[1] for r in opener.relays], [port, port + 1])  # bound at once
         second_client = Client(engine, client=("198.51.100.7", 2))
-        second = second_client.allocate([(Attr.RESERVATION_TOKEN, token)])
+        second = second_client.allocate([(AttrType.RESERVATION_TOKEN, token)])
         self.assertEqual(relayed(second)[0][1], port + 1)
         self.assertEqual(len(opener.relays), 2)
         self.assertIs(opener.relays[1].allocation, engine.allocations[second_client.five_tuple])
@@ -402,29 +401,29 @@ class EvenPortTests(SynchronousTestCase):
     def test_reservation_expires(self) -> None:
         """An unused reservation closes its socket, returns its port, and its token stops working."""
         engine, opener = make_engine()
-        token = Client(engine).allocate([(Attr.EVEN_PORT, b"\x80")]).get(Attr.RESERVATION_TOKEN)
+        token = Client(engine).allocate([(AttrType.EVEN_PORT, b"\x80")]).get(AttrType.RESERVATION_TOKEN)
         self.assertEqual(engine.port_pools[4].free_count(), 98)
         engine.handle_timer(now=30)
         self.assertEqual(engine.port_pools[4].free_count(), 99)
         self.assertTrue(opener.relays[1].closed)
-        reply = Client(engine, client=("198.51.100.7", 2)).allocate([(Attr.RESERVATION_TOKEN, token)], now=31)
+        reply = Client(engine, client=("198.51.100.7", 2)).allocate([(AttrType.RESERVATION_TOKEN, token)], now=31)
         self.assertEqual(error_code(reply), 508)
 
     def test_even_port_no_reserve(self) -> None:
         """EVEN-PORT R=0 gives an even port and holds nothing else."""
         engine, _ = make_engine()
-        reply = Client(engine).allocate([(Attr.EVEN_PORT, b"\x00")])
+        reply = Client(engine).allocate([(AttrType.EVEN_PORT, b"\x00")])
         self.assertEqual(relayed(reply)[0][1] % 2, 0)
-        self.assertFalse(reply.has(Attr.RESERVATION_TOKEN))
+        self.assertNotIn(AttrType.RESERVATION_TOKEN, reply)
         self.assertEqual(engine.port_pools[4].free_count(), 99)
 
     def test_token_with_even_port(self) -> None:
         """RESERVATION-TOKEN together with EVEN-PORT or a family gets 400."""
         engine, _ = make_engine()
-        reply = Client(engine).allocate([(Attr.EVEN_PORT, b"\x00"), (Attr.RESERVATION_TOKEN, b"12345678")])
+        reply = Client(engine).allocate([(AttrType.EVEN_PORT, b"\x00"), (AttrType.RESERVATION_TOKEN, b"12345678")])
         self.assertEqual(error_code(reply), 400)
-        reply = Client(engine).allocate([(Attr.REQUESTED_ADDRESS_FAMILY, bytes((1, 0, 0, 0))),
-                                         (Attr.RESERVATION_TOKEN, b"12345678")])
+        reply = Client(engine).allocate([(AttrType.REQUESTED_ADDRESS_FAMILY, bytes((1, 0, 0, 0))),
+                                         (AttrType.RESERVATION_TOKEN, b"12345678")])
         self.assertEqual(error_code(reply), 400)
 
 
@@ -470,7 +469,7 @@ class QuotaTests(SynchronousTestCase):
         for i in range(30):
             client = Client(engine, client=("198.51.100.7", 1000 + i),
                             transport=Transport.TCP if i % 3 == 1 else Transport.UDP)
-            reply = client.allocate([(Attr.EVEN_PORT, b"\x80")] if i % 5 == 0 else [], now=now)
+            reply = client.allocate([(AttrType.EVEN_PORT, b"\x80")] if i % 5 == 0 else [], now=now)
             self.assertIsNone(error_code(reply))
             if i % 3 == 0:
                 client.refresh(0, now=now)
@@ -516,10 +515,10 @@ class PermissionChannelTests(SynchronousTestCase):
         self.allocation.handle_peer_datagram(b"hello", ("8.8.8.8", 999), 1)
         self.allocation.handle_peer_datagram(b"nope", ("8.8.4.4", 999), 1)
         [data] = self.client.received
-        message = wire.decode(data)
-        self.assertEqual((message.method, message.cls), (Method.DATA, MessageClass.INDICATION))
-        self.assertEqual(message.get(Attr.DATA), b"hello")
-        self.assertEqual(wire.parse_xor_address(message.get(Attr.XOR_PEER_ADDRESS), message.transaction_id), ("8.8.8.8", 999))
+        message = msgs.decode(data)
+        self.assertEqual((message.method, message.msg_class), (Method.DATA, MessageClass.INDICATION))
+        self.assertEqual(message.get(AttrType.DATA), b"hello")
+        self.assertEqual(msgs.parse_xor_address(message.get(AttrType.XOR_PEER_ADDRESS), message.transaction_id), ("8.8.8.8", 999))
         self.assertEqual(self.engine.counters.dropped["no_permission"], 1)
 
     def test_permission_expiry(self) -> None:
@@ -545,8 +544,8 @@ class PermissionChannelTests(SynchronousTestCase):
         """A Send indication whose DATA claims more bytes than the datagram has is dropped."""
         self.client.create_permission("8.8.8.8")
         tid = os.urandom(12)
-        good = wire.encode(Method.SEND, MessageClass.INDICATION, tid,
-                           [self.client.peer_attr("8.8.8.8", 53, tid), (Attr.DATA, b"abcd")])
+        good = msgs.encode(Method.SEND, MessageClass.INDICATION, tid,
+                           [self.client.peer_attr("8.8.8.8", 53, tid), (AttrType.DATA, b"abcd")])
         bad = bytearray(good)
         bad[-6:-4] = struct.pack("!H", 200)  # DATA length field
         self.assertIsNone(self.client.send_raw(bytes(bad)))
@@ -562,7 +561,7 @@ class PermissionChannelTests(SynchronousTestCase):
         self.assertEqual(self.client.received, [struct.pack("!HH", 0x4001, 3) + b"xyz"])
         # Another port of the same peer IP has a permission but no channel: Data indication.
         self.allocation.handle_peer_datagram(b"ind", ("8.8.8.8", 5001), 0)
-        self.assertEqual(wire.decode(self.client.received[1]).method, Method.DATA)
+        self.assertEqual(msgs.decode(self.client.received[1]).method, Method.DATA)
 
     def test_channel_data_stream_padding(self) -> None:
         """On a stream transport, ChannelData to the client is padded to 4 bytes."""
@@ -658,7 +657,7 @@ class PeerTableTests(SynchronousTestCase):
     def setUp(self) -> None:
         self.engine, self.opener = make_engine()
         self.client = Client(self.engine)
-        self.client.allocate([(Attr.ADDITIONAL_ADDRESS_FAMILY, bytes((2, 0, 0, 0)))])
+        self.client.allocate([(AttrType.ADDITIONAL_ADDRESS_FAMILY, bytes((2, 0, 0, 0)))])
 
     def denied(self) -> list[str]:
         return [p for p in PEERS if p != "::ffff:10.0.0.1"]
@@ -727,8 +726,8 @@ class SendFastPathTests(SynchronousTestCase):
 
     def send(self, host: str, data: bytes, extra: list | None = None, fingerprint: bool = False) -> bytes:
         tid = os.urandom(12)
-        return wire.encode(Method.SEND, MessageClass.INDICATION, tid,
-                           [self.client.peer_attr(host, 53, tid), (Attr.DATA, data)] + (extra or []),
+        return msgs.encode(Method.SEND, MessageClass.INDICATION, tid,
+                           [self.client.peer_attr(host, 53, tid), (AttrType.DATA, data)] + (extra or []),
                            fingerprint=fingerprint)
 
     def test_fingerprint(self) -> None:
@@ -749,7 +748,7 @@ class SendFastPathTests(SynchronousTestCase):
         """Unpermitted peers, IPv6 peers, extra attributes and bad lengths go to the full path."""
         self.assertFalse(self.allocation.handle_send_indication(self.send("8.8.4.4", b"x"), 0))
         self.assertFalse(self.allocation.handle_send_indication(self.send("2a00::1", b"x"), 0))
-        self.assertFalse(self.allocation.handle_send_indication(self.send("8.8.8.8", b"x", [(Attr.SOFTWARE, b"s")]), 0))
+        self.assertFalse(self.allocation.handle_send_indication(self.send("8.8.8.8", b"x", [(AttrType.SOFTWARE, b"s")]), 0))
         bad = bytearray(self.send("8.8.8.8", b"abcd"))
         bad[-6:-4] = struct.pack("!H", 200)
         self.assertFalse(self.allocation.handle_send_indication(bytes(bad), 0))
@@ -786,10 +785,10 @@ class ReconfigureTests(SynchronousTestCase):
         client = Client(engine)
         reply = client.send_raw(client.build(Method.ALLOCATE, TRANSPORT_UDP, sign=False), now=0.0)
         assert reply is not None
-        self.assertEqual(reply.get(Attr.REALM), b"new.example")
+        self.assertEqual(reply.get(AttrType.REALM), b"new.example")
         self.assertEqual(engine.credentials.realm, "new.example")
         self.assertEqual(engine.nonces.lifetime_s, 30)
-        nonce = reply.get(Attr.NONCE)
+        nonce = reply.get(AttrType.NONCE)
         self.assertTrue(engine.nonces.check(nonce.decode(), client.five_tuple.client[0], 29.0))
         self.assertFalse(engine.nonces.check(nonce.decode(), client.five_tuple.client[0], 31.0))
 

@@ -5,10 +5,11 @@ import struct
 from hypothesis import given, settings, strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
-from webrtcstack.turn import wire
+from tests.turn import msgs
+from webrtcstack.stun.constants import AttrType, Method, MessageClass
 from webrtcstack.turn.framing import FramingError, StreamFramer
 
-STUN = wire.encode(wire.Method.BINDING, wire.MessageClass.REQUEST, b"x" * 12, [(wire.Attr.SOFTWARE, b"abc")])
+STUN = msgs.encode(Method.BINDING, MessageClass.REQUEST, b"x" * 12, [(AttrType.SOFTWARE, b"abc")])
 
 
 def channel(number: int, payload: bytes, pad: bool = True) -> bytes:
@@ -56,7 +57,7 @@ class StreamFramerTests(SynchronousTestCase):
         expected, stream = [], b""
         for is_stun, payload in items:
             if is_stun:
-                msg = wire.encode(wire.Method.BINDING, wire.MessageClass.REQUEST, b"y" * 12, [(wire.Attr.DATA, payload)])
+                msg = msgs.encode(Method.BINDING, MessageClass.REQUEST, b"y" * 12, [(AttrType.DATA, payload)])
                 expected.append(msg)
                 stream += msg
             else:

@@ -134,11 +134,20 @@ def is_channel_data(data: bytes) -> bool:
     return len(data) > 0 and 0x40 <= data[0] < 0x80
 
 
-def decode(data: bytes) -> Message:
+def decode(data: bytes, *, typed: bool = True) -> Message:
     """Parse one whole STUN message (a datagram, or a frame from the stream framer).
 
-    :raises StunDecodeError: for anything that is not exactly one valid message,
-        and for nothing else.
+    Every length is checked against the data, so no value reaches past the
+    end of the bytes; attributes past the integrity ones are dropped (see the
+    module docstring).  FINGERPRINT and MESSAGE-INTEGRITY are not verified here:
+    that needs the raw bytes (:mod:`webrtcstack.stun.integrity`).
+
+    :param typed: decode each value to its type (see
+        :mod:`webrtcstack.stun.attributes`).  With ``False`` every value stays
+        the ``bytes`` it was on the wire: cheaper, and a server can then answer
+        a malformed value with 400 instead of dropping the whole message.
+    :raises StunDecodeError: for anything that is not exactly one valid message
+        (with ``typed``, also for a malformed value), and for nothing else.
     """
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise StunDecodeError("not bytes")
@@ -181,7 +190,9 @@ def decode(data: bytes) -> Message:
                 or (stage == 2 and attr_type == AttrType.FINGERPRINT))
         if not keep:
             continue
-        value = decode_value(attr_type, data[value_start:value_end], xor_key)
+        value = data[value_start:value_end]
+        if typed:
+            value = decode_value(attr_type, value, xor_key)
         attributes.append((_ATTR_TYPES.get(attr_type, attr_type), value))
         if attr_type == AttrType.MESSAGE_INTEGRITY:
             stage = max(stage, 1)

@@ -28,6 +28,9 @@ from binascii import crc32
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from webrtcstack.stun.attributes import pack_address
+from webrtcstack.stun.constants import FINGERPRINT_XOR, MAGIC_COOKIE, MAGIC_COOKIE_BYTES, AttrType, Method, MessageClass
+from webrtcstack.stun.message import message_type
 from webrtcstack.turn.five_tuple import Address, FiveTuple
 from webrtcstack.turn.limits import TokenBucket
 
@@ -36,22 +39,22 @@ __all__ = [
     "ChannelBinding",
     "Relay",
     "TurnCounters",
-    "MAGIC_COOKIE",
     "xor_address_value",
     "data_indication",
     "channel_data",
 ]
 
-MAGIC_COOKIE = 0x2112A442
-_MAGIC = struct.pack("!I", MAGIC_COOKIE)
+# The fast paths below build and walk these few messages by hand; the
+# numbers come from the one table of constants (plain ints: cheapest to compare).
+_MAGIC = MAGIC_COOKIE_BYTES
 _HEADER = struct.Struct("!HHI")
 _CHANNEL_HEADER = struct.Struct("!HH")
 _ATTR_HEADER = struct.Struct("!HH")
-_DATA_INDICATION = 0x0017
-_ATTR_XOR_PEER_ADDRESS = 0x0012
-_ATTR_DATA = 0x0013
-_ATTR_DONT_FRAGMENT = 0x001A
-_ATTR_FINGERPRINT = 0x8028
+_DATA_INDICATION = message_type(Method.DATA, MessageClass.INDICATION)
+_ATTR_XOR_PEER_ADDRESS = int(AttrType.XOR_PEER_ADDRESS)
+_ATTR_DATA = int(AttrType.DATA)
+_ATTR_DONT_FRAGMENT = int(AttrType.DONT_FRAGMENT)
+_ATTR_FINGERPRINT = int(AttrType.FINGERPRINT)
 _PAD = (b"", b"\0\0\0", b"\0\0", b"\0")
 
 
@@ -107,15 +110,7 @@ class TurnCounters:
 
 def xor_address_value(address: Address, transaction_id: bytes) -> bytes:
     """The value of an XOR-*-ADDRESS attribute (RFC 8489 §14.2)."""
-    import ipaddress
-
-    host, port = address
-    ip = ipaddress.ip_address(host)
-    xport = port ^ (MAGIC_COOKIE >> 16)
-    key = _MAGIC + transaction_id
-    packed = ip.packed
-    xaddr = bytes(a ^ b for a, b in zip(packed, key))
-    return struct.pack("!BBH", 0, 1 if ip.version == 4 else 2, xport) + xaddr
+    return pack_address(address, MAGIC_COOKIE_BYTES + transaction_id)
 
 
 def data_indication(peer_attr: bytes, transaction_id: bytes, data: bytes) -> bytes:
@@ -248,7 +243,7 @@ class Allocation:
                 payload = data[pos + 4:end]
             elif attr_type == _ATTR_FINGERPRINT:
                 if length != 4 or end != size or \
-                        (crc32(data[:pos]) ^ 0x5354554E) != int.from_bytes(data[pos + 4:end], "big"):
+                        (crc32(data[:pos]) ^ FINGERPRINT_XOR) != int.from_bytes(data[pos + 4:end], "big"):
                     return False
             elif attr_type != _ATTR_DONT_FRAGMENT:
                 return False

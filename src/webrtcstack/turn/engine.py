@@ -40,7 +40,11 @@ import struct
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
-from webrtcstack.turn import wire
+from webrtcstack.stun.attributes import encode_value, unpack_address
+from webrtcstack.stun.constants import AttrType, Method, MessageClass
+from webrtcstack.stun.errors import StunDecodeError
+from webrtcstack.stun.integrity import verify_fingerprint, verify_integrity, verify_integrity_sha256
+from webrtcstack.stun.message import Message, decode, encode
 from webrtcstack.turn.allocation import Allocation, ChannelBinding, Relay, TurnCounters
 from webrtcstack.turn.auth import (
     FEATURE_PASSWORD_ALGORITHMS,
@@ -54,7 +58,6 @@ from webrtcstack.turn.limits import ReplyRateLimiter, TokenBucket
 from webrtcstack.turn.policy import PeerPolicy
 from webrtcstack.turn.ports import PortPool
 from webrtcstack.turn.transactions import TransactionCache
-from webrtcstack.turn.wire import Attr, Method, MessageClass, RawMessage, StunDecodeError
 
 __all__ = ["TurnEngine", "TurnSettings", "RelayOpener", "ProtocolViolation"]
 
@@ -63,7 +66,20 @@ _UDP = 17
 _FAMILY_CODE = {1: 4, 2: 6}
 _FAMILY_NAME = {4: "ipv4", 6: "ipv6"}
 _OUR_ALGORITHMS = (PasswordAlgorithm.MD5, PasswordAlgorithm.SHA256)
-_PASSWORD_ALGORITHMS_VALUE = wire.password_algorithms_value(_OUR_ALGORITHMS)
+#: Our PASSWORD-ALGORITHMS value as sent, to compare with the client's echo byte for byte.
+_PASSWORD_ALGORITHMS_VALUE = encode_value(AttrType.PASSWORD_ALGORITHMS, tuple((a, b"") for a in _OUR_ALGORITHMS), b"")
+#: Comprehension-required attributes (RFC 8489 §14: below 0x8000) a request may carry without a 420.
+KNOWN_REQUIRED = frozenset({
+    AttrType.MAPPED_ADDRESS, AttrType.USERNAME, AttrType.MESSAGE_INTEGRITY, AttrType.ERROR_CODE,
+    AttrType.UNKNOWN_ATTRIBUTES, AttrType.CHANNEL_NUMBER, AttrType.LIFETIME, AttrType.XOR_PEER_ADDRESS,
+    AttrType.DATA, AttrType.REALM, AttrType.NONCE, AttrType.XOR_RELAYED_ADDRESS, AttrType.REQUESTED_ADDRESS_FAMILY,
+    AttrType.EVEN_PORT, AttrType.REQUESTED_TRANSPORT, AttrType.DONT_FRAGMENT, AttrType.MESSAGE_INTEGRITY_SHA256,
+    AttrType.PASSWORD_ALGORITHM, AttrType.USERHASH, AttrType.XOR_MAPPED_ADDRESS, AttrType.RESERVATION_TOKEN,
+    AttrType.PRIORITY, AttrType.USE_CANDIDATE,
+    AttrType.CHANGE_REQUEST,  # RFC 5780: harmless, ignored
+    0x0010,  # BANDWIDTH (RFC 5766 draft era, sent by coturn's uclient -a): ignored
+    AttrType.PADDING,  # RFC 5780: ignored
+})
 #: RFC 8656 §7.2: a reservation made with EVEN-PORT R=1 is held about 30 s.
 RESERVATION_LIFETIME_S = 30.0
 _METHOD_NAMES = {m.value: m.name.lower() for m in Method}
@@ -72,7 +88,7 @@ _METHOD_NAMES = {m.value: m.name.lower() for m in Method}
 class ProtocolViolation(Exception):
     """A request the RFC says to refuse; ``error_code`` is the STUN error to send."""
 
-    def __init__(self, error_code: int, extra: tuple[tuple[int, bytes], ...] = ()) -> None:
+    def __init__(self, error_code: int, extra: tuple[tuple[int, Any], ...] = ()) -> None:
         super().__init__(error_code)
         self.error_code = error_code
         self.extra = extra
@@ -201,7 +217,7 @@ class TurnEngine:
         self.user_allocations: dict[str, int] = {}
         self._heap: list[tuple[float, int, str, Any, Any]] = []
         self._seq = 0
-        self._software = ((Attr.SOFTWARE, settings.software.encode()),) if settings.software else ()
+        self._software = ((AttrType.SOFTWARE, settings.software.encode()),) if settings.software else ()
         #: Set by the shell when the process drains (SIGTERM): new allocations get 508.
         self.draining = False
         #: Called as ``(reason, client_host, now)`` on every authentication failure
@@ -238,7 +254,7 @@ class TurnEngine:
         self.policy = policy
         self.nonces.lifetime_s = settings.nonce_lifetime_s
         self.challenge_limiter = ReplyRateLimiter(settings.unauthenticated_replies_per_second)
-        self._software = ((Attr.SOFTWARE, settings.software.encode()),) if settings.software else ()
+        self._software = ((AttrType.SOFTWARE, settings.software.encode()),) if settings.software else ()
 
     def next_deadline(self) -> float | None:
         """When :meth:`handle_timer` next has work (None: nothing scheduled)."""
@@ -258,6 +274,19 @@ class TurnEngine:
                              *, now: float) -> bytes | None:
         """Process one datagram or framed stream message from a client.
 
+        Like :meth:`handle_client_message`, but bytes that are not STUN are
+        dropped and counted (``dropped["malformed"]``) instead of raising.
+        """
+        try:
+            return self.handle_client_message(five_tuple, data, to_client, now=now)
+        except StunDecodeError:
+            self.counters.drop("malformed")
+            return None
+
+    def handle_client_message(self, five_tuple: Any, data: bytes, to_client: Callable[[bytes], Any],
+                              *, now: float) -> bytes | None:
+        """Process one datagram or framed stream message from a client.
+
         ChannelData (first byte 0x40-0x7F) goes straight to the fast path;
         anything else is parsed as STUN.
 
@@ -265,20 +294,23 @@ class TurnEngine:
         :param to_client: sends bytes back over this 5-tuple; kept by a new
             allocation for the peer fast path.
         :returns: bytes to send back to the client, if any.
+        :raises StunDecodeError: the bytes are not a STUN message (nothing is
+            counted: the shell drops a datagram or closes a stream, and counts).
         """
         if data and 0x40 <= data[0] < 0x80:
             self.handle_channel_data(five_tuple, data, now)
             return None
-        try:
-            message = wire.decode(data)
-        except StunDecodeError:
-            self.counters.drop("malformed")
-            return None
+        # Values stay raw bytes: a malformed one gets 400 from its handler, not a silent drop.
+        message = decode(data, typed=False)
+        if message.classic:
+            raise StunDecodeError("no magic cookie (RFC 3489 STUN is not TURN)")
+        if AttrType.FINGERPRINT in message and not verify_fingerprint(data):
+            raise StunDecodeError("FINGERPRINT does not match")
         if not isinstance(five_tuple, FiveTuple):
             five_tuple = FiveTuple(*five_tuple)
-        cls = message.cls
+        cls = message.msg_class
         if cls == MessageClass.REQUEST:
-            return self._handle_request(five_tuple, message, to_client, now)
+            return self._handle_request(five_tuple, message, data, to_client, now)
         if cls == MessageClass.INDICATION and message.method == Method.SEND:
             self._handle_send(five_tuple, message, now)
         return None
@@ -361,32 +393,41 @@ class TurnEngine:
         if listener is not None:
             listener(reason, client_host, now)
 
-    def _error(self, message: RawMessage, code: int, extra: tuple[tuple[int, bytes], ...] = (),
+    @staticmethod
+    def _respond(request: Message, msg_class: MessageClass, attrs: list[tuple[int, Any]],
+                 auth: _Auth | None) -> bytes:
+        """A response to ``request``: signed with the request's key and hash, FINGERPRINT if it had one."""
+        sha256 = auth is not None and auth.sha256
+        key = auth.key if auth is not None else None
+        response = Message(request.method, msg_class, request.transaction_id, tuple(attrs))
+        return encode(response, integrity_key=None if sha256 else key,
+                      integrity_sha256_key=key if sha256 else None,
+                      fingerprint=AttrType.FINGERPRINT in request)
+
+    def _error(self, message: Message, code: int, extra: tuple[tuple[int, Any], ...] = (),
                auth: _Auth | None = None) -> bytes:
         """An error response; no reason phrase, SOFTWARE only when authenticated."""
-        attrs: list[tuple[int, bytes]] = [(Attr.ERROR_CODE, wire.error_code_value(code))]
+        attrs: list[tuple[int, Any]] = [(AttrType.ERROR_CODE, (code, ""))]
         attrs.extend(extra)
         if auth is not None:
             attrs.extend(self._software)
         self._count(message.method, str(code))
-        return wire.encode(message.method, MessageClass.ERROR, message.transaction_id, attrs,
-                           key=auth.key if auth else None, sha256=auth.sha256 if auth else False,
-                           fingerprint=message.has(Attr.FINGERPRINT))
+        return self._respond(message, MessageClass.ERROR, attrs, auth)
 
-    def _challenge(self, message: RawMessage, code: int, client_host: str, now: float) -> bytes | None:
+    def _challenge(self, message: Message, code: int, client_host: str, now: float) -> bytes | None:
         """A 401 or 438 with REALM, a fresh NONCE and PASSWORD-ALGORITHMS, rate limited per host."""
         if not self.challenge_limiter.allow(client_host, now):
             self.counters.drop("challenge_rate_limited")
             return None
         extra = (
-            (Attr.REALM, self.settings.realm.encode()),
-            (Attr.NONCE, self.nonces.issue(client_host, now).encode()),
-            (Attr.PASSWORD_ALGORITHMS, _PASSWORD_ALGORITHMS_VALUE),
+            (AttrType.REALM, self.settings.realm.encode()),
+            (AttrType.NONCE, self.nonces.issue(client_host, now).encode()),
+            (AttrType.PASSWORD_ALGORITHMS, _PASSWORD_ALGORITHMS_VALUE),
         )
         return self._error(message, code, extra)
 
-    def _handle_request(self, five_tuple: FiveTuple, message: RawMessage, to_client: Callable[[bytes], Any],
-                        now: float) -> bytes | None:
+    def _handle_request(self, five_tuple: FiveTuple, message: Message, data: bytes,
+                        to_client: Callable[[bytes], Any], now: float) -> bytes | None:
         method = message.method
         if method == Method.BINDING:
             return self._binding(five_tuple, message)
@@ -396,10 +437,10 @@ class TurnEngine:
         cached = self.transactions.get(cache_key, now)
         if cached is not None:
             return cached
-        unknown = message.unknown_required()
+        unknown = sorted({t for t, _ in message.attributes if t < 0x8000 and t not in KNOWN_REQUIRED})
         if unknown:
-            return self._error(message, 420, ((Attr.UNKNOWN_ATTRIBUTES, struct.pack(f"!{len(unknown)}H", *unknown)),))
-        auth_or_reply = self._authenticate(five_tuple, message, now)
+            return self._error(message, 420, ((AttrType.UNKNOWN_ATTRIBUTES, tuple(unknown)),))
+        auth_or_reply = self._authenticate(five_tuple, message, data, now)
         if not isinstance(auth_or_reply, _Auth):
             return auth_or_reply
         auth = auth_or_reply
@@ -417,41 +458,39 @@ class TurnEngine:
         else:
             attrs.extend(self._software)
             self._count(method, "ok")
-            response = wire.encode(method, MessageClass.SUCCESS, message.transaction_id, attrs,
-                                   key=auth.key, sha256=auth.sha256, fingerprint=message.has(Attr.FINGERPRINT))
+            response = self._respond(message, MessageClass.SUCCESS, attrs, auth)
         self.transactions.put(cache_key, response, now)
         return response
 
-    def _binding(self, five_tuple: FiveTuple, message: RawMessage) -> bytes:
+    def _binding(self, five_tuple: FiveTuple, message: Message) -> bytes:
         """RFC 8489 §6.3.1: a Binding success with XOR-MAPPED-ADDRESS."""
-        host, port = five_tuple.client
-        attrs = [(Attr.XOR_MAPPED_ADDRESS, wire.xor_address(host, port, message.transaction_id))]
+        attrs: list[tuple[int, Any]] = [(AttrType.XOR_MAPPED_ADDRESS, five_tuple.client)]
         attrs.extend(self._software)
         self._count(Method.BINDING, "ok")
-        return wire.encode(Method.BINDING, MessageClass.SUCCESS, message.transaction_id, attrs,
-                           fingerprint=message.has(Attr.FINGERPRINT))
+        return self._respond(message, MessageClass.SUCCESS, attrs, None)
 
-    def _authenticate(self, five_tuple: FiveTuple, message: RawMessage, now: float) -> _Auth | bytes | None:
+    def _authenticate(self, five_tuple: FiveTuple, message: Message, data: bytes,
+                      now: float) -> _Auth | bytes | None:
         """The long-term credential checks of RFC 8489 §9.2.4, in its order."""
         client_host = five_tuple.client[0]
-        has_mi = message.has(Attr.MESSAGE_INTEGRITY)
-        has_mi256 = message.has(Attr.MESSAGE_INTEGRITY_SHA256)
+        has_mi = AttrType.MESSAGE_INTEGRITY in message
+        has_mi256 = AttrType.MESSAGE_INTEGRITY_SHA256 in message
         # Step 1: no integrity at all -> 401 with REALM and NONCE.
         if not (has_mi or has_mi256):
             self._auth_failure("no_credentials", client_host, now)
             return self._challenge(message, 401, client_host, now)
-        username_raw = message.get(Attr.USERNAME)
-        user_hash = message.get(Attr.USERHASH)
-        realm = message.get(Attr.REALM)
-        nonce = message.get(Attr.NONCE)
+        username_raw = message.get(AttrType.USERNAME)
+        user_hash = message.get(AttrType.USERHASH)
+        realm = message.get(AttrType.REALM)
+        nonce = message.get(AttrType.NONCE)
         # Step 2: USERNAME/USERHASH, REALM and NONCE must all be there -> else 400.
         if (username_raw is None and user_hash is None) or realm is None or nonce is None:
             self._auth_failure("bad_request", client_host, now)
             return self._error(message, 400)
         # Step 3: with the nonce cookie, PASSWORD-ALGORITHM(S) must agree with our offer.
         algorithm = PasswordAlgorithm.MD5
-        chosen = message.get(Attr.PASSWORD_ALGORITHM)
-        offered = message.get(Attr.PASSWORD_ALGORITHMS)
+        chosen = message.get(AttrType.PASSWORD_ALGORITHM)
+        offered = message.get(AttrType.PASSWORD_ALGORITHMS)
         if chosen is not None or offered is not None:
             if chosen is None or offered is None or offered != _PASSWORD_ALGORITHMS_VALUE or len(chosen) < 4:
                 self._auth_failure("bad_request", client_host, now)
@@ -491,8 +530,9 @@ class TurnEngine:
             return self._challenge(message, 401, client_host, now)
         # Step 6: check the integrity (SHA-256 when sent, it is the stronger).
         sha256 = has_mi256
+        verify = verify_integrity_sha256 if sha256 else verify_integrity
         for key in keys:
-            if wire.integrity_ok(message, key, sha256):
+            if verify(data, message, key):
                 return _Auth(username, key, sha256)
         self._auth_failure("bad_integrity", client_host, now)
         return self._challenge(message, 401, client_host, now)
@@ -501,25 +541,25 @@ class TurnEngine:
     # Handlers (RFC 8656), each written as the RFC's steps
     # ------------------------------------------------------------------
 
-    def _allocate(self, five_tuple: FiveTuple, message: RawMessage, auth: _Auth,
-                  to_client: Callable[[bytes], Any], now: float) -> list[tuple[int, bytes]]:
+    def _allocate(self, five_tuple: FiveTuple, message: Message, auth: _Auth,
+                  to_client: Callable[[bytes], Any], now: float) -> list[tuple[int, Any]]:
         """RFC 8656 §7.2: receiving an Allocate request."""
         s = self.settings
         # Step 2: a 5-tuple already in use -> 437 (retransmissions were answered from the cache).
         if five_tuple in self.allocations:
             raise ProtocolViolation(437)
         # Step 3: REQUESTED-TRANSPORT must be there (400) and be UDP (442).
-        transport = message.get(Attr.REQUESTED_TRANSPORT)
+        transport = message.get(AttrType.REQUESTED_TRANSPORT)
         if transport is None or len(transport) != 4:
             raise ProtocolViolation(400)
         if transport[0] != _UDP:
             raise ProtocolViolation(442)
         # Step 4: DONT-FRAGMENT is supported (the relay socket sets DF).
-        dont_fragment = message.has(Attr.DONT_FRAGMENT)
-        token = message.get(Attr.RESERVATION_TOKEN)
-        even_port = message.get(Attr.EVEN_PORT)
-        requested_family = message.get(Attr.REQUESTED_ADDRESS_FAMILY)
-        additional_family = message.get(Attr.ADDITIONAL_ADDRESS_FAMILY)
+        dont_fragment = AttrType.DONT_FRAGMENT in message
+        token = message.get(AttrType.RESERVATION_TOKEN)
+        even_port = message.get(AttrType.EVEN_PORT)
+        requested_family = message.get(AttrType.REQUESTED_ADDRESS_FAMILY)
+        additional_family = message.get(AttrType.ADDITIONAL_ADDRESS_FAMILY)
         # Step 5: RESERVATION-TOKEN excludes EVEN-PORT and the address family attributes (400).
         if token is not None and (even_port is not None or requested_family is not None
                                   or additional_family is not None):
@@ -563,11 +603,11 @@ class TurnEngine:
         lifetime = self._lifetime(message, allow_zero=False)
         allocation = Allocation(five_tuple, auth.username, auth.key, auth.sha256, to_client, self.counters,
                                 now + lifetime, message.transaction_id)
-        extra: list[tuple[int, bytes]] = []
+        extra: list[tuple[int, Any]] = []
         # Step 9: get a relayed transport address per family.
         for index, family in enumerate(families):
             if family not in s.relay_hosts:
-                extra.append((Attr.ADDRESS_ERROR_CODE, bytes((2, 0)) + wire.error_code_value(440)[2:]))
+                extra.append((AttrType.ADDRESS_ERROR_CODE, (2, 440, "")))
                 continue
             if reservation is not None:
                 port: int | None = reservation.port
@@ -578,7 +618,7 @@ class TurnEngine:
                 port, relay, token_out = self._open_even(allocation, family, bool(even_port[0] & 0x80),
                                                          dont_fragment, now)
                 if token_out is not None:
-                    extra.append((Attr.RESERVATION_TOKEN, token_out))
+                    extra.append((AttrType.RESERVATION_TOKEN, token_out))
             else:
                 port, relay = self._open_any(allocation, family, dont_fragment)
             if relay is None or port is None:
@@ -586,7 +626,7 @@ class TurnEngine:
                     self._close_relays(allocation)
                     self._quota_hit("ports")
                     raise ProtocolViolation(508)
-                extra.append((Attr.ADDRESS_ERROR_CODE, bytes((2, 0)) + wire.error_code_value(508)[2:]))
+                extra.append((AttrType.ADDRESS_ERROR_CODE, (2, 508, "")))
                 continue
             allocation.relays[family] = relay
             allocation.relay_ports[family] = port
@@ -602,25 +642,23 @@ class TurnEngine:
         allocation.label = label
         self._schedule(allocation.expires_at, "allocation", allocation)
         # Step 10: the success response.
-        attrs: list[tuple[int, bytes]] = [
-            (Attr.XOR_RELAYED_ADDRESS, wire.xor_address(host, port_, message.transaction_id))
-            for host, port_ in allocation.relayed_addresses.values()
+        attrs: list[tuple[int, Any]] = [
+            (AttrType.XOR_RELAYED_ADDRESS, address) for address in allocation.relayed_addresses.values()
         ]
-        attrs.append((Attr.LIFETIME, wire.u32(int(lifetime))))
+        attrs.append((AttrType.LIFETIME, int(lifetime)))
         attrs.extend(extra)
-        client_host, client_port = five_tuple.client
-        attrs.append((Attr.XOR_MAPPED_ADDRESS, wire.xor_address(client_host, client_port, message.transaction_id)))
+        attrs.append((AttrType.XOR_MAPPED_ADDRESS, five_tuple.client))
         return attrs
 
-    def _lifetime(self, message: RawMessage, allow_zero: bool) -> float:
+    def _lifetime(self, message: Message, allow_zero: bool) -> float:
         """RFC 8656 §7.2/§7.3: min(requested, max), but never below the default; 0 only on Refresh."""
         s = self.settings
-        value = message.get(Attr.LIFETIME)
+        value = message.get(AttrType.LIFETIME)
         if value is None:
             return float(s.default_lifetime_s)
-        requested = wire.read_u32(value)
-        if requested is None:
+        if len(value) != 4:
             raise ProtocolViolation(400)
+        requested = int.from_bytes(value, "big")
         if requested == 0 and allow_zero:
             return 0.0
         return float(max(s.default_lifetime_s, min(requested, s.max_lifetime_s)))
@@ -686,11 +724,11 @@ class TurnEngine:
             reservation.relay = None
         self.port_pools[reservation.family].release(reservation.port)
 
-    def _refresh(self, five_tuple: FiveTuple, message: RawMessage, auth: _Auth, now: float) -> list[tuple[int, bytes]]:
+    def _refresh(self, five_tuple: FiveTuple, message: Message, auth: _Auth, now: float) -> list[tuple[int, Any]]:
         """RFC 8656 §7.3: receiving a Refresh request."""
         allocation = self._allocation_for(five_tuple, auth)
         # RFC 8656 §7.3: a REQUESTED-ADDRESS-FAMILY the allocation lacks -> 443.
-        requested_family = message.get(Attr.REQUESTED_ADDRESS_FAMILY)
+        requested_family = message.get(AttrType.REQUESTED_ADDRESS_FAMILY)
         if requested_family is not None:
             family = _FAMILY_CODE.get(requested_family[0]) if requested_family else None
             if family is None or family not in allocation.relays:
@@ -701,7 +739,7 @@ class TurnEngine:
         else:
             allocation.expires_at = now + lifetime
             self._schedule(allocation.expires_at, "allocation", allocation)
-        return [(Attr.LIFETIME, wire.u32(int(lifetime)))]
+        return [(AttrType.LIFETIME, int(lifetime))]
 
     def _allocation_for(self, five_tuple: FiveTuple, auth: _Auth) -> Allocation:
         """The allocation of this 5-tuple (437 if none; 441 for another user, RFC 8656 §5)."""
@@ -712,9 +750,9 @@ class TurnEngine:
             raise ProtocolViolation(441)
         return allocation
 
-    def _peer(self, message: RawMessage, value: bytes, allocation: Allocation) -> tuple[str, int]:
+    def _peer(self, message: Message, value: bytes, allocation: Allocation) -> tuple[str, int]:
         """Decode and vet one XOR-PEER-ADDRESS: 400 if malformed, 403 by policy, 443 wrong family."""
-        peer = wire.parse_xor_address(value, message.transaction_id)
+        peer = _xor_address(message, value)
         if peer is None:
             raise ProtocolViolation(400)
         address = self.policy.check(peer[0])
@@ -725,11 +763,11 @@ class TurnEngine:
             raise ProtocolViolation(443)
         return str(address), peer[1]
 
-    def _create_permission(self, five_tuple: FiveTuple, message: RawMessage, auth: _Auth,
-                           now: float) -> list[tuple[int, bytes]]:
+    def _create_permission(self, five_tuple: FiveTuple, message: Message, auth: _Auth,
+                           now: float) -> list[tuple[int, Any]]:
         """RFC 8656 §9.2: receiving a CreatePermission request (all peers or none)."""
         allocation = self._allocation_for(five_tuple, auth)
-        values = [v for t, v in message.attributes[: message.integrity_limit()] if t == Attr.XOR_PEER_ADDRESS]
+        values = message.get_all(AttrType.XOR_PEER_ADDRESS)
         if not values:
             raise ProtocolViolation(400)
         hosts = {self._peer(message, value, allocation)[0] for value in values}
@@ -748,12 +786,12 @@ class TurnEngine:
         allocation.permissions[host] = expires_at
         self._schedule(expires_at, "permission", allocation, host)
 
-    def _channel_bind(self, five_tuple: FiveTuple, message: RawMessage, auth: _Auth,
-                      now: float) -> list[tuple[int, bytes]]:
+    def _channel_bind(self, five_tuple: FiveTuple, message: Message, auth: _Auth,
+                      now: float) -> list[tuple[int, Any]]:
         """RFC 8656 §11.2: receiving a ChannelBind request."""
         allocation = self._allocation_for(five_tuple, auth)
-        number_value = message.get(Attr.CHANNEL_NUMBER)
-        peer_value = message.get(Attr.XOR_PEER_ADDRESS)
+        number_value = message.get(AttrType.CHANNEL_NUMBER)
+        peer_value = message.get(AttrType.XOR_PEER_ADDRESS)
         # Step 1: both attributes, channel number in 0x4000-0x4FFF (or the RFC 5766 range) -> else 400.
         if number_value is None or peer_value is None or len(number_value) != 4:
             raise ProtocolViolation(400)
@@ -790,18 +828,18 @@ class TurnEngine:
         self._install_permission(allocation, host, now)
         return []
 
-    def _handle_send(self, five_tuple: FiveTuple, message: RawMessage, now: float) -> None:
+    def _handle_send(self, five_tuple: FiveTuple, message: Message, now: float) -> None:
         """RFC 8656 §11.2 (Send): relay DATA to XOR-PEER-ADDRESS if permitted; else drop silently."""
         allocation = self.allocations.get(five_tuple)
         if allocation is None:
             self.counters.drop("no_allocation")
             return
-        peer_value = message.get(Attr.XOR_PEER_ADDRESS)
-        data = message.get(Attr.DATA)
+        peer_value = message.get(AttrType.XOR_PEER_ADDRESS)
+        data = message.get(AttrType.DATA)
         if peer_value is None or data is None:
             self.counters.drop("malformed")
             return
-        peer = wire.parse_xor_address(peer_value, message.transaction_id)
+        peer = _xor_address(message, peer_value)
         if peer is None:
             self.counters.drop("malformed")
             return
@@ -853,6 +891,14 @@ class TurnEngine:
             self.user_allocations.pop(allocation.username, None)
         if allocation.label in self.counters.allocations_active:
             self.counters.allocations_active[allocation.label] -= 1
+
+
+def _xor_address(message: Message, value: bytes) -> tuple[str, int] | None:
+    """``(host, port)`` from a raw XOR-…-ADDRESS value of ``message``, or None if malformed."""
+    try:
+        return unpack_address(value, message.xor_key())
+    except StunDecodeError:
+        return None
 
 
 def family_of(host: str) -> int:
