@@ -8,8 +8,9 @@ Usage::
 
 The first form loads a running server.  ``--compare`` starts, one after the
 other on loopback ports, coturn's ``turnserver --stun-only`` and our own
-server (the Binding handler behind ``listen_stun_udp``, in a subprocess on the
-epoll reactor), runs the same load against each, and prints both side by side.
+server (the stack's own STUN/TURN listeners from ``build_turn_services``, in a
+subprocess on the epoll reactor), runs the same load against each, and prints
+both side by side.
 
 The load is bounded: at most ``--count`` requests and ``--duration`` seconds,
 with at most ``--window`` requests outstanding; a request with no answer
@@ -185,11 +186,18 @@ def serve(spec: str) -> None:
     epollreactor.install()
     from twisted.internet import reactor
 
-    from webrtcstack.stun import BindingHandler
-    from webrtcstack.turn.adapters.udp import listen_stun_udp
+    from twisted.application import service
+
+    from webrtcstack.config import parse_config
+    from webrtcstack.turn.adapters.driver import build_turn_services
 
     host, port = spec.rsplit(":", 1)
-    listen_stun_udp(reactor, host, int(port), BindingHandler("webrtcstack"))
+    listen = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    config = parse_config(f"[turn]\nlisten = {listen}\nrelay_ip = {host}\n[http]\nenabled = no\n", "bench.ini")
+    top = service.MultiService()
+    for child in build_turn_services(config, reactor, ("bench-secret",)):
+        child.setServiceParent(top)
+    top.startService()
     reactor.run()  # type: ignore[attr-defined]
 
 

@@ -1,6 +1,8 @@
 # -*- test-case-name: tests.integration.test_stunclient_interop -*-
 """Interop: other STUN implementations against our Binding server on 127.0.0.1.
 
+The server is the stack's own STUN/TURN listeners (``build_turn_services``).
+
 * coturn's ``turnutils_stunclient`` (Debian package ``coturn``) over UDP.  It
   has no TCP mode (its options are ``-p`` port, ``-L`` local address, ``-f``
   RFC 5780), so
@@ -21,9 +23,8 @@ import aioice.stun
 from twisted.internet import defer, protocol, reactor, utils
 from twisted.trial import unittest
 
+from tests.turn.stack import TurnStack
 from webrtcstack.stun import BindingHandler
-from webrtcstack.turn.adapters.tcp import listen_stun_tcp
-from webrtcstack.turn.adapters.udp import listen_stun_udp
 
 STUNCLIENT = "turnutils_stunclient"
 #: coreutils ``timeout`` bounds each client run.
@@ -80,16 +81,24 @@ class StunclientInteropTests(unittest.TestCase):
 
     timeout = 20
 
+    def listen(self, handler: BindingHandler | None = None) -> TurnStack:
+        """The stack's STUN/TURN listeners on 127.0.0.1 (UDP and TCP, one port), stopped at cleanup."""
+        stack = TurnStack()
+        if handler is not None:
+            stack.driver.binding = handler
+        stack.start()
+        self.addCleanup(stack.stop)
+        return stack
+
     @defer.inlineCallbacks
     def test_turnutils_stunclient_udp(self) -> Any:
         """turnutils_stunclient prints the reflexive address our server saw, over UDP."""
         tool = require_tool(STUNCLIENT)
         handler = RecordingHandler()
-        port = listen_stun_udp(reactor, "127.0.0.1", 0, handler)
-        self.addCleanup(port.stopListening)
+        stack = self.listen(handler)
         # ``timeout`` bounds the tool; it retries on its own if a datagram is lost.
         out, err, code = yield utils.getProcessOutputAndValue(
-            TIMEOUT, ["10", tool, "-p", str(port.getHost().port), "127.0.0.1"], env=os.environ)
+            TIMEOUT, ["10", tool, "-p", str(stack.port), "127.0.0.1"], env=os.environ)
         self.assertEqual(code, 0, (out, err))
         match = REFLEXIVE.search(out)
         self.assertIsNotNone(match, out)
@@ -98,15 +107,13 @@ class StunclientInteropTests(unittest.TestCase):
         self.assertIn(printed, handler.sources)
         self.assertEqual(handler.counters.malformed + handler.counters.bad_fingerprint, 0)
         self.assertGreaterEqual(handler.counters.responses, 1)
+        self.assertNotIn("malformed", stack.engine.counters.dropped)
 
     @defer.inlineCallbacks
     def test_aioice_tcp(self) -> Any:
         """aioice's codec, over TCP, parses our response and finds its own address and transaction id."""
-        handler = BindingHandler("webrtcstack")
-        port = listen_stun_tcp(reactor, "127.0.0.1", 0, handler)
-        self.addCleanup(port.stopListening)
-        client = yield protocol.ClientCreator(reactor, _AioiceTcpClient).connectTCP(
-            "127.0.0.1", port.getHost().port)
+        stack = self.listen()
+        client = yield protocol.ClientCreator(reactor, _AioiceTcpClient).connectTCP("127.0.0.1", stack.port)
         self.addCleanup(client.transport.loseConnection)
         reply = yield client.reply
         self.assertEqual(reply.transaction_id, client.request.transaction_id)

@@ -5,19 +5,37 @@ The protocol only needs an ``ITransport`` (``write``, ``getPeer``,
 ``getHost``, ``loseConnection``), so TLS is ``TLSMemoryBIOFactory`` around
 :class:`TurnStreamFactory` with ``transport=Transport.TLS``; nothing here
 changes.  Frames come from :class:`~webrtcstack.turn.framing.StreamFramer`;
-a framing error closes the connection; closing the connection ends its
-allocation (RFC 8656 §7: the allocation lives as long as the connection).
+closing the connection ends its allocation (RFC 8656 §7: the allocation lives
+as long as the connection).
+
+The stream cannot be trusted once it holds something that is not ours, so
+these close the connection (counted in ``dropped``, logged at most once per
+interval per listener, never per packet):
+
+* a framing error: a frame larger than ``max_frame_bytes`` or a first byte
+  that is neither STUN nor ChannelData;
+* a STUN frame that does not decode (RFC 8489 §6.2.2: a stream cannot be
+  resynchronised);
+* ChannelData before the connection has an allocation: no channel can exist
+  yet, so it is garbage (an HTTP request line, for instance, starts with a
+  byte in the ChannelData range); the first byte is enough to tell.
+
+A connection with no allocation that stays silent for ``idle_timeout_s`` is
+closed.  The check is lazy: each chunk only stores the time, and the one
+timer per connection re-arms itself for what is left when it fires.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from twisted.internet.interfaces import IDelayedCall
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from webrtcstack.stun.attributes import normalize_host
+from webrtcstack.turn.adapters._ratelimit import RateLimitedLog
 from webrtcstack.turn.five_tuple import FiveTuple, Transport
 from webrtcstack.turn.framing import FramingError, StreamFramer
 
@@ -35,6 +53,15 @@ class TurnStreamProtocol(Protocol):
         self.five_tuple: FiveTuple | None = None
         self.framer: StreamFramer | None = None
         self._counted = False
+        self._idle_call: IDelayedCall | None = None
+        self._last_activity = 0.0
+        #: Set once the connection has had an allocation (ChannelData is then legitimate).
+        self._allocated = False
+
+    def _no_allocation_yet(self) -> bool:
+        if not self._allocated and self.five_tuple in self.factory.engine.allocations:
+            self._allocated = True
+        return not self._allocated
 
     def connectionMade(self) -> None:
         factory = self.factory
@@ -49,24 +76,70 @@ class TurnStreamProtocol(Protocol):
         self.five_tuple = FiveTuple(factory.transport_kind, (normalize_host(peer.host), peer.port),
                                     (normalize_host(host.host), host.port))
         self.framer = StreamFramer(factory.max_frame_bytes)
+        if factory.idle_timeout_s > 0:
+            self._last_activity = driver.reactor.seconds()
+            self._idle_call = driver.reactor.callLater(factory.idle_timeout_s, self._check_idle)
 
     def dataReceived(self, data: bytes) -> None:
-        if self.framer is None or self.five_tuple is None:
+        framer, five_tuple = self.framer, self.five_tuple
+        if framer is None or five_tuple is None or not data:
+            return
+        factory = self.factory
+        driver = factory.driver
+        now = driver.reactor.seconds()
+        self._last_activity = now
+        if not framer.buffered() and 0x40 <= data[0] < 0x80 and self._no_allocation_yet():
+            self._refuse("ChannelData before any allocation")
             return
         try:
-            frames = self.framer.feed(data)
-        except FramingError:
-            self.factory.engine.counters.drop("framing")
-            self.framer = None
-            self.transport.abortConnection()
+            frames = framer.feed(data)
+        except FramingError as e:
+            factory.engine.counters.drop("framing")
+            self._refuse(str(e), abort=True)
             return
-        driver = self.factory.driver
-        now = driver.reactor.seconds()
         write = self.transport.write
         for frame in frames:
-            driver.handle_client(self.five_tuple, frame, write, now)
+            if 0x40 <= frame[0] < 0x80 and self._no_allocation_yet():
+                self._refuse("ChannelData before any allocation")
+                return
+            if not driver.handle_client(five_tuple, frame, write, now):
+                self._refuse("malformed STUN message")
+                return
+
+    def _refuse(self, why: str, abort: bool = False) -> None:
+        """Close a connection that sent something not ours; count it, log it rate limited."""
+        factory = self.factory
+        factory.dropped += 1
+        factory.close_log.warn("STUN/TURN {transport}: closing the connection from {peer}: {why}",
+                               transport=factory.transport_kind.name.lower(),
+                               peer=self.five_tuple.client if self.five_tuple else None, why=why)
+        self.framer = None
+        if abort:
+            self.transport.abortConnection()
+        else:
+            self.transport.loseConnection()
+
+    def _check_idle(self) -> None:
+        self._idle_call = None
+        factory = self.factory
+        if self.framer is None or self.five_tuple is None:
+            return
+        reactor = factory.driver.reactor
+        due = self._last_activity + factory.idle_timeout_s
+        if self.five_tuple in factory.engine.allocations:
+            # An allocation keeps the connection (it ends with its allocation, or Refresh).
+            due = reactor.seconds() + factory.idle_timeout_s
+        if due > reactor.seconds():
+            self._idle_call = reactor.callLater(due - reactor.seconds(), self._check_idle)
+            return
+        factory.idle_closed += 1
+        self.framer = None
+        self.transport.loseConnection()
 
     def connectionLost(self, reason: Failure = Failure(ConnectionError())) -> None:
+        if self._idle_call is not None and self._idle_call.active():
+            self._idle_call.cancel()
+        self._idle_call = None
         if self._counted:
             self.factory.driver.stream_connections -= 1
             self._counted = False
@@ -79,16 +152,23 @@ class TurnStreamFactory(Factory):
     """Builds :class:`TurnStreamProtocol` for one listener.
 
     :param transport_kind: ``Transport.TCP`` or ``Transport.TLS``.
+    :param idle_timeout_s: close a connection without an allocation silent this long (0: never).
+    :ivar dropped: connections closed for sending something not ours.
+    :ivar idle_closed: connections closed for being idle.
     """
 
     protocol = TurnStreamProtocol
     noisy = False
 
     def __init__(self, driver: Any, *, transport_kind: Transport = Transport.TCP, max_connections: int = 10000,
-                 max_frame_bytes: int = 65540) -> None:
+                 max_frame_bytes: int = 65540, idle_timeout_s: float = 300.0, log_interval_s: float = 10.0) -> None:
         self.driver = driver
         self.engine = driver.engine
         self.transport_kind = transport_kind
         self.max_connections = max_connections
         self.max_frame_bytes = max_frame_bytes
+        self.idle_timeout_s = idle_timeout_s
         self.refused = 0
+        self.dropped = 0
+        self.idle_closed = 0
+        self.close_log = RateLimitedLog(log, driver.reactor, log_interval_s)

@@ -5,7 +5,15 @@
 channel is relayed right here with one dict lookup in the engine's
 ``channel_routes`` and one ``sendto`` (the fast path, see ../STYLE.md); every
 other datagram goes to :meth:`TurnDriver.handle_client` (STUN Binding,
-TURN requests, Send indications).
+TURN requests, Send indications), which drops, counts and (rate limited)
+logs malformed ones.
+
+IPv6 sources arrive as ``(host, port, flowinfo, scope_id)``; the engine sees
+``(host, port)`` with any zone dropped and ``::ffff:a.b.c.d`` unmapped, while
+replies go to the full 4-tuple so a link-local scope survives.  An exception
+while handling one datagram is counted in :attr:`TurnUdpListener.failures`
+and logged at most once per interval: it must neither stop the listener nor
+log per packet.
 """
 
 from __future__ import annotations
@@ -21,6 +29,8 @@ from twisted.logger import Logger
 
 from webrtcstack.config import Endpoint
 from webrtcstack.sockets import ListenerService, make_socket
+from webrtcstack.stun.attributes import normalize_host
+from webrtcstack.turn.adapters._ratelimit import RateLimitedLog
 from webrtcstack.turn.five_tuple import Transport
 
 __all__ = ["TurnUdpListener", "TurnUdpService"]
@@ -56,11 +66,22 @@ def _udp_sender(sendto: Any, addr: tuple[str, int], counters: Any) -> Any:
     return send
 
 
+def ipv6_source(addr: tuple[Any, ...]) -> tuple[str, int]:
+    """``(host, port)`` of an IPv6 socket address: zone dropped, ``::ffff:a.b.c.d`` unmapped."""
+    host = addr[0]
+    if "%" in host or host.startswith("::ffff:"):
+        host = normalize_host(host)
+    return host, addr[1]
+
+
 @implementer(IReadDescriptor)
 class TurnUdpListener:
-    """One bound UDP listener socket feeding the driver."""
+    """One bound UDP listener socket feeding the driver.
 
-    def __init__(self, driver: Any, sock: socket.socket) -> None:
+    :ivar failures: datagrams whose handling raised an unexpected exception.
+    """
+
+    def __init__(self, driver: Any, sock: socket.socket, *, log_interval_s: float = 10.0) -> None:
         self.driver = driver
         self.engine = driver.engine
         self.sock = sock
@@ -68,14 +89,20 @@ class TurnUdpListener:
         self._fd = sock.fileno()
         self._v6 = sock.family == socket.AF_INET6
         self._senders: dict[tuple[str, int], Any] = {}
+        self.failures = 0
+        self._failure_log = RateLimitedLog(log, driver.reactor, log_interval_s)
 
-    def sender_for(self, addr: tuple[str, int]) -> Any:
-        """The cached ``to_client`` callable for ``addr`` (bounded cache)."""
+    def sender_for(self, addr: tuple[str, int], reply_to: tuple[Any, ...] | None = None) -> Any:
+        """The cached ``to_client`` callable for ``addr`` (bounded cache).
+
+        :param reply_to: the socket address to send to, if not ``addr``
+            itself (an IPv6 4-tuple).
+        """
         send = self._senders.get(addr)
         if send is None:
             if len(self._senders) > 65536:
                 self._senders.clear()
-            send = self._senders[addr] = _udp_sender(self.sock.sendto, addr, self.engine.counters)
+            send = self._senders[addr] = _udp_sender(self.sock.sendto, reply_to or addr, self.engine.counters)
         return send
 
     def fileno(self) -> int:
@@ -96,8 +123,9 @@ class TurnUdpListener:
                 return
             except OSError:
                 return
+            full = addr
             if v6:
-                addr = addr[:2]
+                addr = ipv6_source(addr)
             # Fast path: ChannelData on a bound channel (RFC 8656 §12.4).
             if len(data) >= 4 and 0x40 <= data[0] < 0x80:
                 route = routes.get(((_UDP, addr, server), (data[0] << 8) | data[1]))
@@ -123,9 +151,11 @@ class TurnUdpListener:
                 if allocation is not None and allocation.handle_send_indication(data, now):
                     continue
             try:
-                self.driver.handle_client((_UDP, addr, server), data, self.sender_for(addr), now)
-            except Exception:
-                log.failure("TURN/UDP: error handling a datagram")
+                self.driver.handle_client((_UDP, addr, server), data, self.sender_for(addr, full), now)
+            except Exception as e:  # a bug must not stop the listener, nor log per packet
+                self.failures += 1
+                self._failure_log.warn("STUN/TURN udp: error handling a datagram from {source}: {error!r}",
+                                       source=addr, error=e)
 
     def close(self) -> None:
         if self._fd >= 0:

@@ -127,6 +127,7 @@ class TurnDriver:
         self._timer: IDelayedCall | None = None
         self.log_interval_s = log_interval_s
         self._auth_logs: dict[str, RateLimitedLog] = {}
+        self._malformed_logs: dict[str, RateLimitedLog] = {}
         engine.auth_failure_listener = self.auth_failed
 
     def auth_failed(self, reason: str, client_host: str, now: float) -> None:
@@ -138,20 +139,32 @@ class TurnDriver:
         limited.warn("TURN auth failure {reason}: {text}, last from {client}", reason=reason,
                      text=AUTH_FAILURE_TEXT.get(reason, reason), client=client_host)
 
-    def handle_client(self, five_tuple: Any, data: bytes, to_client: Any, now: float) -> None:
-        """One datagram or stream frame from a client (everything but the UDP fast path)."""
-        if data[:2] == b"\x00\x01":
-            # Binding requests (including RFC 3489 ones) go to the STUN handler.
-            try:
+    def handle_client(self, five_tuple: Any, data: bytes, to_client: Any, now: float) -> bool:
+        """One datagram or stream frame from a client (everything but the UDP fast paths).
+
+        :returns: False if the bytes were malformed (dropped, counted and
+            logged at most once per ``log_interval_s`` per transport); a
+            stream protocol then closes its connection.
+        """
+        try:
+            if data[:2] == b"\x00\x01":
+                # Binding requests (including RFC 3489 ones) go to the STUN handler.
                 reply = self.binding.handle(data, five_tuple[1], five_tuple[0].name.lower())
-            except StunDecodeError:
-                self.engine.counters.drop("malformed")
-                return
-        else:
-            reply = self.engine.handle_client_packet(five_tuple, data, to_client, now=now)
+            else:
+                reply = self.engine.handle_client_message(five_tuple, data, to_client, now=now)
+        except StunDecodeError as e:
+            self.engine.counters.drop("malformed")
+            transport = five_tuple[0].name.lower()
+            limited = self._malformed_logs.get(transport)
+            if limited is None:
+                limited = self._malformed_logs[transport] = RateLimitedLog(log, self.reactor, self.log_interval_s)
+            limited.warn("STUN/TURN {transport}: dropped a malformed packet from {source}: {error}",
+                         transport=transport, source=five_tuple[1], error=str(e))
+            return False
         if reply is not None:
             to_client(reply)
             self.rearm()
+        return True
 
     def connection_lost(self, five_tuple: Any) -> None:
         """A stream client went away."""
