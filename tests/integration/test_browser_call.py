@@ -233,6 +233,36 @@ def _tab_ok(tab: dict[str, Any]) -> bool:
             and tab.get("framesDecoded", 0) > 0)
 
 
+def run_with_stall_retries(command: list[str], plain: list[str], env: dict[str, str], *, timeout_s: float = 120) -> dict[str, Any]:
+    """Run a browser script (``command``, maybe under ``unshare``) and return its JSON report.
+
+    In a namespace with only lo, Chromium 156 now and then leaves a peer
+    connection "gathering" without sending a single STUN packet: a packet
+    capture on lo shows the other tab allocating fine and this one sending
+    nothing, so it is not our server (adding a loopback address to trigger a
+    network change does not wake it).  The script reports that signature as
+    ``stalled`` (:data:`STALL_S`); it is retried with a fresh browser and
+    stack, up to three times in the namespace and last on the host's network
+    (``plain``: every address is still 127.0.0.1 and the resolver rules keep
+    every name local).  Any other outcome is returned at once.
+    ``report["attempts"]`` says what happened.
+    """
+    attempts = [command] * 3 + ([plain] if command is not plain else [])
+    tried: list[str] = []
+    report: dict[str, Any] = {}
+    for cmd in attempts:
+        proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, timeout=timeout_s)
+        lines = proc.stdout.decode(errors="replace").strip().splitlines()
+        if not lines:
+            raise AssertionError(proc.stderr.decode(errors="replace")[-3000:])
+        report = json.loads(lines[-1])
+        tried.append(("stalled" if report.get("stalled") else "ran") + (" in netns" if report.get("namespace") == "yes" else " on host"))
+        if not report.get("stalled"):
+            break
+    report["attempts"] = tried
+    return report
+
+
 class BrowserCallTests(unittest.TestCase):
     timeout = 400
 
@@ -252,27 +282,9 @@ class BrowserCallTests(unittest.TestCase):
             command = ["unshare", "-n", "sh", "-c",
                        "ip link set lo up && WEBRTCSTACK_NETNS=yes exec " + shlex.join(command)]
         env = dict(os.environ, PYTHONPATH=str(REPO / "src") + os.pathsep + str(REPO))
-        # In a namespace with only lo, Chromium 156 now and then leaves a peer
-        # connection "gathering" without sending a single STUN packet: a
-        # packet capture on lo shows the other tab allocating fine and this
-        # one sending nothing, so it is not our server (adding a loopback
-        # address to trigger a network change does not wake it).  That one
-        # signature is retried with a fresh browser and stack, last on the
-        # host's network (all addresses are still 127.0.0.1 and the resolver
-        # rules keep every name local); any other failure fails at once.
-        attempts = [command] * 3 + ([plain] if command is not plain else [])
-        tried = []
-        for cmd in attempts:
-            proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, timeout=120)
-            lines = proc.stdout.decode(errors="replace").strip().splitlines()
-            self.assertTrue(lines, proc.stderr.decode(errors="replace")[-3000:])
-            report = json.loads(lines[-1])
-            tabs = report["tabs"]
-            tried.append(("stalled" if report.get("stalled") else "ran") + (" in netns" if report["namespace"] == "yes" else " on host"))
-            if not report.get("stalled"):
-                break
-        report["attempts"] = tried
-        print("browser call attempts:", ", ".join(tried))
+        report = run_with_stall_retries(command, plain, env)
+        tabs = report["tabs"]
+        print("browser call attempts:", ", ".join(report["attempts"]))
         detail = json.dumps(report, indent=1)[-6000:]
         self.assertEqual(len(tabs), 2, detail)
         for tab in tabs:
