@@ -83,6 +83,37 @@ class WebApp:
     runner: HubRunner
     hub: SignalingHub
     signaling_factory: SignalingServerFactory | None
+    room_resource: RoomServerResource | None = None
+
+    def apply_config(self, config: StackConfig, auth_secrets: tuple[str, ...]) -> None:
+        """Reload: new limits, page settings and TURN secrets apply to what comes next.
+
+        Listen addresses and on/off switches need a restart; rooms, clients
+        and sockets are kept.
+        """
+        rooms_cfg, sig = config.rooms, config.signaling
+        hub = self.hub
+        hub.capacity = rooms_cfg.capacity
+        hub.register_timeout_s = sig.register_timeout_seconds
+        hub.max_queued = sig.max_queued_messages
+        hub.max_rooms = rooms_cfg.max_rooms
+        if hub.rooms is not None:
+            hub.rooms.capacity = rooms_cfg.capacity
+            hub.rooms.room_ttl_s = rooms_cfg.room_ttl_seconds
+            hub.rooms.max_rooms = rooms_cfg.max_rooms
+            hub.rooms.max_stored_messages = rooms_cfg.max_stored_messages
+            hub.rooms.max_message_bytes = rooms_cfg.max_message_bytes
+        factory = self.signaling_factory
+        if factory is not None:
+            factory.allowed_origins = sig.allowed_origins
+            factory.public_url = config.http.public_url
+            factory.max_message_bytes = sig.max_message_bytes
+            factory.max_connections = sig.max_connections
+            factory.max_connections_per_ip = sig.max_connections_per_ip
+            factory.messages_per_second = sig.messages_per_second
+        if self.room_resource is not None:
+            self.room_resource.config = config
+            self.room_resource.auth_secrets = auth_secrets
 
     def stop(self) -> None:
         """Cancel the hub's timer and close every signaling socket."""
@@ -149,4 +180,5 @@ def build_web(config: StackConfig, reactor: Any, auth_secrets: tuple[str, ...], 
     root = WebRootResource(room_resource, ws_resource, collider_main, static_dir)
     site = Site(root)
     site.displayTracebacks = False
-    return WebApp(site=site, collider_site=collider_site, runner=runner, hub=hub, signaling_factory=factory)
+    return WebApp(site=site, collider_site=collider_site, runner=runner, hub=hub, signaling_factory=factory,
+                  room_resource=room_resource)

@@ -196,3 +196,21 @@ class DrainTests(WebCase, unittest.TestCase):
         self.assertEqual((answer["result"], answer["params"]), ("ERROR", {"messages": []}))
         self.assertIn("shutting down", answer["error"])
         self.assertEqual(await self.message("room", cid, {"type": "offer", "sdp": "x"}), {"result": "SUCCESS"})
+
+
+class ReloadTests(WebCase, unittest.TestCase):
+    def setUp(self) -> None:
+        self.start_web()
+
+    @async_test
+    async def test_apply_config(self) -> None:
+        """A reload changes limits, page settings and the TURN secret for what comes next, keeping rooms."""
+        await self.join("room")
+        self.app.apply_config(make_config(rooms={"capacity": "3", "header_message": "maintenance at 5"}), ("new-secret-123",))
+        await self.join("room")
+        self.assertEqual((await self.join("room"))["result"], "SUCCESS")
+        _, _, body = await http("GET", self.url + "/r/other")
+        self.assertEqual(loading_params(body)["headerMessage"], "maintenance at 5")
+        turn = (await http_json("POST", self.url + "/v1alpha/iceconfig"))["iceServers"][0]
+        name = turn["username"].partition(":")[2]
+        self.assertEqual(turn["credential"], rest_credentials("new-secret-123", name, ttl_s=86400, now=1_700_000_000)[1])
