@@ -168,6 +168,7 @@ def build_web(config: StackConfig, reactor: Any, auth_secrets: tuple[str, ...], 
             messages_per_second=sig.messages_per_second,
             ping_interval_s=sig.ping_interval_seconds,
         )
+        runner.factory = factory
         ws_resource = WebSocketResource(factory)
         collider_main = ColliderRootResource(runner, None, COLLIDER_PREFIX, sig.max_message_bytes)
         if sig.listen:

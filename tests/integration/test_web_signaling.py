@@ -317,3 +317,19 @@ class PingTests(WebCase, unittest.TestCase):
                 break
             await task.deferLater(reactor, 0.05, lambda: None)
         self.assertGreaterEqual(ws.pings, 1)
+
+
+class StopTests(WebCase, unittest.TestCase):
+    def setUp(self) -> None:
+        self.start_web()
+
+    @async_test
+    async def test_stop_closes_every_socket(self) -> None:
+        """Stopping the web app closes registered and unregistered sockets and leaves no timer."""
+        a = (await self.join("room"))["params"]["client_id"]
+        registered = await self.registered("room", a)
+        idle = await self.ws()
+        self.app.stop()
+        self.assertEqual(await registered.wait_closed(), 1000)
+        self.assertEqual(await idle.wait_closed(), 1000)
+        self.assertEqual(self.clock.getDelayedCalls(), [])

@@ -33,6 +33,8 @@ class HubRunner:
 
     def __init__(self, hub: SignalingHub, reactor: Any) -> None:
         self.hub = hub
+        #: the factory whose sockets :meth:`stop` closes (set by build_web)
+        self.factory: SignalingServerFactory | None = None
         self.reactor = reactor
         self.started_at = reactor.seconds()
         #: (room_id, client_id) -> the protocol registered as that client
@@ -91,7 +93,10 @@ class HubRunner:
         if self._timer is not None and self._timer.active():
             self._timer.cancel()
         self._timer = None
-        for proto in list(self.sockets.values()):
+        protos = set(self.sockets.values())
+        if self.factory is not None:
+            protos |= self.factory.open_sockets
+        for proto in protos:
             proto.close_soon()
         self.sockets.clear()
 
@@ -118,6 +123,7 @@ class SignalingServerProtocol(WebSocketServerProtocol):
             raise ConnectionDeny(429, "Too many WebSocket connections from this address")
         factory.open_count += 1
         factory.per_ip[ip] = factory.per_ip.get(ip, 0) + 1
+        factory.open_sockets.add(self)
         self._peer_ip = ip
         return None
 
@@ -147,6 +153,7 @@ class SignalingServerProtocol(WebSocketServerProtocol):
 
     def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
         factory = self.factory
+        factory.open_sockets.discard(self)
         if self._peer_ip is not None:
             factory.open_count -= 1
             left = factory.per_ip.get(self._peer_ip, 1) - 1
@@ -197,6 +204,8 @@ class SignalingServerFactory(WebSocketServerFactory):
         self.messages_per_second = messages_per_second
         self.open_count = 0
         self.per_ip: dict[str, int] = {}
+        #: every accepted socket, registered or not (closed on stop)
+        self.open_sockets: set[SignalingServerProtocol] = set()
         options: dict[str, Any] = {
             # Autobahn's own cap fails the connection with close code 1009 and
             # no envelope; ours (in the session) answers with an error text
