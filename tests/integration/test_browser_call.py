@@ -240,7 +240,9 @@ def run_with_stall_retries(command: list[str], plain: list[str], env: dict[str, 
     connection "gathering" without sending a single STUN packet: a packet
     capture on lo shows the other tab allocating fine and this one sending
     nothing, so it is not our server (adding a loopback address to trigger a
-    network change does not wake it).  The script reports that signature as
+    network change does not wake it).  The call page restarts ICE when
+    gathering gives nothing for 5 s, which wakes it; should a tab still have
+    no candidate after :data:`STALL_S`, the script reports it as
     ``stalled`` (:data:`STALL_S`); it is retried with a fresh browser and
     stack, up to three times in the namespace and last on the host's network
     (``plain``: every address is still 127.0.0.1 and the resolver rules keep

@@ -90,7 +90,8 @@
       this.hungUp = false;
       this.mediaReady = null;
       this.iceReady = null;
-      this.counts = { sent: 0, received: 0, candidatesSent: 0, candidatesReceived: 0 };  // for tests
+      this.counts = { sent: 0, received: 0, candidatesSent: 0, candidatesReceived: 0, iceRestarts: 0 };  // for tests
+      this.gathered = false;
     }
 
     start() {
@@ -239,9 +240,11 @@
       pc.ontrack = (event) => {
         if (!this.remoteStream.getTracks().includes(event.track)) this.remoteStream.addTrack(event.track);
       };
+      this.gathered = false;
       pc.onicecandidate = (event) => {
         const c = event.candidate;
         if (!c || !c.candidate) return;
+        this.gathered = true;
         // apprtc never sends TCP candidates, and with it=relay only relay ones.
         if (/ tcp /i.test(c.candidate)) return;
         if (config.iceTransportPolicy === 'relay' && c.candidate.indexOf(' typ relay') === -1) return;
@@ -263,7 +266,23 @@
       const pc = this.pc;
       pc.createOffer(this.p.offerOptions || {}).then((offer) => pc.setLocalDescription(offer)).then(() => {
         this.send({ sdp: pc.localDescription.sdp, type: 'offer' });
+        this.watchGathering(pc);
       }).catch((err) => showMessage('Cannot make an offer: ' + err.message, 'error'));
+    }
+
+    // If gathering yields no candidate at all for a while (a browser that
+    // found no network yet, a TURN server that did not answer), restart ICE
+    // with a new offer; either side may do it, the other just answers.
+    watchGathering(pc) {
+      setTimeout(() => {
+        if (this.pc !== pc || this.gathered || pc.iceGatheringState !== 'gathering' || pc.signalingState !== 'stable') return;
+        if (this.counts.iceRestarts >= 3) return;
+        this.counts.iceRestarts += 1;
+        pc.createOffer({ iceRestart: true }).then((offer) => pc.setLocalDescription(offer)).then(() => {
+          this.send({ sdp: pc.localDescription.sdp, type: 'offer' });
+          this.watchGathering(pc);
+        }).catch(() => {});
+      }, 5000);
     }
 
     // Messages are applied in order; offer/answer go first (apprtc does the same
@@ -294,7 +313,10 @@
           .then(() => this.flushCandidates())
           .then(() => pc.createAnswer())
           .then((answer) => pc.setLocalDescription(answer))
-          .then(() => this.send({ sdp: pc.localDescription.sdp, type: 'answer' }))
+          .then(() => {
+            this.send({ sdp: pc.localDescription.sdp, type: 'answer' });
+            this.watchGathering(pc);
+          })
           .catch((err) => showMessage('Cannot answer: ' + err.message, 'error'));
       } else if (message.type === 'answer') {
         pc.setRemoteDescription({ type: 'answer', sdp: message.sdp })
