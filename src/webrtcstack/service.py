@@ -25,7 +25,7 @@ from webrtcstack.ops.lifecycle import StackService
 from webrtcstack.ops.metrics import make_registry
 from webrtcstack.ops.redirect import build_redirect_site
 from webrtcstack.ops.runtime import StackRuntime
-from webrtcstack.sockets import ListenerService, raise_open_files_limit
+from webrtcstack.sockets import ConnectionBudget, LimitedFactory, ListenerService, raise_open_files_limit
 from webrtcstack.tls import ALPN_HTTP, ALPN_TURN, CertificateStore, tls_factory
 
 log = Logger()
@@ -134,8 +134,7 @@ def _wire_turn(runtime: StackRuntime, config: StackConfig, driver: Any, auth_sec
         engine.draining = True
 
     runtime.drainers.append(drain)
-    if hasattr(engine, "reconfigure"):
-        runtime.reloaders.append(lambda new: _reconfigure_turn(engine, new, reload_auth_secrets(new, auth_secrets)))
+    runtime.reloaders.append(lambda new: _reconfigure_turn(engine, new, reload_auth_secrets(new, auth_secrets)))
 
     def make_tls_factory() -> Any:
         return TurnStreamFactory(driver, transport_kind=Transport.TLS,
@@ -164,21 +163,18 @@ def reload_auth_secrets(config: StackConfig, running: tuple[str, ...]) -> tuple[
 
 def _wire_web(runtime: StackRuntime, app: Any, auth_secrets: tuple[str, ...]) -> None:
     """Hook the room server and signaling into metrics, reload and drain."""
-    hub = getattr(app, "hub", None)
-    if hub is not None:
-        runtime.hubs.append(hub)
-        if getattr(hub, "rooms", None) is not None:
-            runtime.room_storages.append(hub.storage)
+    hub = app.hub
+    runtime.hubs.append(hub)
+    if hub.rooms is not None:
+        runtime.room_storages.append(hub.storage)
 
-        def drain() -> None:
-            # The room server refuses joins while the hub says so; open sockets carry on.
-            hub.draining = True
+    def drain() -> None:
+        # The room server refuses joins while the hub says so; open sockets carry on.
+        hub.draining = True
 
-        runtime.drainers.append(drain)
-        runtime.busy_counters.append(lambda: int(hub.counters.open_ws))
-    apply = getattr(app, "apply_config", None)
-    if apply is not None:
-        runtime.reloaders.append(lambda config: apply(config, reload_auth_secrets(config, auth_secrets)))
+    runtime.drainers.append(drain)
+    runtime.busy_counters.append(lambda: int(hub.counters.open_ws))
+    runtime.reloaders.append(lambda config: app.apply_config(config, reload_auth_secrets(config, auth_secrets)))
 
 
 def build_service(config: StackConfig, reactor: Any, *, notifier: Any = None,
@@ -213,24 +209,29 @@ def build_service(config: StackConfig, reactor: Any, *, notifier: Any = None,
         turn_tls_maker = _wire_turn(runtime, config, _turn_driver(turn_services), auth_secrets)
 
     app = None
+    http_budget = None
     if config.http.enabled:
         from webrtcstack.web import build_web
 
         app = build_web(config, reactor, auth_secrets)
         _wire_web(runtime, app, auth_secrets)
         children.append(CallbackService("web-timers", app.stop))
+        # One budget for every HTTP(S) listener: [http] max_connections counts them all.
+        http_budget = ConnectionBudget(config.http.max_connections)
+        runtime.connection_budgets["http"] = http_budget
         for ep in config.http.listen:
-            children.append(ListenerService(reactor, "tcp", ep, app.site, what="http"))
+            children.append(ListenerService(reactor, "tcp", ep, LimitedFactory(app.site, http_budget), what="http"))
         if config.signaling.enabled and app.collider_site is not None:
             for ep in config.signaling.listen:
-                children.append(ListenerService(reactor, "tcp", ep, app.collider_site, what="collider"))
+                children.append(ListenerService(reactor, "tcp", ep, LimitedFactory(app.collider_site, http_budget),
+                                                what="collider"))
         if config.http.redirect_listen:
             redirect = build_redirect_site(config, lambda: _https_port(runtime))
             for ep in config.http.redirect_listen:
                 children.append(ListenerService(reactor, "tcp", ep, redirect, what="https-redirect"))
 
     if store is not None:
-        children += _tls_listeners(config, reactor, store, runtime, app, turn_tls_maker)
+        children += _tls_listeners(config, reactor, store, runtime, app, turn_tls_maker, http_budget)
 
     if config.metrics.enabled:
         site = build_ops_site(runtime, make_registry(runtime))
@@ -253,7 +254,7 @@ def _https_port(runtime: StackRuntime) -> int | None:
 
 
 def _tls_listeners(config: StackConfig, reactor: Any, store: CertificateStore, runtime: StackRuntime,
-                   app: Any, turn_tls_maker: Any) -> list[service.IService]:
+                   app: Any, turn_tls_maker: Any, http_budget: ConnectionBudget | None) -> list[service.IService]:
     """HTTPS/WSS, TURN over TLS, and one-port listeners where both share an endpoint."""
     out: list[service.IService] = []
     turn_eps = list(config.turn.tls_listen) if config.turn.enabled else []
@@ -264,7 +265,10 @@ def _tls_listeners(config: StackConfig, reactor: Any, store: CertificateStore, r
     for ep in shared:
         demux = DemuxFactory(turn_tls_maker(), app.site, reactor)
         runtime.demux_factories.append(demux)
-        factory = tls_factory(store, (ALPN_TURN, ALPN_HTTP), demux)
+        # Web and TURN connections share this port: bound by both limits together.
+        budget = runtime.connection_budgets.setdefault(
+            "one-port", ConnectionBudget(config.http.max_connections + config.turn.max_tcp_connections))
+        factory = LimitedFactory(tls_factory(store, (ALPN_TURN, ALPN_HTTP), demux), budget)
         out.append(ListenerService(reactor, "tcp", ep, factory, what="https+turns"))
     for ep in turn_eps:
         if ep not in shared:
@@ -272,5 +276,8 @@ def _tls_listeners(config: StackConfig, reactor: Any, store: CertificateStore, r
             out.append(ListenerService(reactor, "tcp", ep, factory, what="turns"))
     for ep in http_eps:
         if ep not in shared:
-            out.append(ListenerService(reactor, "tcp", ep, tls_factory(store, (ALPN_HTTP,), app.site), what="https"))
+            factory = tls_factory(store, (ALPN_HTTP,), app.site)
+            if http_budget is not None:
+                factory = LimitedFactory(factory, http_budget)
+            out.append(ListenerService(reactor, "tcp", ep, factory, what="https"))
     return out

@@ -20,7 +20,8 @@ from typing import Any
 from twisted.application import service
 from twisted.internet import defer
 from twisted.internet.interfaces import IListeningPort
-from twisted.internet.protocol import DatagramProtocol, Factory
+from twisted.internet.protocol import DatagramProtocol, Factory, Protocol
+from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
 from twisted.logger import Logger
 
 from webrtcstack.config import Endpoint
@@ -127,6 +128,46 @@ class ListenerService(service.Service):
         if port is not None:
             return defer.maybeDeferred(port.stopListening)
         return None
+
+
+class ConnectionBudget:
+    """A count of open connections shared by several listeners, with a limit."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.open = 0
+        self.refused = 0
+
+
+class LimitedFactory(WrappingFactory):
+    """Wraps a stream factory; a connection beyond the budget is closed at once.
+
+    Put it outermost (around a TLS factory, not inside it) so a refused
+    connection costs no handshake.  Autobahn's WebSocket upgrade knows
+    ProtocolWrapper transports, so WebSockets behind it work as usual.
+    """
+
+    protocol = ProtocolWrapper
+
+    def __init__(self, wrapped: Factory, budget: ConnectionBudget) -> None:
+        super().__init__(wrapped)
+        self.budget = budget
+        # The wrapped factory logs its own start/stop; ours would only repeat it.
+        self.noisy = False
+
+    def buildProtocol(self, addr: Any) -> Protocol | None:
+        if self.budget.open >= self.budget.limit:
+            self.budget.refused += 1
+            return None
+        return super().buildProtocol(addr)
+
+    def registerProtocol(self, p: Protocol) -> None:
+        super().registerProtocol(p)
+        self.budget.open += 1
+
+    def unregisterProtocol(self, p: Protocol) -> None:
+        super().unregisterProtocol(p)
+        self.budget.open -= 1
 
 
 def raise_open_files_limit(wanted: int) -> tuple[int, int]:

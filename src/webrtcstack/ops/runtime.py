@@ -69,6 +69,9 @@ class StackRuntime:
         self.busy_counters: list[Callable[[], int]] = []
         #: Listener services by name, for ``/status``.
         self.listeners: list[Any] = []
+        #: :class:`webrtcstack.sockets.ConnectionBudget` of each connection limit
+        #: the shell enforces ("http", "one-port"), for metrics.
+        self.connection_budgets: dict[str, Any] = {}
 
     def uptime_s(self) -> float:
         """Seconds since the stack was built."""
