@@ -86,12 +86,23 @@ class MetricsTests(unittest.TestCase):
         self.assertEqual(after[("webrtcstack_room_clients", ())], 3)
         self.assertEqual(after[("webrtcstack_websocket_connections", ())], 3)
 
+    def test_connection_budgets_are_exported(self) -> None:
+        """Each shell connection limit shows its open and refused counts."""
+        from webrtcstack.sockets import ConnectionBudget
+
+        budget = ConnectionBudget(10)
+        self.runtime.connection_budgets["http"] = budget
+        budget.open, budget.refused = 4, 2
+        after = samples(render(self.registry))
+        self.assertEqual(after[("webrtcstack_connections", (("limit", "http"),))], 4)
+        self.assertEqual(after[("webrtcstack_connections_refused_total", (("limit", "http"),))], 2)
+
     def test_no_label_names_a_user_or_address(self) -> None:
         """Only fixed, low-cardinality label names appear."""
         self.counters.allocations_active[("ipv6", "tls")] = 1
         names = {label for (_, labels) in samples(render(self.registry)) for label, _ in labels}
         self.assertLessEqual(names, {"family", "transport", "direction", "method", "result", "reason", "quota",
-                                     "outcome", "protocol", "state", "version"})
+                                     "outcome", "protocol", "state", "version", "limit"})
 
     def test_process_metrics_included(self) -> None:
         """The default registry also carries the process collector's metrics."""

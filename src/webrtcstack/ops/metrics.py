@@ -132,6 +132,16 @@ class StackCollector(Collector):
         for key, value in sorted(_sum_dicts([f.counts for f in rt.demux_factories]).items()):
             oneport.add_metric([key], value)
         yield oneport
+        budgets = sorted(rt.connection_budgets.items())
+        open_now = GaugeMetricFamily(f"{PREFIX}_connections", "Open connections counted against a shell limit.",
+                                     labels=["limit"])
+        refused = CounterMetricFamily(f"{PREFIX}_connections_refused", "Connections closed at once by a shell limit.",
+                                      labels=["limit"])
+        for name, budget in budgets:
+            open_now.add_metric([name], budget.open)
+            refused.add_metric([name], budget.refused)
+        yield open_now
+        yield refused
 
     def _tls(self, rt: StackRuntime) -> Iterator[Metric]:
         store = rt.cert_store
