@@ -106,21 +106,20 @@ def verify_integrity_sha256(raw: bytes, message: Message | None, key: bytes) -> 
 
 
 def opaque_string(text: str) -> str:
-    """The PRECIS OpaqueString profile (RFC 8265 §4.2) as RFC 8489 §9.2.2 applies it.
+    """Prepare a realm or password the way RFC 8489 §9.2.2 (OpaqueString) is applied in practice.
 
-    Non-ASCII spaces become U+0020, the result is NFC; control characters are
-    refused.  Unlike SASLprep it does not fold compatibility characters.
-
-    :raises ValueError: for a disallowed code point or an empty result.
+    ASCII passes through unchanged (the common case, and what coturn does).
+    Otherwise "mapped to nothing" characters go, non-ASCII spaces become
+    U+0020 and the result is NFKC-normalised.  That reproduces the worked
+    examples of RFC 5769 §2.4 and RFC 8489 Appendix B.1, whose password
+    ``"The\u00adM\u00aatr\u2168"`` becomes ``"TheMatrIX"`` (a strict PRECIS
+    OpaqueString would keep the compatibility characters and miss both).
+    This is the one preparation every key and USERHASH in the stack uses.
     """
-    mapped = "".join(" " if stringprep.in_table_c12(c) else c for c in text)
-    result = unicodedata.normalize("NFC", mapped)
-    if not result:
-        raise ValueError("empty string")
-    for c in result:
-        if unicodedata.category(c) in ("Cc", "Cs", "Cn"):
-            raise ValueError(f"disallowed code point U+{ord(c):04X}")
-    return result
+    if text.isascii():
+        return text
+    mapped = "".join(" " if stringprep.in_table_c12(c) else c for c in text if not stringprep.in_table_b1(c))
+    return unicodedata.normalize("NFKC", mapped)
 
 
 def saslprep(text: str) -> str:

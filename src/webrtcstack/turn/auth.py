@@ -28,10 +28,11 @@ import enum
 import hashlib
 import hmac
 import os
-import stringprep
 import struct
-import unicodedata
 from collections.abc import Iterable
+
+from webrtcstack.stun.integrity import long_term_key as long_term_key_md5
+from webrtcstack.stun.integrity import long_term_key_sha256, opaque_string
 
 __all__ = [
     "PasswordAlgorithm",
@@ -60,29 +61,12 @@ class PasswordAlgorithm(enum.IntEnum):
     SHA256 = 0x0002
 
 
-def opaque_string(text: str) -> str:
-    """The RFC 8265 OpaqueString preparation, as used for realms and passwords.
-
-    ASCII passes through unchanged (the common case, and what coturn does).
-    Otherwise non-ASCII spaces become U+0020, "mapped to nothing" characters
-    go, and the result is NFKC-normalised; this reproduces the RFC 8489 test
-    vector (``"The\\u00adM\\u00aatr\\u2168"`` → ``"TheMatrIX"``).
-    """
-    if text.isascii():
-        return text
-    mapped = "".join(
-        " " if stringprep.in_table_c12(ch) else ch for ch in text if not stringprep.in_table_b1(ch)
-    )
-    return unicodedata.normalize("NFKC", mapped)
-
-
 def long_term_key(username: str, realm: str, password: str,
                   algorithm: PasswordAlgorithm = PasswordAlgorithm.MD5) -> bytes:
     """The long-term credential key for ``algorithm`` (RFC 8489 §9.2.2)."""
-    text = f"{username}:{opaque_string(realm)}:{opaque_string(password)}".encode()
     if algorithm is PasswordAlgorithm.SHA256:
-        return hashlib.sha256(text).digest()
-    return hashlib.md5(text).digest()
+        return long_term_key_sha256(username, realm, password)
+    return long_term_key_md5(username, realm, password)
 
 
 def userhash(username: str, realm: str) -> bytes:
