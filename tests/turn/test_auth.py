@@ -93,7 +93,80 @@ class CredentialStoreTests(SynchronousTestCase):
         self.assertIsNone(store.username_for_hash(b"\0" * 32))
 
 
+class KeyCacheTests(SynchronousTestCase):
+    def test_changed_password_on_reload(self) -> None:
+        """After set_users (a reload), a changed password gives the new key, not the cached one."""
+        store = CredentialStore("r", [("alice", "old")])
+        self.assertEqual(store.candidate_keys("alice", PasswordAlgorithm.MD5, 0)[0], [long_term_key("alice", "r", "old")])
+        store.set_users([("alice", "new")])
+        self.assertEqual(store.candidate_keys("alice", PasswordAlgorithm.MD5, 0)[0], [long_term_key("alice", "r", "new")])
+
+    def test_removed_user_on_reload(self) -> None:
+        """A user removed on reload has no key any more, cached or not."""
+        store = CredentialStore("r", [("alice", "pw")])
+        store.candidate_keys("alice", PasswordAlgorithm.MD5, 0)
+        store.set_users([])
+        self.assertEqual(store.candidate_keys("alice", PasswordAlgorithm.MD5, 0), ([], "unknown_user"))
+
+    def test_cached_per_algorithm(self) -> None:
+        """MD5 and SHA-256 keys of one user are cached separately and each stays right."""
+        store = CredentialStore("r", [("alice", "pw")])
+        for _ in range(2):
+            self.assertEqual(store.candidate_keys("alice", PasswordAlgorithm.MD5, 0)[0], [long_term_key("alice", "r", "pw")])
+            self.assertEqual(store.candidate_keys("alice", PasswordAlgorithm.SHA256, 0)[0],
+                             [long_term_key("alice", "r", "pw", PasswordAlgorithm.SHA256)])
+        self.assertEqual(store.cached_key_count(), (2, 0))
+
+    def test_realm_change(self) -> None:
+        """A new realm gives keys for the new realm, for static and REST users."""
+        store = CredentialStore("r", [("alice", "pw")], secrets=["s1"])
+        store.candidate_keys("alice", PasswordAlgorithm.MD5, 0)
+        store.candidate_keys("2000:bob", PasswordAlgorithm.MD5, 0)
+        store.realm = "other"
+        self.assertEqual(store.candidate_keys("alice", PasswordAlgorithm.MD5, 0)[0],
+                         [long_term_key("alice", "other", "pw")])
+        self.assertEqual(store.candidate_keys("2000:bob", PasswordAlgorithm.MD5, 0)[0],
+                         [long_term_key("2000:bob", "other", rest_password("s1", "2000:bob"))])
+
+    def test_rest_secret_rotation(self) -> None:
+        """New REST secrets give keys from the new secrets, not the cached ones."""
+        store = CredentialStore("r", secrets=["s1"])
+        store.candidate_keys("2000:bob", PasswordAlgorithm.MD5, 0)
+        store.secrets = ("s2",)
+        self.assertEqual(store.candidate_keys("2000:bob", PasswordAlgorithm.MD5, 0)[0],
+                         [long_term_key("2000:bob", "r", rest_password("s2", "2000:bob"))])
+
+    def test_rest_expiry_checked_before_cache(self) -> None:
+        """A cached REST key is not used once its username's expiry has passed."""
+        store = CredentialStore("r", secrets=["s1"])
+        self.assertEqual(len(store.candidate_keys("2000:bob", PasswordAlgorithm.MD5, 1000)[0]), 1)
+        self.assertEqual(store.candidate_keys("2000:bob", PasswordAlgorithm.MD5, 2001), ([], "expired"))
+
+    def test_rest_lru_bounded(self) -> None:
+        """The REST key cache holds at most rest_cache_size usernames, dropping the least recently used."""
+        store = CredentialStore("r", secrets=["s1"], rest_cache_size=2)
+        for name in ("2000:a", "2000:b", "2000:a", "2000:c"):
+            store.candidate_keys(name, PasswordAlgorithm.MD5, 0)
+        self.assertEqual(store.cached_key_count(), (0, 2))
+        self.assertEqual(list(store._rest_keys), [("2000:a", PasswordAlgorithm.MD5), ("2000:c", PasswordAlgorithm.MD5)])
+        for i in range(100):
+            store.candidate_keys(f"2000:user{i}", PasswordAlgorithm.MD5, 0)
+        self.assertEqual(store.cached_key_count(), (0, 2))
+
+    def test_returned_list_is_a_copy(self) -> None:
+        """A caller changing the returned list does not change the cache."""
+        store = CredentialStore("r", secrets=["s1"])
+        store.candidate_keys("2000:bob", PasswordAlgorithm.MD5, 0)[0].clear()
+        self.assertEqual(len(store.candidate_keys("2000:bob", PasswordAlgorithm.MD5, 0)[0]), 1)
+
+
 class NonceTests(SynchronousTestCase):
+    def test_issue_bytes(self) -> None:
+        """issue_bytes is issue as the attribute's bytes, and checks as valid."""
+        nonces = NonceManager(600, key=b"k" * 32)
+        self.assertEqual(nonces.issue_bytes("192.0.2.1", 5.0), nonces.issue("192.0.2.1", 5.0).encode())
+        self.assertTrue(nonces.check(nonces.issue_bytes("192.0.2.1", 5.0).decode(), "192.0.2.1", 6.0))
+
     def test_round_trip(self) -> None:
         """A nonce is valid for its source until its lifetime ends."""
         nonces = NonceManager(600, FEATURE_PASSWORD_ALGORITHMS | FEATURE_USERNAME_ANONYMITY, key=b"k" * 32)

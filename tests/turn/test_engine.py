@@ -13,7 +13,8 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from webrtcstack.stun.constants import MAGIC_COOKIE, AttrType, Method, MessageClass
 from webrtcstack.turn.auth import PasswordAlgorithm, long_term_key, rest_password
-from webrtcstack.turn.engine import TurnSettings
+from webrtcstack.stun.message import Message, encode
+from webrtcstack.turn.engine import TurnSettings, encode_response
 from webrtcstack.turn.five_tuple import Transport
 from webrtcstack.turn.policy import PeerPolicy
 
@@ -810,3 +811,23 @@ class AuthFailureListenerTests(SynchronousTestCase):
         Client(engine, password="wrong").allocate(now=5.0)
         self.assertEqual(seen, [("no_credentials", "198.51.100.7", 5.0), ("bad_integrity", "198.51.100.7", 5.0)])
         self.assertEqual(engine.counters.auth_failures, {"no_credentials": 1, "bad_integrity": 1})
+
+
+class EncodeResponseTests(SynchronousTestCase):
+    def test_same_bytes_as_the_codec(self) -> None:
+        """The engine's response encoder writes what the STUN codec's encode writes, for every signing choice."""
+        tid = bytes(range(12))
+        key = hashlib.md5(b"k").digest()
+        attrs = [(AttrType.XOR_RELAYED_ADDRESS, ("203.0.113.5", 50000)), (AttrType.LIFETIME, 600),
+                 (AttrType.XOR_MAPPED_ADDRESS, ("2001:db8::7", 40000)), (AttrType.SOFTWARE, b"odd-length"),
+                 (AttrType.ERROR_CODE, (438, "")), (AttrType.NONCE, b"n" * 45)]
+        for method, cls in ((Method.ALLOCATE, MessageClass.SUCCESS), (Method.REFRESH, MessageClass.ERROR)):
+            for sha256 in (False, True):
+                for fingerprint in (False, True):
+                    for signed in (False, True):
+                        expected = encode(Message(method, cls, tid, tuple(attrs)),
+                                          integrity_key=key if signed and not sha256 else None,
+                                          integrity_sha256_key=key if signed and sha256 else None,
+                                          fingerprint=fingerprint)
+                        got = encode_response(method, cls, tid, attrs, key if signed else None, sha256, fingerprint)
+                        self.assertEqual(got, expected, (method, cls, sha256, fingerprint, signed))

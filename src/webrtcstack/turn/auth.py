@@ -19,6 +19,11 @@ Rules:
   feature bits and the time (RFC 8489 §9.2 nonce cookie).  Nothing is stored
   per nonce, so a 401 costs the server no memory.
 * Keys are compared with :func:`hmac.compare_digest` only.
+* Derived keys are cached, since every signed request needs one: static
+  users' keys per (user, realm, algorithm) until the users, realm or secrets
+  are replaced (reload); REST users' keys in a bounded LRU keyed by username,
+  looked up only after the expiry check, so an expired credential is refused
+  whether or not its key is cached.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ import hashlib
 import hmac
 import os
 import struct
+from collections import OrderedDict
 from collections.abc import Iterable
 
 from webrtcstack.stun.integrity import long_term_key as long_term_key_md5
@@ -110,21 +116,59 @@ class CredentialStore:
     :param users: ``(name, password)`` pairs (password may be ``0x<md5 key>``).
     :param secrets: REST API shared secrets; empty disables REST usernames.
     :param separator: the REST username separator (coturn ``--rest-api-separator``).
+    :param rest_cache_size: how many REST usernames' keys are kept (least
+        recently used go first).
     """
 
     def __init__(self, realm: str, users: Iterable[tuple[str, str]] = (), secrets: Iterable[str] = (),
-                 separator: str = ":") -> None:
-        self.realm = realm
-        self.secrets = tuple(secrets)
+                 separator: str = ":", rest_cache_size: int = 4096) -> None:
+        self._realm = realm
+        self._secrets = tuple(secrets)
         self.separator = separator or ":"
+        self.rest_cache_size = rest_cache_size
         self._users: dict[str, str] = {}
         self._by_hash: dict[bytes, str] = {}
+        #: (username, algorithm) -> key, for static users; emptied whenever users, realm or secrets change.
+        self._static_keys: dict[tuple[str, PasswordAlgorithm], bytes] = {}
+        #: (username, algorithm) -> one key per secret, for REST users; bounded LRU.
+        self._rest_keys: OrderedDict[tuple[str, PasswordAlgorithm], list[bytes]] = OrderedDict()
         self.set_users(users)
 
+    @property
+    def realm(self) -> str:
+        """The realm served (part of every key, so setting it empties the key caches)."""
+        return self._realm
+
+    @realm.setter
+    def realm(self, value: str) -> None:
+        if value != self._realm:
+            self._realm = value
+            self._static_keys.clear()
+            self._rest_keys.clear()
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """The REST API secrets (setting them empties the REST key cache)."""
+        return self._secrets
+
+    @secrets.setter
+    def secrets(self, value: Iterable[str]) -> None:
+        value = tuple(value)
+        if value != self._secrets:
+            self._secrets = value
+            self._rest_keys.clear()
+
     def set_users(self, users: Iterable[tuple[str, str]]) -> None:
-        """Replace the static users (at start and on reload)."""
+        """Replace the static users (at start and on reload); their cached keys go."""
         self._users = dict(users)
         self._by_hash = {userhash(name, self.realm): name for name in self._users}
+        self._static_keys.clear()
+        # A static user shadows a REST username of the same spelling.
+        self._rest_keys.clear()
+
+    def cached_key_count(self) -> tuple[int, int]:
+        """``(static, REST)`` entries in the key caches (for tests and metrics)."""
+        return len(self._static_keys), len(self._rest_keys)
 
     @property
     def user_count(self) -> int:
@@ -142,23 +186,39 @@ class CredentialStore:
         :returns: ``(keys, reason)``; ``reason`` is ``""`` when keys were found,
             else ``"unknown_user"``, ``"expired"`` or ``"algorithm"``.
         """
+        cache_key = (username, algorithm)
+        key = self._static_keys.get(cache_key)
+        if key is not None:
+            return [key], ""
         password = self._users.get(username)
         if password is not None:
             md5 = _md5_key(password)
             if md5 is not None:
                 if algorithm is not PasswordAlgorithm.MD5:
                     return [], "algorithm"
-                return [md5], ""
-            return [long_term_key(username, self.realm, password, algorithm)], ""
-        if not self.secrets:
+                key = md5
+            else:
+                key = long_term_key(username, self.realm, password, algorithm)
+            self._static_keys[cache_key] = key
+            return [key], ""
+        if not self._secrets:
             return [], "unknown_user"
         stamp = username.split(self.separator, 1)[0]
         if not stamp.isdigit() or len(stamp) > 12:
             return [], "unknown_user"
         if int(stamp) < now:
             return [], "expired"
-        return [long_term_key(username, self.realm, rest_password(secret, username), algorithm)
-                for secret in self.secrets], ""
+        rest = self._rest_keys
+        keys = rest.get(cache_key)
+        if keys is not None:
+            rest.move_to_end(cache_key)
+            return list(keys), ""
+        keys = [long_term_key(username, self.realm, rest_password(secret, username), algorithm)
+                for secret in self._secrets]
+        rest[cache_key] = keys
+        if len(rest) > self.rest_cache_size:
+            rest.popitem(last=False)
+        return list(keys), ""
 
 
 class NonceManager:
@@ -177,16 +237,20 @@ class NonceManager:
         self.features = features
         self._key = key if key is not None else os.urandom(32)
         self._prefix = NONCE_COOKIE + base64.b64encode(features.to_bytes(3, "big")).decode("ascii")
+        self._prefix_bytes = self._prefix.encode("ascii")
 
     def _mac(self, stamp: bytes, source_host: str) -> bytes:
-        msg = self._prefix.encode() + stamp + source_host.encode()
-        return hmac.new(self._key, msg, hashlib.sha256).digest()[: self._MAC_LEN]
+        msg = self._prefix_bytes + stamp + source_host.encode()
+        return hmac.digest(self._key, msg, "sha256")[: self._MAC_LEN]
 
     def issue(self, source_host: str, now: float) -> str:
         """A nonce bound to the client's IP address and to ``now``."""
+        return self.issue_bytes(source_host, now).decode("ascii")
+
+    def issue_bytes(self, source_host: str, now: float) -> bytes:
+        """:meth:`issue` as the bytes of the NONCE attribute."""
         stamp = self._BODY.pack(int(now))
-        body = base64.urlsafe_b64encode(stamp + self._mac(stamp, source_host)).decode("ascii")
-        return self._prefix + body
+        return self._prefix_bytes + base64.urlsafe_b64encode(stamp + self._mac(stamp, source_host))
 
     def check(self, nonce: str, source_host: str, now: float) -> bool:
         """True if ``nonce`` is one of ours, for this source, and not stale."""

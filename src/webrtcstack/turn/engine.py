@@ -32,19 +32,20 @@ an error response) → sign, cache, return.
 
 from __future__ import annotations
 
+import binascii
 import heapq
+import hmac
 import ipaddress
 import os
-import secrets
 import struct
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
 from webrtcstack.stun.attributes import encode_value, unpack_address
-from webrtcstack.stun.constants import AttrType, Method, MessageClass
+from webrtcstack.stun.constants import FINGERPRINT_XOR, MAGIC_COOKIE_BYTES, AttrType, Method, MessageClass
 from webrtcstack.stun.errors import StunDecodeError
 from webrtcstack.stun.integrity import verify_fingerprint, verify_integrity, verify_integrity_sha256
-from webrtcstack.stun.message import Message, decode, encode
+from webrtcstack.stun.message import Message, decode, message_type
 from webrtcstack.turn.allocation import Allocation, ChannelBinding, Relay, TurnCounters
 from webrtcstack.turn.auth import (
     FEATURE_PASSWORD_ALGORITHMS,
@@ -83,6 +84,9 @@ KNOWN_REQUIRED = frozenset({
 #: RFC 8656 §7.2: a reservation made with EVEN-PORT R=1 is held about 30 s.
 RESERVATION_LIFETIME_S = 30.0
 _METHOD_NAMES = {m.value: m.name.lower() for m in Method}
+_TURN_METHODS = frozenset({Method.ALLOCATE, Method.REFRESH, Method.CREATE_PERMISSION, Method.CHANNEL_BIND})
+#: ERROR-CODE values (no reason phrase) by code, encoded once.
+_ERROR_CODE_VALUES: dict[int, bytes] = {}
 
 
 class ProtocolViolation(Exception):
@@ -193,11 +197,12 @@ class TurnEngine:
     :param policy: the peer address policy.
     :param relay_opener: opens relay sockets.
     :param nonce_key: HMAC key for nonces (random per process by default).
+    :param randbelow: draws relay ports (``secrets``, batched, by default; see :mod:`webrtcstack.turn.ports`).
     """
 
     def __init__(self, settings: TurnSettings, credentials: CredentialStore, policy: PeerPolicy,
                  relay_opener: RelayOpener, *, nonce_key: bytes | None = None,
-                 randbelow: Callable[[int], int] = secrets.randbelow) -> None:
+                 randbelow: Callable[[int], int] | None = None) -> None:
         self.settings = settings
         self.credentials = credentials
         self.policy = policy
@@ -218,6 +223,7 @@ class TurnEngine:
         self._heap: list[tuple[float, int, str, Any, Any]] = []
         self._seq = 0
         self._software = ((AttrType.SOFTWARE, settings.software.encode()),) if settings.software else ()
+        self._realm_value = settings.realm.encode()
         #: Set by the shell when the process drains (SIGTERM): new allocations get 508.
         self.draining = False
         #: Called as ``(reason, client_host, now)`` on every authentication failure
@@ -255,6 +261,7 @@ class TurnEngine:
         self.nonces.lifetime_s = settings.nonce_lifetime_s
         self.challenge_limiter = ReplyRateLimiter(settings.unauthenticated_replies_per_second)
         self._software = ((AttrType.SOFTWARE, settings.software.encode()),) if settings.software else ()
+        self._realm_value = settings.realm.encode()
 
     def next_deadline(self) -> float | None:
         """When :meth:`handle_timer` next has work (None: nothing scheduled)."""
@@ -304,13 +311,16 @@ class TurnEngine:
         message = decode(data, typed=False)
         if message.classic:
             raise StunDecodeError("no magic cookie (RFC 3489 STUN is not TURN)")
-        if AttrType.FINGERPRINT in message and not verify_fingerprint(data):
+        # The first value of each attribute type, looked up once per request instead of
+        # walking ``message.attributes`` for every presence test (reversed: the first one wins).
+        first: dict[int, Any] = dict(reversed(message.attributes))
+        if AttrType.FINGERPRINT in first and not verify_fingerprint(data):
             raise StunDecodeError("FINGERPRINT does not match")
         if not isinstance(five_tuple, FiveTuple):
             five_tuple = FiveTuple(*five_tuple)
         cls = message.msg_class
         if cls == MessageClass.REQUEST:
-            return self._handle_request(five_tuple, message, data, to_client, now)
+            return self._handle_request(five_tuple, message, first, data, to_client, now)
         if cls == MessageClass.INDICATION and message.method == Method.SEND:
             self._handle_send(five_tuple, message, now)
         return None
@@ -395,58 +405,67 @@ class TurnEngine:
 
     @staticmethod
     def _respond(request: Message, msg_class: MessageClass, attrs: list[tuple[int, Any]],
-                 auth: _Auth | None) -> bytes:
+                 auth: _Auth | None, fingerprint: bool) -> bytes:
         """A response to ``request``: signed with the request's key and hash, FINGERPRINT if it had one."""
-        sha256 = auth is not None and auth.sha256
-        key = auth.key if auth is not None else None
-        response = Message(request.method, msg_class, request.transaction_id, tuple(attrs))
-        return encode(response, integrity_key=None if sha256 else key,
-                      integrity_sha256_key=key if sha256 else None,
-                      fingerprint=AttrType.FINGERPRINT in request)
+        if auth is None:
+            return encode_response(request.method, msg_class, request.transaction_id, attrs, None, False, fingerprint)
+        return encode_response(request.method, msg_class, request.transaction_id, attrs, auth.key, auth.sha256,
+                               fingerprint)
 
     def _error(self, message: Message, code: int, extra: tuple[tuple[int, Any], ...] = (),
-               auth: _Auth | None = None) -> bytes:
-        """An error response; no reason phrase, SOFTWARE only when authenticated."""
-        attrs: list[tuple[int, Any]] = [(AttrType.ERROR_CODE, (code, ""))]
+               auth: _Auth | None = None, first: dict[int, Any] | None = None) -> bytes:
+        """An error response; no reason phrase, SOFTWARE only when authenticated.
+
+        :param first: the request's attributes by type, if already indexed.
+        """
+        value = _ERROR_CODE_VALUES.get(code)
+        if value is None:
+            value = _ERROR_CODE_VALUES[code] = encode_value(AttrType.ERROR_CODE, (code, ""), b"")
+        attrs: list[tuple[int, Any]] = [(AttrType.ERROR_CODE, value)]
         attrs.extend(extra)
         if auth is not None:
             attrs.extend(self._software)
         self._count(message.method, str(code))
-        return self._respond(message, MessageClass.ERROR, attrs, auth)
+        fingerprint = AttrType.FINGERPRINT in (first if first is not None else message)
+        return self._respond(message, MessageClass.ERROR, attrs, auth, fingerprint)
 
-    def _challenge(self, message: Message, code: int, client_host: str, now: float) -> bytes | None:
-        """A 401 or 438 with REALM, a fresh NONCE and PASSWORD-ALGORITHMS, rate limited per host."""
+    def _challenge(self, message: Message, first: dict[int, Any], code: int, client_host: str,
+                   now: float) -> bytes | None:
+        """A 401 or 438 with REALM, a fresh NONCE and PASSWORD-ALGORITHMS, rate limited per host.
+
+        Nothing is stored: the nonce carries its own time and MAC (see :class:`NonceManager`).
+        """
         if not self.challenge_limiter.allow(client_host, now):
             self.counters.drop("challenge_rate_limited")
             return None
         extra = (
-            (AttrType.REALM, self.settings.realm.encode()),
-            (AttrType.NONCE, self.nonces.issue(client_host, now).encode()),
+            (AttrType.REALM, self._realm_value),
+            (AttrType.NONCE, self.nonces.issue_bytes(client_host, now)),
             (AttrType.PASSWORD_ALGORITHMS, _PASSWORD_ALGORITHMS_VALUE),
         )
-        return self._error(message, code, extra)
+        return self._error(message, code, extra, None, first)
 
-    def _handle_request(self, five_tuple: FiveTuple, message: Message, data: bytes,
+    def _handle_request(self, five_tuple: FiveTuple, message: Message, first: dict[int, Any], data: bytes,
                         to_client: Callable[[bytes], Any], now: float) -> bytes | None:
         method = message.method
         if method == Method.BINDING:
             return self._binding(five_tuple, message)
-        if method not in (Method.ALLOCATE, Method.REFRESH, Method.CREATE_PERMISSION, Method.CHANNEL_BIND):
-            return self._error(message, 400)
+        if method not in _TURN_METHODS:
+            return self._error(message, 400, (), None, first)
         cache_key = (five_tuple, message.transaction_id)
         cached = self.transactions.get(cache_key, now)
         if cached is not None:
             return cached
-        unknown = sorted({t for t, _ in message.attributes if t < 0x8000 and t not in KNOWN_REQUIRED})
+        unknown = [t for t in first if t < 0x8000 and t not in KNOWN_REQUIRED]
         if unknown:
-            return self._error(message, 420, ((AttrType.UNKNOWN_ATTRIBUTES, tuple(unknown)),))
-        auth_or_reply = self._authenticate(five_tuple, message, data, now)
+            return self._error(message, 420, ((AttrType.UNKNOWN_ATTRIBUTES, tuple(sorted(unknown))),), None, first)
+        auth_or_reply = self._authenticate(five_tuple, message, first, data, now)
         if not isinstance(auth_or_reply, _Auth):
             return auth_or_reply
         auth = auth_or_reply
         try:
             if method == Method.ALLOCATE:
-                attrs = self._allocate(five_tuple, message, auth, to_client, now)
+                attrs = self._allocate(five_tuple, message, first, auth, to_client, now)
             elif method == Method.REFRESH:
                 attrs = self._refresh(five_tuple, message, auth, now)
             elif method == Method.CREATE_PERMISSION:
@@ -454,11 +473,11 @@ class TurnEngine:
             else:
                 attrs = self._channel_bind(five_tuple, message, auth, now)
         except ProtocolViolation as e:
-            response = self._error(message, e.error_code, e.extra, auth)
+            response = self._error(message, e.error_code, e.extra, auth, first)
         else:
             attrs.extend(self._software)
             self._count(method, "ok")
-            response = self._respond(message, MessageClass.SUCCESS, attrs, auth)
+            response = self._respond(message, MessageClass.SUCCESS, attrs, auth, AttrType.FINGERPRINT in first)
         self.transactions.put(cache_key, response, now)
         return response
 
@@ -467,38 +486,38 @@ class TurnEngine:
         attrs: list[tuple[int, Any]] = [(AttrType.XOR_MAPPED_ADDRESS, five_tuple.client)]
         attrs.extend(self._software)
         self._count(Method.BINDING, "ok")
-        return self._respond(message, MessageClass.SUCCESS, attrs, None)
+        return self._respond(message, MessageClass.SUCCESS, attrs, None, AttrType.FINGERPRINT in message)
 
-    def _authenticate(self, five_tuple: FiveTuple, message: Message, data: bytes,
+    def _authenticate(self, five_tuple: FiveTuple, message: Message, first: dict[int, Any], data: bytes,
                       now: float) -> _Auth | bytes | None:
         """The long-term credential checks of RFC 8489 §9.2.4, in its order."""
         client_host = five_tuple.client[0]
-        has_mi = AttrType.MESSAGE_INTEGRITY in message
-        has_mi256 = AttrType.MESSAGE_INTEGRITY_SHA256 in message
+        has_mi = AttrType.MESSAGE_INTEGRITY in first
+        has_mi256 = AttrType.MESSAGE_INTEGRITY_SHA256 in first
         # Step 1: no integrity at all -> 401 with REALM and NONCE.
         if not (has_mi or has_mi256):
             self._auth_failure("no_credentials", client_host, now)
-            return self._challenge(message, 401, client_host, now)
-        username_raw = message.get(AttrType.USERNAME)
-        user_hash = message.get(AttrType.USERHASH)
-        realm = message.get(AttrType.REALM)
-        nonce = message.get(AttrType.NONCE)
+            return self._challenge(message, first, 401, client_host, now)
+        username_raw = first.get(AttrType.USERNAME)
+        user_hash = first.get(AttrType.USERHASH)
+        realm = first.get(AttrType.REALM)
+        nonce = first.get(AttrType.NONCE)
         # Step 2: USERNAME/USERHASH, REALM and NONCE must all be there -> else 400.
         if (username_raw is None and user_hash is None) or realm is None or nonce is None:
             self._auth_failure("bad_request", client_host, now)
-            return self._error(message, 400)
+            return self._error(message, 400, (), None, first)
         # Step 3: with the nonce cookie, PASSWORD-ALGORITHM(S) must agree with our offer.
         algorithm = PasswordAlgorithm.MD5
-        chosen = message.get(AttrType.PASSWORD_ALGORITHM)
-        offered = message.get(AttrType.PASSWORD_ALGORITHMS)
+        chosen = first.get(AttrType.PASSWORD_ALGORITHM)
+        offered = first.get(AttrType.PASSWORD_ALGORITHMS)
         if chosen is not None or offered is not None:
             if chosen is None or offered is None or offered != _PASSWORD_ALGORITHMS_VALUE or len(chosen) < 4:
                 self._auth_failure("bad_request", client_host, now)
-                return self._error(message, 400)
+                return self._error(message, 400, (), None, first)
             value = struct.unpack_from("!H", chosen)[0]
             if value not in (PasswordAlgorithm.MD5, PasswordAlgorithm.SHA256):
                 self._auth_failure("bad_request", client_host, now)
-                return self._error(message, 400)
+                return self._error(message, 400, (), None, first)
             algorithm = PasswordAlgorithm(value)
         # Step 4: the nonce must be ours, for this address, and fresh -> else 438.
         try:
@@ -507,41 +526,42 @@ class TurnEngine:
             nonce_text = ""
         if not self.nonces.check(nonce_text, client_host, now):
             self._auth_failure("stale_nonce", client_host, now)
-            return self._challenge(message, 438, client_host, now)
-        if realm != self.settings.realm.encode():
+            return self._challenge(message, first, 438, client_host, now)
+        if realm != self._realm_value:
             self._auth_failure("wrong_realm", client_host, now)
-            return self._challenge(message, 401, client_host, now)
+            return self._challenge(message, first, 401, client_host, now)
         # Step 5: find the user (by USERHASH if that is what was sent).
         if user_hash is not None:
             username = self.credentials.username_for_hash(user_hash)
             if username is None:
                 self._auth_failure("unknown_user", client_host, now)
-                return self._challenge(message, 401, client_host, now)
+                return self._challenge(message, first, 401, client_host, now)
         else:
             assert username_raw is not None
             try:
                 username = username_raw.decode("utf-8")
             except UnicodeDecodeError:
                 self._auth_failure("unknown_user", client_host, now)
-                return self._challenge(message, 401, client_host, now)
+                return self._challenge(message, first, 401, client_host, now)
         keys, reason = self.credentials.candidate_keys(username, algorithm, now)
         if not keys:
             self._auth_failure(reason, client_host, now)
-            return self._challenge(message, 401, client_host, now)
+            return self._challenge(message, first, 401, client_host, now)
         # Step 6: check the integrity (SHA-256 when sent, it is the stronger).
         sha256 = has_mi256
         verify = verify_integrity_sha256 if sha256 else verify_integrity
         for key in keys:
-            if verify(data, message, key):
+            # None: the attribute is known to be there (``has_mi``/``has_mi256``); the MAC is checked in full.
+            if verify(data, None, key):
                 return _Auth(username, key, sha256)
         self._auth_failure("bad_integrity", client_host, now)
-        return self._challenge(message, 401, client_host, now)
+        return self._challenge(message, first, 401, client_host, now)
 
     # ------------------------------------------------------------------
     # Handlers (RFC 8656), each written as the RFC's steps
     # ------------------------------------------------------------------
 
-    def _allocate(self, five_tuple: FiveTuple, message: Message, auth: _Auth,
+    def _allocate(self, five_tuple: FiveTuple, message: Message, first: dict[int, Any], auth: _Auth,
                   to_client: Callable[[bytes], Any], now: float) -> list[tuple[int, Any]]:
         """RFC 8656 §7.2: receiving an Allocate request."""
         s = self.settings
@@ -549,17 +569,17 @@ class TurnEngine:
         if five_tuple in self.allocations:
             raise ProtocolViolation(437)
         # Step 3: REQUESTED-TRANSPORT must be there (400) and be UDP (442).
-        transport = message.get(AttrType.REQUESTED_TRANSPORT)
+        transport = first.get(AttrType.REQUESTED_TRANSPORT)
         if transport is None or len(transport) != 4:
             raise ProtocolViolation(400)
         if transport[0] != _UDP:
             raise ProtocolViolation(442)
         # Step 4: DONT-FRAGMENT is supported (the relay socket sets DF).
-        dont_fragment = AttrType.DONT_FRAGMENT in message
-        token = message.get(AttrType.RESERVATION_TOKEN)
-        even_port = message.get(AttrType.EVEN_PORT)
-        requested_family = message.get(AttrType.REQUESTED_ADDRESS_FAMILY)
-        additional_family = message.get(AttrType.ADDITIONAL_ADDRESS_FAMILY)
+        dont_fragment = AttrType.DONT_FRAGMENT in first
+        token = first.get(AttrType.RESERVATION_TOKEN)
+        even_port = first.get(AttrType.EVEN_PORT)
+        requested_family = first.get(AttrType.REQUESTED_ADDRESS_FAMILY)
+        additional_family = first.get(AttrType.ADDITIONAL_ADDRESS_FAMILY)
         # Step 5: RESERVATION-TOKEN excludes EVEN-PORT and the address family attributes (400).
         if token is not None and (even_port is not None or requested_family is not None
                                   or additional_family is not None):
@@ -600,7 +620,7 @@ class TurnEngine:
             if reservation is None:
                 raise ProtocolViolation(508)
             families = [reservation.family]
-        lifetime = self._lifetime(message, allow_zero=False)
+        lifetime = self._lifetime(first.get(AttrType.LIFETIME), allow_zero=False)
         allocation = Allocation(five_tuple, auth.username, auth.key, auth.sha256, to_client, self.counters,
                                 now + lifetime, message.transaction_id)
         extra: list[tuple[int, Any]] = []
@@ -650,10 +670,12 @@ class TurnEngine:
         attrs.append((AttrType.XOR_MAPPED_ADDRESS, five_tuple.client))
         return attrs
 
-    def _lifetime(self, message: Message, allow_zero: bool) -> float:
-        """RFC 8656 §7.2/§7.3: min(requested, max), but never below the default; 0 only on Refresh."""
+    def _lifetime(self, value: bytes | None, allow_zero: bool) -> float:
+        """RFC 8656 §7.2/§7.3: min(requested, max), but never below the default; 0 only on Refresh.
+
+        :param value: the request's LIFETIME value, if it had one.
+        """
         s = self.settings
-        value = message.get(AttrType.LIFETIME)
         if value is None:
             return float(s.default_lifetime_s)
         if len(value) != 4:
@@ -733,7 +755,7 @@ class TurnEngine:
             family = _FAMILY_CODE.get(requested_family[0]) if requested_family else None
             if family is None or family not in allocation.relays:
                 raise ProtocolViolation(443)
-        lifetime = self._lifetime(message, allow_zero=True)
+        lifetime = self._lifetime(message.get(AttrType.LIFETIME), allow_zero=True)
         if lifetime == 0:
             self._delete_allocation(allocation)
         else:
@@ -891,6 +913,56 @@ class TurnEngine:
             self.user_allocations.pop(allocation.username, None)
         if allocation.label in self.counters.allocations_active:
             self.counters.allocations_active[allocation.label] -= 1
+
+
+_TLV = struct.Struct("!HH")
+_PAD = (b"", b"\0\0\0", b"\0\0", b"\0")
+_MI_TLV = _TLV.pack(AttrType.MESSAGE_INTEGRITY, 20)
+_MI256_TLV = _TLV.pack(AttrType.MESSAGE_INTEGRITY_SHA256, 32)
+_FINGERPRINT_TLV = _TLV.pack(AttrType.FINGERPRINT, 4)
+_MESSAGE_TYPES: dict[tuple[int, int], int] = {}
+
+
+def encode_response(method: int, msg_class: int, transaction_id: bytes, attrs: Iterable[tuple[int, Any]],
+                    key: bytes | None, sha256: bool, fingerprint: bool) -> bytes:
+    """Encode one response the way :func:`webrtcstack.stun.message.encode` does, for the request path.
+
+    The same bytes as ``encode(Message(...), integrity_key=…)`` (a test holds
+    the two together), without building a :class:`Message` or dispatching on
+    values that are already bytes; the HMAC and CRC are one-shot calls.
+
+    :param transaction_id: 12 bytes (the engine answers no RFC 3489 message).
+    :param key: signs with MESSAGE-INTEGRITY, or with MESSAGE-INTEGRITY-SHA256 if ``sha256``.
+    :param fingerprint: append FINGERPRINT.
+    """
+    msg_type = _MESSAGE_TYPES.get((method, msg_class))
+    if msg_type is None:
+        msg_type = _MESSAGE_TYPES[(method, msg_class)] = message_type(method, msg_class)
+    xor_key = MAGIC_COOKIE_BYTES + transaction_id
+    pack = _TLV.pack
+    parts = []
+    for attr_type, value in attrs:
+        if value.__class__ is not bytes:
+            value = encode_value(attr_type, value, xor_key)
+        n = len(value)
+        parts.append(pack(attr_type, n))
+        parts.append(value)
+        if n & 3:
+            parts.append(_PAD[n & 3])
+    body = b"".join(parts)
+    if key is not None:
+        if sha256:
+            mac = hmac.digest(key, pack(msg_type, len(body) + 36) + xor_key + body, "sha256")
+            body += _MI256_TLV + mac
+        else:
+            mac = hmac.digest(key, pack(msg_type, len(body) + 24) + xor_key + body, "sha1")
+            body += _MI_TLV + mac
+    if fingerprint:
+        crc = binascii.crc32(pack(msg_type, len(body) + 8) + xor_key + body) ^ FINGERPRINT_XOR
+        body += _FINGERPRINT_TLV + crc.to_bytes(4, "big")
+    if len(body) > 0xFFFF:
+        raise ValueError("message too long")
+    return pack(msg_type, len(body)) + xor_key + body
 
 
 def _xor_address(message: Message, value: bytes) -> tuple[str, int] | None:

@@ -4,9 +4,16 @@
 ``doRead`` drains the socket (bounded per wake-up).  ChannelData on a bound
 channel is relayed right here with one dict lookup in the engine's
 ``channel_routes`` and one ``sendto`` (the fast path, see ../STYLE.md); every
-other datagram goes to :meth:`TurnDriver.handle_client` (STUN Binding,
-TURN requests, Send indications), which drops, counts and (rate limited)
-logs malformed ones.
+other datagram goes to :meth:`TurnDriver.handle_message` (STUN Binding,
+TURN requests, Send indications); malformed ones are dropped, counted and
+(rate limited) logged.
+
+Replies to requests are written after the wake-up's reads, at most
+:data:`REPLIES_PER_FLUSH` at a time, and the engine's timer is re-armed once
+per wake-up.  Under load (a queue of requests) that sends the replies back to
+back, which wakes each client once rather than per reply: on loopback that
+wake-up cost more CPU than the whole request.  A lone request is answered at
+once, as before: its wake-up reads one datagram.
 
 IPv6 sources arrive as ``(host, port, flowinfo, scope_id)``; the engine sees
 ``(host, port)`` with any zone dropped and ``::ffff:a.b.c.d`` unmapped, while
@@ -30,6 +37,7 @@ from twisted.logger import Logger
 from webrtcstack.config import Endpoint
 from webrtcstack.sockets import ListenerService, make_socket
 from webrtcstack.stun.attributes import normalize_host
+from webrtcstack.stun.errors import StunDecodeError
 from webrtcstack.turn.adapters._ratelimit import RateLimitedLog
 from webrtcstack.turn.five_tuple import Transport
 
@@ -37,6 +45,8 @@ __all__ = ["TurnUdpListener", "TurnUdpService"]
 
 log = Logger()
 READS_PER_WAKEUP = 128
+#: Replies held before they are sent (bounds the delay a reply waits for the ones before it).
+REPLIES_PER_FLUSH = 32
 LISTENER_BUFFER_BYTES = 4 << 20
 _UDP = Transport.UDP
 
@@ -109,20 +119,42 @@ class TurnUdpListener:
         return self._fd
 
     def doRead(self) -> None:
+        replies: list[tuple[bytes, Any]] = []
+        try:
+            handled = self._read(replies)
+        finally:
+            if replies:
+                self._flush(replies)
+        if handled:
+            self.driver.rearm()
+
+    def _flush(self, replies: list[tuple[bytes, Any]]) -> None:
+        sendto = self.sock.sendto
+        for reply, to in replies:
+            try:
+                sendto(reply, to)
+            except OSError:
+                self.engine.counters.drop("send_error")
+        replies.clear()
+
+    def _read(self, replies: list[tuple[bytes, Any]]) -> bool:
+        """Read what is queued (bounded); True if any datagram went to the driver."""
         recvfrom = self.sock.recvfrom
         routes = self.engine.channel_routes
         allocations = self.engine.allocations
         counters = self.engine.counters
+        handle = self.driver.handle_message
         server = self.server
         v6 = self._v6
         now = self.driver.reactor.seconds()
+        handled = False
         for _ in range(READS_PER_WAKEUP):
             try:
                 data, addr = recvfrom(65535)
             except (BlockingIOError, InterruptedError):
-                return
+                return handled
             except OSError:
-                return
+                return handled
             full = addr
             if v6:
                 addr = ipv6_source(addr)
@@ -150,12 +182,23 @@ class TurnUdpListener:
                 allocation = allocations.get((_UDP, addr, server))
                 if allocation is not None and allocation.handle_send_indication(data, now):
                     continue
+            five_tuple = (_UDP, addr, server)
+            handled = True
             try:
-                self.driver.handle_client((_UDP, addr, server), data, self.sender_for(addr, full), now)
+                reply = handle(five_tuple, data, self.sender_for(addr, full), now)
+            except StunDecodeError as e:
+                self.driver.malformed(five_tuple, e)
+                continue
             except Exception as e:  # a bug must not stop the listener, nor log per packet
                 self.failures += 1
                 self._failure_log.warn("STUN/TURN udp: error handling a datagram from {source}: {error!r}",
                                        source=addr, error=e)
+                continue
+            if reply is not None:
+                replies.append((reply, full))
+                if len(replies) >= REPLIES_PER_FLUSH:
+                    self._flush(replies)
+        return handled
 
     def close(self) -> None:
         if self._fd >= 0:

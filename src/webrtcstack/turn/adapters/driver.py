@@ -142,29 +142,44 @@ class TurnDriver:
     def handle_client(self, five_tuple: Any, data: bytes, to_client: Any, now: float) -> bool:
         """One datagram or stream frame from a client (everything but the UDP fast paths).
 
+        The reply, if any, is sent with ``to_client`` and the timer re-armed.
+
         :returns: False if the bytes were malformed (dropped, counted and
             logged at most once per ``log_interval_s`` per transport); a
             stream protocol then closes its connection.
         """
         try:
-            if data[:2] == b"\x00\x01":
-                # Binding requests (including RFC 3489 ones) go to the STUN handler.
-                reply = self.binding.handle(data, five_tuple[1], five_tuple[0].name.lower())
-            else:
-                reply = self.engine.handle_client_message(five_tuple, data, to_client, now=now)
+            reply = self.handle_message(five_tuple, data, to_client, now)
         except StunDecodeError as e:
-            self.engine.counters.drop("malformed")
-            transport = five_tuple[0].name.lower()
-            limited = self._malformed_logs.get(transport)
-            if limited is None:
-                limited = self._malformed_logs[transport] = RateLimitedLog(log, self.reactor, self.log_interval_s)
-            limited.warn("STUN/TURN {transport}: dropped a malformed packet from {source}: {error}",
-                         transport=transport, source=five_tuple[1], error=str(e))
+            self.malformed(five_tuple, e)
             return False
         if reply is not None:
             to_client(reply)
             self.rearm()
         return True
+
+    def handle_message(self, five_tuple: Any, data: bytes, to_client: Any, now: float) -> bytes | None:
+        """The reply to one message from a client, not sent and with the timer not re-armed.
+
+        For a caller that batches: the UDP listener sends a wake-up's replies
+        together and re-arms once per wake-up.
+
+        :raises StunDecodeError: the bytes are malformed (see :meth:`malformed`).
+        """
+        if data[:2] == b"\x00\x01":
+            # Binding requests (including RFC 3489 ones) go to the STUN handler.
+            return self.binding.handle(data, five_tuple[1], five_tuple[0].name.lower())
+        return self.engine.handle_client_message(five_tuple, data, to_client, now=now)
+
+    def malformed(self, five_tuple: Any, error: StunDecodeError) -> None:
+        """Count a malformed message, and log it at most once per ``log_interval_s`` per transport."""
+        self.engine.counters.drop("malformed")
+        transport = five_tuple[0].name.lower()
+        limited = self._malformed_logs.get(transport)
+        if limited is None:
+            limited = self._malformed_logs[transport] = RateLimitedLog(log, self.reactor, self.log_interval_s)
+        limited.warn("STUN/TURN {transport}: dropped a malformed packet from {source}: {error}",
+                     transport=transport, source=five_tuple[1], error=str(error))
 
     def connection_lost(self, five_tuple: Any) -> None:
         """A stream client went away."""

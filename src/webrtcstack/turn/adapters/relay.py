@@ -8,6 +8,11 @@ on every packet.  A relay is simpler than that: :class:`RelayReader` is an
 ``IReadDescriptor`` whose ``doRead`` drains the socket (bounded per wake-up)
 straight into :meth:`Allocation.handle_peer_datagram`, and whose ``close``
 is synchronous.
+
+Opening a relay is on every Allocate, so it is a handful of system calls:
+``socket`` (already non-blocking, ``SOCK_NONBLOCK``), the buffer sizes,
+``bind`` and the epoll registration; the bound address is the one asked for,
+so it is not read back with ``getsockname``.
 """
 
 from __future__ import annotations
@@ -19,7 +24,6 @@ from typing import Any
 from zope.interface import implementer
 from twisted.internet.interfaces import IReadDescriptor
 
-from webrtcstack.sockets import make_socket
 from webrtcstack.turn.allocation import Allocation, TurnCounters
 
 __all__ = ["RelayReader", "SocketRelayOpener"]
@@ -30,16 +34,19 @@ RELAY_BUFFER_BYTES = 1 << 20
 _IP_MTU_DISCOVER = getattr(socket, "IP_MTU_DISCOVER", 10)
 _IP_PMTUDISC_DO = getattr(socket, "IP_PMTUDISC_DO", 2)
 _IPV6_DONTFRAG = getattr(socket, "IPV6_DONTFRAG", 62)
+_SOCK_NONBLOCK = getattr(socket, "SOCK_NONBLOCK", 0)
+_REFUSED = (errno.EADDRINUSE, errno.EACCES, errno.EADDRNOTAVAIL)
 
 
 @implementer(IReadDescriptor)
 class RelayReader:
     """One bound relay socket of one allocation (implements ``turn.allocation.Relay``)."""
 
-    def __init__(self, reactor: Any, sock: socket.socket, allocation: Allocation, counters: TurnCounters) -> None:
+    def __init__(self, reactor: Any, sock: socket.socket, allocation: Allocation, counters: TurnCounters,
+                 address: tuple[str, int] | None = None) -> None:
         self.reactor = reactor
         self.sock = sock
-        self.address: tuple[str, int] = sock.getsockname()[:2]
+        self.address: tuple[str, int] = address if address is not None else sock.getsockname()[:2]
         self.allocation = allocation
         self.counters = counters
         self.sendto = sock.sendto
@@ -101,23 +108,34 @@ class SocketRelayOpener:
 
     def open_relay(self, host: str, port: int, allocation: Allocation, dont_fragment: bool) -> RelayReader | None:
         """Bind ``host:port``; None if the port is taken by someone else."""
+        v6 = ":" in host
+        sock = socket.socket(socket.AF_INET6 if v6 else socket.AF_INET, socket.SOCK_DGRAM | _SOCK_NONBLOCK)
         try:
-            sock = make_socket(socket.SOCK_DGRAM, host, port)
+            if not _SOCK_NONBLOCK:
+                sock.setblocking(False)
+            try:
+                # Buffers before bind: no datagram can arrive with the small default ones.
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RELAY_BUFFER_BYTES)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, RELAY_BUFFER_BYTES)
+                if dont_fragment:
+                    if v6:
+                        sock.setsockopt(socket.IPPROTO_IPV6, _IPV6_DONTFRAG, 1)
+                    else:
+                        sock.setsockopt(socket.IPPROTO_IP, _IP_MTU_DISCOVER, _IP_PMTUDISC_DO)
+            except OSError:
+                pass
+            if v6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind((host, port))
         except OSError as e:
-            if e.errno in (errno.EADDRINUSE, errno.EACCES, errno.EADDRNOTAVAIL):
+            sock.close()
+            if e.errno in _REFUSED:
                 return None
             raise
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RELAY_BUFFER_BYTES)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, RELAY_BUFFER_BYTES)
-            if dont_fragment:
-                if sock.family == socket.AF_INET6:
-                    sock.setsockopt(socket.IPPROTO_IPV6, _IPV6_DONTFRAG, 1)
-                else:
-                    sock.setsockopt(socket.IPPROTO_IP, _IP_MTU_DISCOVER, _IP_PMTUDISC_DO)
-        except OSError:
-            pass
-        relay = RelayReader(self.reactor, sock, allocation, allocation.counters)
+        except BaseException:
+            sock.close()
+            raise
+        relay = RelayReader(self.reactor, sock, allocation, allocation.counters, (host, port))
         self.reactor.addReader(relay)
         self.open_count += 1
         return relay
