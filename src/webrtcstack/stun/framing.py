@@ -13,41 +13,61 @@ RFC 8656 §12.5 for ChannelData):
 ChannelData frames are handed out without their stream padding, so they look
 exactly like a ChannelData datagram and the engine treats both the same way.
 
+Some old clients send ChannelData on TCP without the padding.  With
+``accept_unpadded_channel_data`` (the default) the framer hands a ChannelData
+frame out as soon as its announced bytes are in, then decides whether the
+next 1-3 bytes are the padding or already the next frame: non-zero bytes
+are a frame; zeros followed by a ChannelData first byte are padding; zeros
+followed by the magic cookie where an unpadded STUN header would carry it
+are a STUN message; otherwise they are padding.  The strict mode waits for
+the padding and skips it unread, as the RFC has it.
+
 The buffer is a :class:`bytearray` consumed from the front once per
 :meth:`StreamFramer.feed`, so the work is linear in the bytes fed, however the
-stream is chunked.
+stream is chunked; the only allocation per frame is the frame's own
+:class:`bytes`.
 """
 
 from __future__ import annotations
 
-from webrtcstack.stun.constants import CHANNEL_DATA_HEADER_LENGTH, HEADER_LENGTH
+from webrtcstack.stun.constants import CHANNEL_DATA_HEADER_LENGTH, HEADER_LENGTH, MAGIC_COOKIE_BYTES
 from webrtcstack.stun.errors import StunDecodeError
 
-__all__ = ["StreamFramer", "DEFAULT_MAX_FRAME_SIZE"]
+__all__ = ["StreamFramer", "DEFAULT_MAX_FRAME_BYTES"]
 
-#: A STUN message can be at most 20 + 65535 bytes; ChannelData at most 4 + 65535.
-#: Servers should use much less (RFC 8489 §6.2.2 suggests the path MTU for UDP).
-DEFAULT_MAX_FRAME_SIZE = 4 + 65535 + 3
+#: The largest ChannelData frame, 4 + 65535 bytes, with its stream padding.
+#: A STUN message may announce up to 20 + 65532; servers should allow much
+#: less (RFC 8489 §6.2.2 suggests the path MTU for UDP).
+DEFAULT_MAX_FRAME_BYTES = 65540
+
+_NOT_OURS = "stream frame is neither STUN nor ChannelData"
 
 
 class StreamFramer:
     """Sans-IO framer: :meth:`feed` bytes, get whole frames back.
 
-    :param max_frame_size: frames announcing more bytes than this (padding
-        included) are refused, so a peer cannot make us buffer 64 KiB per
-        connection unless we allow it.
+    :param max_frame_bytes: frames (header included, stream padding not) of
+        more bytes than this are refused as soon as their header is in, so a
+        peer cannot make us buffer 64 KiB per connection unless we allow it.
+    :param accept_unpadded_channel_data: also accept ChannelData sent without
+        its stream padding (see the module docstring); ``False`` is the strict
+        RFC 8656 §12.5 framing.
     """
 
-    def __init__(self, max_frame_size: int = DEFAULT_MAX_FRAME_SIZE) -> None:
-        if max_frame_size < HEADER_LENGTH:
-            raise ValueError("max_frame_size must allow a STUN header")
-        self.max_frame_size = max_frame_size
+    def __init__(self, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES, *,
+                 accept_unpadded_channel_data: bool = True) -> None:
+        if max_frame_bytes < HEADER_LENGTH:
+            raise ValueError("max_frame_bytes must allow a STUN header")
+        self.max_frame_bytes = max_frame_bytes
+        self.accept_unpadded_channel_data = accept_unpadded_channel_data
         self._buffer = bytearray()
+        #: Tolerant mode: how many bytes of padding may follow the last ChannelData frame.
+        self._padding = 0
         self._failed: StunDecodeError | None = None
 
     @property
     def buffered(self) -> int:
-        """Bytes held waiting for the rest of a frame."""
+        """Bytes held waiting for the rest of a frame (or for a padding verdict)."""
         return len(self._buffer)
 
     def feed(self, data: bytes) -> list[bytes]:
@@ -64,32 +84,79 @@ class StreamFramer:
         frames: list[bytes] = []
         pos = 0
         available = len(buf)
-        try:
-            while available - pos >= 1:
-                first = buf[pos]
+        limit = self.max_frame_bytes
+        tolerant = self.accept_unpadded_channel_data
+        padding = self._padding
+        while pos < available:
+            if padding:
+                # The usual case, zero padding and then the next ChannelData frame, needs no call.
+                end = pos + padding
+                if end < available and 0x40 <= buf[end] < 0x80 and buf.count(0, pos, end) == padding:
+                    pos = end
+                    padding = 0
+                    continue
+                verdict = _padding_verdict(buf, pos, available, padding)
+                if verdict is None:
+                    break
+                if verdict:
+                    pos += padding
+                padding = 0
+                continue
+            first = buf[pos]
+            if available - pos < CHANNEL_DATA_HEADER_LENGTH:
                 if first >= 0x80:
-                    raise StunDecodeError("stream frame is neither STUN nor ChannelData")
-                if available - pos < CHANNEL_DATA_HEADER_LENGTH:
-                    break
-                length = (buf[pos + 2] << 8) | buf[pos + 3]
-                if first < 0x40:
-                    if length % 4:
-                        raise StunDecodeError("STUN message length is not a multiple of 4")
-                    size = wire_size = HEADER_LENGTH + length
-                else:
-                    size = CHANNEL_DATA_HEADER_LENGTH + length
-                    wire_size = (size + 3) & ~3
-                if wire_size > self.max_frame_size:
-                    raise StunDecodeError(f"frame of {wire_size} bytes exceeds {self.max_frame_size}")
-                if available - pos < wire_size:
-                    break
-                frames.append(bytes(buf[pos:pos + size]))
-                pos += wire_size
-        except StunDecodeError as e:
-            self._failed = e
-            self._buffer = bytearray()
-            raise
-        finally:
-            if pos:
-                del buf[:pos]
+                    raise self._fail(_NOT_OURS)
+                break
+            length = (buf[pos + 2] << 8) | buf[pos + 3]
+            if first < 0x40:
+                if length & 3:
+                    raise self._fail("STUN message length is not a multiple of 4")
+                size = wire_size = HEADER_LENGTH + length
+                pad = 0
+            elif first < 0x80:
+                size = CHANNEL_DATA_HEADER_LENGTH + length
+                pad = -length & 3
+                wire_size = size if tolerant else size + pad
+            else:
+                raise self._fail(_NOT_OURS)
+            if size > limit:
+                raise self._fail(f"frame of {size} bytes exceeds {limit}")
+            if available - pos < wire_size:
+                break
+            frames.append(bytes(buf[pos:pos + size]))
+            pos += wire_size
+            if tolerant:
+                padding = pad
+        self._padding = padding
+        if pos:
+            del buf[:pos]
         return frames
+
+    def _fail(self, why: str) -> StunDecodeError:
+        """Record the error the framer now stays in, drop the buffer, and return the error to raise."""
+        self._failed = error = StunDecodeError(why)
+        self._buffer = bytearray()
+        self._padding = 0
+        return error
+
+
+def _padding_verdict(buf: bytearray, pos: int, available: int, padding: int) -> bool | None:
+    """Are the ``padding`` bytes at ``pos`` padding (True), a frame (False), or not known yet (None)?
+
+    A zero byte may start either padding or an unpadded STUN message (type
+    0x0001, Binding request, starts with one), so what follows decides:
+    ChannelData right after the zeros means padding; the magic cookie at
+    ``pos + 4`` means a STUN message starts at ``pos``.  Reads in place: no
+    slice is made.
+    """
+    have = available - pos
+    for i in range(pos, pos + min(padding, have)):
+        if buf[i]:
+            return False
+    if have < padding:
+        return None
+    if have > padding and 0x40 <= buf[pos + padding] < 0x80:
+        return True
+    if have >= 8:
+        return not buf.startswith(MAGIC_COOKIE_BYTES, pos + 4)
+    return None

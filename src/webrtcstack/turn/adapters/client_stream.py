@@ -4,7 +4,9 @@
 The protocol only needs an ``ITransport`` (``write``, ``getPeer``,
 ``getHost``, ``loseConnection``), so TLS is ``TLSMemoryBIOFactory`` around
 :class:`TurnStreamFactory` with ``transport=Transport.TLS``; nothing here
-changes.  Frames come from :class:`~webrtcstack.turn.framing.StreamFramer`;
+changes.  Frames come from :class:`~webrtcstack.stun.framing.StreamFramer`
+(accepting the unpadded ChannelData of old clients unless the factory says
+otherwise);
 closing the connection ends its allocation (RFC 8656 §7: the allocation lives
 as long as the connection).
 
@@ -12,8 +14,9 @@ The stream cannot be trusted once it holds something that is not ours, so
 these close the connection (counted in ``dropped``, logged at most once per
 interval per listener, never per packet):
 
-* a framing error: a frame larger than ``max_frame_bytes`` or a first byte
-  that is neither STUN nor ChannelData;
+* a framing error (:class:`~webrtcstack.stun.errors.StunDecodeError` from the
+  framer): a frame larger than ``max_frame_bytes``, a STUN length that is not
+  a multiple of 4, or a first byte that is neither STUN nor ChannelData;
 * a STUN frame that does not decode (RFC 8489 §6.2.2: a stream cannot be
   resynchronised);
 * ChannelData before the connection has an allocation: no channel can exist
@@ -35,9 +38,10 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from webrtcstack.stun.attributes import normalize_host
+from webrtcstack.stun.errors import StunDecodeError
+from webrtcstack.stun.framing import StreamFramer
 from webrtcstack.turn.adapters._ratelimit import RateLimitedLog
 from webrtcstack.turn.five_tuple import FiveTuple, Transport
-from webrtcstack.turn.framing import FramingError, StreamFramer
 
 __all__ = ["TurnStreamProtocol", "TurnStreamFactory"]
 
@@ -75,7 +79,8 @@ class TurnStreamProtocol(Protocol):
         peer, host = self.transport.getPeer(), self.transport.getHost()
         self.five_tuple = FiveTuple(factory.transport_kind, (normalize_host(peer.host), peer.port),
                                     (normalize_host(host.host), host.port))
-        self.framer = StreamFramer(factory.max_frame_bytes)
+        self.framer = StreamFramer(factory.max_frame_bytes,
+                                   accept_unpadded_channel_data=factory.accept_unpadded_channel_data)
         if factory.idle_timeout_s > 0:
             self._last_activity = driver.reactor.seconds()
             self._idle_call = driver.reactor.callLater(factory.idle_timeout_s, self._check_idle)
@@ -88,12 +93,12 @@ class TurnStreamProtocol(Protocol):
         driver = factory.driver
         now = driver.reactor.seconds()
         self._last_activity = now
-        if not framer.buffered() and 0x40 <= data[0] < 0x80 and self._no_allocation_yet():
+        if not framer.buffered and 0x40 <= data[0] < 0x80 and self._no_allocation_yet():
             self._refuse("ChannelData before any allocation")
             return
         try:
             frames = framer.feed(data)
-        except FramingError as e:
+        except StunDecodeError as e:
             factory.engine.counters.drop("framing")
             self._refuse(str(e), abort=True)
             return
@@ -153,6 +158,8 @@ class TurnStreamFactory(Factory):
 
     :param transport_kind: ``Transport.TCP`` or ``Transport.TLS``.
     :param idle_timeout_s: close a connection without an allocation silent this long (0: never).
+    :param accept_unpadded_channel_data: accept ChannelData sent without its
+        stream padding, as some old clients do (``False``: strict RFC 8656 §12.5).
     :ivar dropped: connections closed for sending something not ours.
     :ivar idle_closed: connections closed for being idle.
     """
@@ -161,12 +168,14 @@ class TurnStreamFactory(Factory):
     noisy = False
 
     def __init__(self, driver: Any, *, transport_kind: Transport = Transport.TCP, max_connections: int = 10000,
-                 max_frame_bytes: int = 65540, idle_timeout_s: float = 300.0, log_interval_s: float = 10.0) -> None:
+                 max_frame_bytes: int = 65540, idle_timeout_s: float = 300.0, log_interval_s: float = 10.0,
+                 accept_unpadded_channel_data: bool = True) -> None:
         self.driver = driver
         self.engine = driver.engine
         self.transport_kind = transport_kind
         self.max_connections = max_connections
         self.max_frame_bytes = max_frame_bytes
+        self.accept_unpadded_channel_data = accept_unpadded_channel_data
         self.idle_timeout_s = idle_timeout_s
         self.refused = 0
         self.dropped = 0
