@@ -57,9 +57,20 @@ class CoreImportTests(unittest.TestCase):
                     bad.append(f"{rel}: {name}")
         self.assertEqual(bad, [])
 
+    def test_no_random(self) -> None:
+        """No module of the server imports ``random``: randomness comes only from ``secrets``/``os.urandom``."""
+        offenders = []
+        for dirpath, _, files in os.walk(SRC):
+            for name in files:
+                if name.endswith(".py"):
+                    path = os.path.join(dirpath, name)
+                    if any(n == "random" or n.startswith("random.") for n in imported_names(path)):
+                        offenders.append(os.path.relpath(path, SRC))
+        self.assertEqual(offenders, [])
+
     def test_checker_sees_a_forbidden_import(self) -> None:
         """The import walker reports `from twisted.internet import reactor` (so the check above can fail)."""
         path = self.mktemp()
         with open(path, "w") as f:
-            f.write("from twisted.internet import reactor\nimport socket\n")
-        self.assertTrue({"twisted.internet", "socket"} <= imported_names(path))
+            f.write("from twisted.internet import reactor\nimport socket\nfrom random import choice\n")
+        self.assertTrue({"twisted.internet", "socket", "random"} <= imported_names(path))

@@ -121,20 +121,6 @@ def _int_in(low: int, high: int) -> Callable[[str], int]:
     return parse
 
 
-def _float_in(low: float, high: float) -> Callable[[str], float]:
-    def parse(text: str) -> float:
-        try:
-            value = float(text.strip())
-        except ValueError:
-            raise _ValueError(f"{text.strip()!r} is not a number; allowed: {low:g} to {high:g}") from None
-        if not low <= value <= high:
-            raise _ValueError(f"{value:g} is out of range; allowed: {low:g} to {high:g}")
-        return value
-
-    parse.__doc__ = f"a number from {low:g} to {high:g}"
-    return parse
-
-
 def _text(max_len: int = 1024) -> Callable[[str], str]:
     def parse(text: str) -> str:
         value = text.strip()
