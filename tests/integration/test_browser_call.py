@@ -111,16 +111,6 @@ def missing_prerequisite() -> str | None:
     return None
 
 
-def turn_missing() -> str | None:
-    """Why the stack cannot relay yet (the TURN driver is another part of the work), or None."""
-    try:
-        from webrtcstack.turn.adapters import driver  # noqa: F401
-        from webrtcstack.service import build_service  # noqa: F401
-    except ImportError as e:
-        return f"the TURN server is not available yet: {e}"
-    return None
-
-
 STACK_SCRIPT = """
 import sys
 from twisted.internet import reactor
@@ -167,39 +157,55 @@ def _wait_http(url: str, deadline: float) -> None:
             time.sleep(0.1)
 
 
-def run_call(room: str = "browsertest", wait_s: float = 30.0) -> dict[str, Any]:
-    """Start the stack and two tabs; return what the tabs reported (the script's work)."""
+def start_stack(ini_text: str, tmp: Path) -> tuple[subprocess.Popen[bytes], Any]:
+    """Write the config into ``tmp`` and start the stack in a child process; returns it and its log file."""
+    ini = tmp / "stack.ini"
+    ini.write_text(ini_text)
+    env = dict(os.environ, PYTHONPATH=str(REPO / "src") + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    stack_log = open(tmp / "stack.log", "wb")
+    stack = subprocess.Popen([sys.executable, "-c", STACK_SCRIPT, str(ini)], env=env, stdout=stack_log,
+                             stderr=subprocess.STDOUT)
+    return stack, stack_log
+
+
+def stop_stack(stack: subprocess.Popen[bytes], stack_log: Any, tmp: Path, report: dict[str, Any]) -> None:
+    """Stop the stack, keep the tail of its log in the report, remove ``tmp``."""
+    stack.terminate()
+    try:
+        stack.wait(10)
+    except subprocess.TimeoutExpired:
+        stack.kill()
+    stack_log.close()
+    report["stack_log_tail"] = (tmp / "stack.log").read_text(errors="replace")[-3000:]
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+def drive_tabs(urls: list[str], profile: Path, report: dict[str, Any], *, wait_s: float,
+               extra_flags: tuple[str, ...] = ()) -> None:
+    """Open each URL in its own Chromium tab and poll ``getStats()`` into ``report["tabs"]``.
+
+    Stops when every tab has a relayed call with decoded video, when ``wait_s``
+    passes, or when a tab shows Chromium's gathering stall (``report["stalled"]``).
+    """
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
-    tmp = Path(tempfile.mkdtemp(prefix="webrtcstack-browser-"))
-    http_port, turn_port = _free_port(), _free_port(socket.SOCK_DGRAM)
-    ini = tmp / "stack.ini"
-    ini.write_text(stack_ini(http_port, turn_port, 40000 + (turn_port % 20000)))
-    env = dict(os.environ, PYTHONPATH=str(REPO / "src") + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    stack_log = open(tmp / "stack.log", "wb")
-    stack = subprocess.Popen([sys.executable, "-c", STACK_SCRIPT, str(ini)], env=env, stdout=stack_log, stderr=subprocess.STDOUT)
-    report: dict[str, Any] = {"tabs": [], "namespace": os.environ.get("WEBRTCSTACK_NETNS", "no")}
-    driver = None
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in CHROMIUM_FLAGS + list(extra_flags) + [f"--user-data-dir={profile}"]:
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
     try:
-        base = f"http://127.0.0.1:{http_port}"
-        _wait_http(base + "/params", time.monotonic() + 20)
-        options = webdriver.ChromeOptions()
-        options.binary_location = CHROMIUM
-        for flag in CHROMIUM_FLAGS + [f"--user-data-dir={tmp / 'profile'}"]:
-            options.add_argument(flag)
-        driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
         driver.set_script_timeout(10)
-        # The second tab uses "localhost" so that it is another site and gets
-        # its own renderer process: two peer connections in one renderer of a
-        # namespace with only lo sometimes leave the second one gathering
-        # forever (Chromium finds no network to bind to; seen with 156).
-        urls = [f"{base}/r/{room}?it=relay", f"http://localhost:{http_port}/r/{room}?it=relay"]
-        driver.get(urls[0])
-        handles = [driver.current_window_handle]
-        driver.switch_to.new_window("tab")
-        driver.get(urls[1])
-        handles.append(driver.current_window_handle)
+        handles = []
+        for i, url in enumerate(urls):
+            if i:
+                driver.switch_to.new_window("tab")
+            driver.get(url)
+            if not i:
+                report["page_protocol"] = driver.execute_script("return location.protocol")
+                report["secure_context"] = driver.execute_script("return window.isSecureContext")
+            handles.append(driver.current_window_handle)
         started = time.monotonic()
         while True:
             tabs = []
@@ -215,16 +221,26 @@ def run_call(room: str = "browsertest", wait_s: float = 30.0) -> dict[str, Any]:
                 break
             time.sleep(0.5)
     finally:
-        if driver is not None:
-            driver.quit()
-        stack.terminate()
-        try:
-            stack.wait(10)
-        except subprocess.TimeoutExpired:
-            stack.kill()
-        stack_log.close()
-        report["stack_log_tail"] = (tmp / "stack.log").read_text(errors="replace")[-3000:]
-        shutil.rmtree(tmp, ignore_errors=True)
+        driver.quit()
+
+
+def run_call(room: str = "browsertest", wait_s: float = 30.0) -> dict[str, Any]:
+    """Start the stack and two tabs; return what the tabs reported (the script's work)."""
+    tmp = Path(tempfile.mkdtemp(prefix="webrtcstack-browser-"))
+    http_port, turn_port = _free_port(), _free_port(socket.SOCK_DGRAM)
+    stack, stack_log = start_stack(stack_ini(http_port, turn_port, 40000 + (turn_port % 20000)), tmp)
+    report: dict[str, Any] = {"tabs": [], "namespace": os.environ.get("WEBRTCSTACK_NETNS", "no")}
+    try:
+        base = f"http://127.0.0.1:{http_port}"
+        _wait_http(base + "/params", time.monotonic() + 20)
+        # The second tab uses "localhost" so that it is another site and gets
+        # its own renderer process: two peer connections in one renderer of a
+        # namespace with only lo sometimes leave the second one gathering
+        # forever (Chromium finds no network to bind to; seen with 156).
+        urls = [f"{base}/r/{room}?it=relay", f"http://localhost:{http_port}/r/{room}?it=relay"]
+        drive_tabs(urls, tmp / "profile", report, wait_s=wait_s)
+    finally:
+        stop_stack(stack, stack_log, tmp, report)
     return report
 
 
@@ -274,9 +290,6 @@ class BrowserCallTests(unittest.TestCase):
         if missing:
             if os.environ.get("CI") == "true":
                 self.fail(missing)
-            raise unittest.SkipTest(missing)
-        missing = turn_missing()
-        if missing:
             raise unittest.SkipTest(missing)
         command: list[str] = [sys.executable, "-m", "tests.integration.test_browser_call"]
         plain = command

@@ -11,9 +11,7 @@ from __future__ import annotations
 import json
 import os
 import shlex
-import shutil
 import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -22,9 +20,8 @@ from typing import Any
 
 from twisted.trial import unittest
 
-from tests.integration.test_browser_call import (CHROMEDRIVER, CHROMIUM, CHROMIUM_FLAGS, REPO, STACK_SCRIPT,
-                                                 STATS_SCRIPT, _free_port, _tab_ok, _unshare_works,
-                                                 missing_prerequisite, turn_missing)
+from tests.integration.test_browser_call import (REPO, _free_port, _unshare_works, drive_tabs, missing_prerequisite,
+                                                 run_with_stall_retries, start_stack, stop_stack)
 
 
 def stack_ini(port: int, relay_low: int, cert: Path, key: Path) -> str:
@@ -65,60 +62,21 @@ def _wait_tls(port: int, deadline: float) -> None:
 
 def run_tls_call(room: str = "tlsbrowser", wait_s: float = 60.0) -> dict[str, Any]:
     """Start the stack and two https tabs; return what the tabs reported."""
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
     from webrtcstack.tls import write_self_signed
 
     tmp = Path(tempfile.mkdtemp(prefix="webrtcstack-tls-browser-"))
     cert, key = tmp / "cert.pem", tmp / "key.pem"
     write_self_signed(["localhost", "127.0.0.1"], str(cert), str(key), days=2)
     port = _free_port()
-    ini = tmp / "stack.ini"
-    ini.write_text(stack_ini(port, 40000 + (port % 20000), cert, key))
-    env = dict(os.environ, PYTHONPATH=str(REPO / "src") + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    stack_log = open(tmp / "stack.log", "wb")
-    stack = subprocess.Popen([sys.executable, "-c", STACK_SCRIPT, str(ini)], env=env, stdout=stack_log,
-                             stderr=subprocess.STDOUT)
+    stack, stack_log = start_stack(stack_ini(port, 40000 + (port % 20000), cert, key), tmp)
     report: dict[str, Any] = {"tabs": [], "namespace": os.environ.get("WEBRTCSTACK_NETNS", "no")}
-    driver = None
     try:
         _wait_tls(port, time.monotonic() + 20)
-        options = webdriver.ChromeOptions()
-        options.binary_location = CHROMIUM
-        for flag in CHROMIUM_FLAGS + ["--ignore-certificate-errors", f"--user-data-dir={tmp / 'profile'}"]:
-            options.add_argument(flag)
-        driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-        driver.set_script_timeout(10)
-        url = f"https://127.0.0.1:{port}/r/{room}?it=relay"
-        driver.get(url)
-        report["page_protocol"] = driver.execute_script("return location.protocol")
-        report["secure_context"] = driver.execute_script("return window.isSecureContext")
-        handles = [driver.current_window_handle]
-        driver.switch_to.new_window("tab")
-        driver.get(url)
-        handles.append(driver.current_window_handle)
-        deadline = time.monotonic() + wait_s
-        while True:
-            tabs = []
-            for handle in handles:
-                driver.switch_to.window(handle)
-                tabs.append(driver.execute_async_script(STATS_SCRIPT))
-            report["tabs"] = tabs
-            if all(_tab_ok(t) for t in tabs) or time.monotonic() > deadline:
-                break
-            time.sleep(0.5)
+        # Two sites (127.0.0.1 and localhost), so each tab has its own renderer (see test_browser_call).
+        urls = [f"https://127.0.0.1:{port}/r/{room}?it=relay", f"https://localhost:{port}/r/{room}?it=relay"]
+        drive_tabs(urls, tmp / "profile", report, wait_s=wait_s, extra_flags=("--ignore-certificate-errors",))
     finally:
-        if driver is not None:
-            driver.quit()
-        stack.terminate()
-        try:
-            stack.wait(10)
-        except subprocess.TimeoutExpired:
-            stack.kill()
-        stack_log.close()
-        report["stack_log_tail"] = (tmp / "stack.log").read_text(errors="replace")[-3000:]
-        shutil.rmtree(tmp, ignore_errors=True)
+        stop_stack(stack, stack_log, tmp, report)
     return report
 
 
@@ -127,20 +85,18 @@ class TlsBrowserCallTests(unittest.TestCase):
 
     def test_https_page_and_relay_only_call_over_turns_on_one_port(self) -> None:
         """Two https tabs on the one TLS port connect relay-only through turns: on that same port and decode video."""
-        missing = missing_prerequisite() or turn_missing()
+        missing = missing_prerequisite()
         if missing:
             if os.environ.get("CI") == "true":
                 self.fail(missing)
             raise unittest.SkipTest(missing)
         command = [sys.executable, "-m", "tests.integration.test_tls_browser"]
+        plain = command
         if _unshare_works():
             command = ["unshare", "-n", "sh", "-c",
                        "ip link set lo up && WEBRTCSTACK_NETNS=yes exec " + shlex.join(command)]
         env = dict(os.environ, PYTHONPATH=str(REPO / "src") + os.pathsep + str(REPO))
-        proc = subprocess.run(command, cwd=REPO, env=env, capture_output=True, timeout=200)
-        lines = proc.stdout.decode(errors="replace").strip().splitlines()
-        self.assertTrue(lines, proc.stderr.decode(errors="replace")[-3000:])
-        report = json.loads(lines[-1])
+        report = run_with_stall_retries(command, plain, env, timeout_s=200)
         detail = json.dumps(report, indent=1)[-6000:]
         self.assertEqual((report.get("page_protocol"), report.get("secure_context")), ("https:", True), detail)
         tabs = report["tabs"]
