@@ -1,0 +1,107 @@
+"""Channel binding expiry and rebinding (RFC 8656 §12, §12.2), with time as an explicit number.
+
+RFC 8656 §12: once a binding expires the channel is unbound, and the number
+may be bound to another transport address (and the address to another
+number).  The 5-minute wait before doing so is the *client's* obligation;
+the server's §12.2 checks are against bindings that exist now.
+"""
+
+from __future__ import annotations
+
+import struct
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from webrtcstack.stun.constants import AttrType, Method
+
+from . import msgs
+from .support import Client, error_code, make_engine
+
+PEER = ("8.8.8.8", 7)
+OTHER = ("8.8.4.4", 9)
+
+
+class ChannelExpiryTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.engine, self.opener = make_engine()
+        self.client = Client(self.engine)
+        self.client.allocate(now=0)
+        self.client.refresh(3600, now=0)
+        self.relay = self.opener.relays[0]
+        self.allocation = self.engine.allocations[self.client.five_tuple]
+        self.assertIsNone(error_code(self.client.channel_bind(0x4000, *PEER, now=0)))
+
+    def expire(self) -> None:
+        """Keep the peer's permission alive, then let the channel's 600 s run out."""
+        self.client.create_permission(PEER[0], now=290)
+        self.client.create_permission(PEER[0], now=580)
+        self.engine.handle_timer(now=599)
+        self.assertIn(0x4000, self.allocation.channels)
+        self.assertEqual(self.engine.next_deadline(), 600)
+        self.engine.handle_timer(now=600)
+        self.client.fetch_nonce(600)
+
+    def channel_data(self, number: int, payload: bytes, now: float) -> None:
+        self.client.send_raw(struct.pack("!HH", number, len(payload)) + payload, now)
+
+    def test_expiry_empties_both_fast_path_tables(self) -> None:
+        """At expiry the binding leaves channel_routes and channel_by_peer, and the counters follow."""
+        self.expire()
+        self.assertEqual(self.allocation.channels, {})
+        self.assertEqual(self.allocation.channel_by_peer, {})
+        self.assertEqual(self.engine.channel_routes, {})
+        self.assertEqual(self.engine.counters.channels_active, 0)
+        self.assertEqual(self.engine.counters.permissions_active, 1)
+
+    def test_no_channel_data_after_expiry(self) -> None:
+        """After expiry, client ChannelData is dropped and peer data comes back as a Data indication."""
+        self.expire()
+        self.channel_data(0x4000, b"late", 600)
+        self.assertEqual(self.relay.sent, [])
+        self.assertEqual(self.engine.counters.dropped["no_channel"], 1)
+        self.allocation.handle_peer_datagram(b"back", PEER, 600)
+        [data] = self.client.received
+        self.assertEqual(msgs.decode(data).method, Method.DATA)
+
+    def test_number_to_another_peer_after_expiry(self) -> None:
+        """Once unbound, the number binds to another peer at once, and traffic follows the new peer only."""
+        self.expire()
+        self.assertIsNone(error_code(self.client.channel_bind(0x4000, *OTHER, now=601)))
+        self.channel_data(0x4000, b"new", 601)
+        self.assertEqual(self.relay.sent, [(b"new", OTHER)])
+        self.allocation.handle_peer_datagram(b"old", PEER, 601)
+        self.assertEqual(msgs.decode(self.client.received[0]).method, Method.DATA)
+        self.assertEqual(self.engine.counters.channels_active, 1)
+        self.assertEqual(self.engine.counters.permissions_active, 2)
+
+    def test_same_binding_again_after_expiry(self) -> None:
+        """Binding the same number to the same peer after expiry makes one new binding."""
+        self.expire()
+        self.assertIsNone(error_code(self.client.channel_bind(0x4000, *PEER, now=601)))
+        self.assertEqual(self.allocation.channels[0x4000].expires_at, 1201)
+        self.assertEqual(self.engine.counters.channels_active, 1)
+        self.assertEqual(self.engine.counters.permissions_active, 1)
+
+    def test_stale_heap_entry_does_not_remove_new_binding(self) -> None:
+        """A refresh pushes the expiry back; the earlier timer entry leaves the binding alone."""
+        self.client.channel_bind(0x4000, *PEER, now=500)
+        self.engine.handle_timer(now=600)
+        self.assertIn(0x4000, self.allocation.channels)
+        self.channel_data(0x4000, b"still", 600)
+        self.assertEqual(self.relay.sent, [(b"still", PEER)])
+        self.engine.handle_timer(now=1100)
+        self.assertEqual(self.engine.channel_routes, {})
+
+    def test_live_conflicts_get_400(self) -> None:
+        """While bound, the number cannot go to another peer nor the peer to another number (§12.2)."""
+        self.assertEqual(error_code(self.client.channel_bind(0x4000, *OTHER, now=1)), 400)
+        self.assertEqual(error_code(self.client.channel_bind(0x4001, *PEER, now=1)), 400)
+        self.assertEqual(self.engine.counters.channels_active, 1)
+
+    def test_deletion_clears_channels(self) -> None:
+        """Refresh 0 removes the bindings from every table and the counters."""
+        self.assertEqual(self.client.refresh(0, now=10).get(AttrType.ERROR_CODE), None)
+        self.assertEqual(self.engine.channel_routes, {})
+        self.assertEqual(self.allocation.channel_by_peer, {})
+        self.assertEqual(self.engine.counters.channels_active, 0)
+        self.assertEqual(self.engine.counters.permissions_active, 0)
