@@ -105,3 +105,116 @@ class ChannelExpiryTests(SynchronousTestCase):
         self.assertEqual(self.allocation.channel_by_peer, {})
         self.assertEqual(self.engine.counters.channels_active, 0)
         self.assertEqual(self.engine.counters.permissions_active, 0)
+
+
+class ChannelPermissionTests(SynchronousTestCase):
+    """RFC 8656 §11.3: a peer datagram needs a permission for its IP before its channel counts.
+
+    Channels last 600 s and permissions 300 s, so the relay-side table
+    (``Allocation.channel_by_peer``, read for every peer datagram) must lose
+    the binding when the permission lapses and get it back when the
+    permission is created again.
+    """
+
+    def setUp(self) -> None:
+        self.engine, self.opener = make_engine()
+        self.client = Client(self.engine)
+        self.client.allocate(now=0)
+        self.client.refresh(3600, now=0)
+        self.relay = self.opener.relays[0]
+        self.allocation = self.engine.allocations[self.client.five_tuple]
+        self.assertIsNone(error_code(self.client.channel_bind(0x4000, *PEER, now=0)))
+
+    def from_peer(self, payload: bytes, now: float, peer: tuple[str, int] = PEER) -> bytes | None:
+        """Deliver one datagram from ``peer`` the way the relay socket does; what the client got, if anything."""
+        self.client.received.clear()
+        self.relay.allocation.handle_peer_datagram(payload, peer, now)
+        if not self.client.received:
+            return None
+        [data] = self.client.received
+        return data
+
+    def test_lapse_and_refresh(self) -> None:
+        """ChannelData at 299 s, dropped and counted at 301 s, ChannelData again after CreatePermission at 350 s."""
+        self.engine.handle_timer(now=299)
+        self.assertEqual(self.from_peer(b"a", 299), struct.pack("!HH", 0x4000, 1) + b"a")
+        self.engine.handle_timer(now=301)
+        self.assertNotIn(PEER[0], self.allocation.permissions)
+        self.assertEqual(self.allocation.channel_by_peer, {})
+        self.assertIsNone(self.from_peer(b"b", 301))
+        self.assertEqual(self.engine.counters.dropped["no_permission"], 1)
+        self.assertEqual(self.engine.counters.packets_to_client, 1)
+        self.assertIsNone(error_code(self.client.create_permission(PEER[0], now=350)))
+        self.assertEqual(self.allocation.channel_by_peer, {PEER: self.allocation.channels[0x4000]})
+        self.assertEqual(self.from_peer(b"c", 350), struct.pack("!HH", 0x4000, 1) + b"c")
+        self.assertEqual(self.engine.counters.dropped["no_permission"], 1)
+
+    def test_tables_follow_permission_and_channel(self) -> None:
+        """channel_by_peer holds the binding only while both exist; channel_routes follows the channel alone."""
+        route_key = (self.client.five_tuple, 0x4000)
+        self.assertIn(PEER, self.allocation.channel_by_peer)
+        self.engine.handle_timer(now=300)
+        self.assertEqual(self.allocation.channel_by_peer, {})
+        self.assertIn(PEER, self.allocation.bindings_by_peer)
+        self.assertIn(route_key, self.engine.channel_routes)
+        self.client.create_permission(PEER[0], now=350)
+        self.assertIn(PEER, self.allocation.channel_by_peer)
+        self.engine.handle_timer(now=600)
+        self.assertEqual(self.allocation.channel_by_peer, {})
+        self.assertEqual(self.allocation.bindings_by_peer, {})
+        self.assertEqual(self.engine.channel_routes, {})
+        self.assertIn(PEER[0], self.allocation.permissions)
+        self.engine.handle_timer(now=650)
+        self.assertEqual(self.allocation.permissions, {})
+        self.assertEqual(self.engine.counters.permissions_active, 0)
+
+    def test_channel_bind_refresh_reinstates(self) -> None:
+        """A ChannelBind refresh after the permission lapsed installs it again and the binding returns."""
+        self.engine.handle_timer(now=301)
+        self.assertIsNone(self.from_peer(b"x", 301))
+        self.client.fetch_nonce(400)
+        self.assertIsNone(error_code(self.client.channel_bind(0x4000, *PEER, now=400)))
+        self.assertEqual(self.allocation.permissions[PEER[0]], 700)
+        self.assertEqual(self.from_peer(b"y", 400), struct.pack("!HH", 0x4000, 1) + b"y")
+        self.engine.handle_timer(now=700)
+        self.assertIsNone(self.from_peer(b"z", 700))
+        self.assertIn(0x4000, self.allocation.channels)
+        self.assertEqual(self.engine.counters.dropped["no_permission"], 2)
+
+    def test_refreshed_permission_keeps_the_binding(self) -> None:
+        """A CreatePermission refresh before the lapse keeps the binding; the stale expiry entry removes nothing."""
+        self.client.create_permission(PEER[0], now=290)
+        self.engine.handle_timer(now=300)
+        self.assertEqual(self.from_peer(b"k", 300), struct.pack("!HH", 0x4000, 1) + b"k")
+        self.engine.handle_timer(now=590)
+        self.assertIsNone(self.from_peer(b"gone", 590))
+
+    def test_other_ports_of_the_ip(self) -> None:
+        """The permission is per IP: every channel to that IP leaves and returns together; other IPs stay."""
+        self.assertIsNone(error_code(self.client.channel_bind(0x4001, PEER[0], 8, now=0)))
+        self.assertIsNone(error_code(self.client.channel_bind(0x4002, *OTHER, now=200)))
+        self.engine.handle_timer(now=300)
+        self.assertEqual(set(self.allocation.channel_by_peer), {OTHER})
+        self.assertEqual(self.from_peer(b"o", 300, OTHER), struct.pack("!HH", 0x4002, 1) + b"o")
+        self.client.create_permission(PEER[0], now=310)
+        self.assertEqual(set(self.allocation.channel_by_peer), {PEER, (PEER[0], 8), OTHER})
+        self.assertEqual(self.from_peer(b"p", 310, (PEER[0], 8)), struct.pack("!HH", 0x4001, 1) + b"p")
+
+    def test_no_permission_no_data_indication_either(self) -> None:
+        """With the permission gone a peer with no channel gets nothing through, as before."""
+        self.engine.handle_timer(now=301)
+        self.assertIsNone(self.from_peer(b"q", 301, (PEER[0], 1234)))
+        self.assertEqual(self.engine.counters.dropped["no_permission"], 1)
+
+    def test_client_channel_data_needs_only_the_channel(self) -> None:
+        """RFC 8656 §12.6: the server relays client ChannelData on a bound channel; a lapsed permission does not stop it."""
+        self.engine.handle_timer(now=301)
+        self.client.send_raw(struct.pack("!HH", 0x4000, 3) + b"out", 301)
+        self.assertEqual(self.relay.sent, [(b"out", PEER)])
+
+    def test_conflict_checks_see_bindings_without_permission(self) -> None:
+        """RFC 8656 §12.2: a bound peer stays bound while its permission is lapsed, so another number gets 400."""
+        self.engine.handle_timer(now=301)
+        self.client.fetch_nonce(301)
+        self.assertEqual(error_code(self.client.channel_bind(0x4001, *PEER, now=301)), 400)
+        self.assertEqual(self.allocation.channel_by_peer, {})

@@ -7,17 +7,24 @@ Rules:
   socket per address family (two for a dual allocation, RFC 8656 §7.2).
 * ``permissions`` maps a peer IP (normalised text) to its expiry; a peer IP
   with no entry gets nothing relayed in either direction (RFC 8656 §9).
-* ``channels`` maps channel number → :class:`ChannelBinding`;
-  ``channel_by_peer`` is the reverse map the peer fast path reads.
+* ``channels`` maps channel number → :class:`ChannelBinding` and
+  ``bindings_by_peer`` is its reverse (peer transport address → binding):
+  together they are the truth about channels, for the RFC 8656 §12.2 checks.
+* ``channel_by_peer`` is the table the peer fast path reads.  It holds a
+  peer's binding only while the binding exists *and* the peer's IP has a
+  permission (RFC 8656 §11.3: the permission check comes first, the channel
+  lookup second; channels outlive permissions, 600 s against 300 s).  The
+  engine adds and removes entries when either side changes, so a hit means
+  "permitted, send ChannelData" with no second lookup.
 * The engine owns every change to these maps (bind, refresh, expiry); the
   shell only reads them.  Nothing here reads a clock: expiries are enforced by
   the engine's single timer, so a lookup hit is always a live entry.
 
 Theory of operation, peer side: the relay socket's ``datagramReceived`` calls
-:meth:`Allocation.handle_peer_datagram`, which is two dict lookups, a 4-byte
-header and one ``send`` to the client (ChannelData if the peer has a channel,
-else a Data indication, RFC 8656 §11.3 / §12.7).  No parsing, no effect
-objects, no logging.
+:meth:`Allocation.handle_peer_datagram`, which is at most two dict lookups, a
+4-byte header and one ``send`` to the client (ChannelData if ``channel_by_peer``
+has the peer, else a Data indication if its IP has a permission, else a drop;
+RFC 8656 §11.3 / §12.7).  No parsing, no effect objects, no logging.
 """
 
 from __future__ import annotations
@@ -164,6 +171,9 @@ class Allocation:
         self.relayed_addresses: dict[int, Address] = {}
         self.permissions: dict[str, float] = {}
         self.channels: dict[int, ChannelBinding] = {}
+        #: Every live binding by peer transport address (the truth; see the module docstring).
+        self.bindings_by_peer: dict[Address, ChannelBinding] = {}
+        #: The peer fast-path table: live bindings whose peer IP also has a permission.
         self.channel_by_peer: dict[Address, ChannelBinding] = {}
         self.bucket_to_peer: TokenBucket | None = None
         self.bucket_to_client: TokenBucket | None = None
@@ -185,9 +195,11 @@ class Allocation:
     def handle_peer_datagram(self, data: bytes, peer: Address, now: float) -> None:
         """Relay a datagram from ``peer`` to the client (the peer fast path).
 
-        RFC 8656 §11.3 / §12.7: with a channel bound to the peer, send
-        ChannelData; else if the peer's IP has a permission, a Data
-        indication; else drop silently.
+        RFC 8656 §11.3 / §12.7: a datagram from an IP with no permission is
+        dropped silently; a permitted one goes as ChannelData if a channel is
+        bound to the peer, else as a Data indication.  The permission check is
+        folded into ``channel_by_peer``: the engine keeps a binding there only
+        while the peer's IP has a permission, so a hit needs no second lookup.
         """
         binding = self.channel_by_peer.get(peer)
         counters = self.counters

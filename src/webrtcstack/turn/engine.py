@@ -13,9 +13,13 @@ Rules:
   a socket itself, it only stores the handles the opener gives back.
 * **Fast path.** :attr:`TurnEngine.channel_routes` maps
   ``(five_tuple, channel_number)`` to ``(allocation, peer, relay)``; it is
-  updated on ChannelBind and expiry only.  ChannelData from a client is one
-  lookup in it and one ``send``.  Peer datagrams go to
-  :meth:`Allocation.handle_peer_datagram` (see allocation.py).
+  updated on ChannelBind and channel expiry only.  ChannelData from a client
+  is one lookup in it and one ``send`` (RFC 8656 §12.6 asks the server for a
+  bound channel, not for a permission).  Peer datagrams go to
+  :meth:`Allocation.handle_peer_datagram`, which reads
+  ``Allocation.channel_by_peer``: a binding is in it only while its peer's IP
+  also has a permission (RFC 8656 §11.3), so it changes on ChannelBind,
+  CreatePermission, permission expiry and channel expiry (see allocation.py).
 * Every expiry (allocation, permission, channel, reservation, transaction
   cache entry) sits in one heap; stale heap entries are skipped when popped,
   so refreshes cost O(log n) and nothing is scanned.
@@ -363,6 +367,7 @@ class TurnEngine:
                 if not owner.closed and expires_at is not None and expires_at <= now:
                     del owner.permissions[item]
                     self.counters.permissions_active -= 1
+                    self._sync_peer_routes(owner, item)
             elif kind == "channel":
                 binding = owner.channels.get(item)
                 if not owner.closed and binding is not None and binding.expires_at <= now:
@@ -802,11 +807,37 @@ class TurnEngine:
         return []
 
     def _install_permission(self, allocation: Allocation, host: str, now: float) -> None:
-        if host not in allocation.permissions:
-            self.counters.permissions_active += 1
+        """RFC 8656 §9: create or refresh the permission for ``host`` (300 s).
+
+        A new permission also puts the channels already bound to peers at
+        ``host`` back in the peer fast-path table.
+        """
+        new = host not in allocation.permissions
         expires_at = now + self.settings.permission_lifetime_s
         allocation.permissions[host] = expires_at
         self._schedule(expires_at, "permission", allocation, host)
+        if new:
+            self.counters.permissions_active += 1
+            self._sync_peer_routes(allocation, host)
+
+    @staticmethod
+    def _sync_peer_routes(allocation: Allocation, host: str) -> None:
+        """Make ``channel_by_peer`` hold the bindings to peers at ``host`` iff ``host`` has a permission.
+
+        RFC 8656 §11.3: a peer datagram is relayed only with a permission for
+        its IP, and only then does its channel matter.  Called when a
+        permission appears or expires, never per packet; it walks the
+        allocation's channels (at most ``max_channels``).
+        """
+        table = allocation.channel_by_peer
+        if host in allocation.permissions:
+            for binding in allocation.channels.values():
+                if binding.peer[0] == host:
+                    table[binding.peer] = binding
+        else:
+            for binding in allocation.channels.values():
+                if binding.peer[0] == host:
+                    table.pop(binding.peer, None)
 
     def _channel_bind(self, five_tuple: FiveTuple, message: Message, auth: _Auth,
                       now: float) -> list[tuple[int, Any]]:
@@ -826,7 +857,7 @@ class TurnEngine:
         bound = allocation.channels.get(number)
         if bound is not None and bound.peer != peer:
             raise ProtocolViolation(400)
-        other = allocation.channel_by_peer.get(peer)
+        other = allocation.bindings_by_peer.get(peer)
         if other is not None and other.number != number:
             raise ProtocolViolation(400)
         if bound is None and len(allocation.channels) >= self.settings.max_channels:
@@ -841,13 +872,16 @@ class TurnEngine:
         if bound is None:
             bound = ChannelBinding(number, peer, expires_at)
             allocation.channels[number] = bound
-            allocation.channel_by_peer[peer] = bound
+            allocation.bindings_by_peer[peer] = bound
             self.channel_routes[(five_tuple, number)] = (allocation, peer, allocation.relays[6 if ":" in host else 4])
             self.counters.channels_active += 1
         else:
             bound.expires_at = expires_at
         self._schedule(expires_at, "channel", allocation, number)
         self._install_permission(allocation, host, now)
+        # The permission exists now, so the peer fast path may send ChannelData
+        # (this also reinstates a binding whose permission had lapsed).
+        allocation.channel_by_peer[peer] = bound
         return []
 
     def _handle_send(self, five_tuple: FiveTuple, message: Message, now: float) -> None:
@@ -884,6 +918,7 @@ class TurnEngine:
 
     def _remove_channel(self, allocation: Allocation, binding: ChannelBinding) -> None:
         del allocation.channels[binding.number]
+        allocation.bindings_by_peer.pop(binding.peer, None)
         allocation.channel_by_peer.pop(binding.peer, None)
         self.channel_routes.pop((allocation.five_tuple, binding.number), None)
         self.counters.channels_active -= 1
