@@ -281,23 +281,33 @@ def run_with_stall_retries(command: list[str], plain: list[str], env: dict[str, 
     return report
 
 
+def run_browser_module(case: unittest.TestCase, module: str, timeout_s: float = 120) -> dict[str, Any]:
+    """Run a browser test module as a script and return its report.
+
+    Fails (under CI) or skips when Chromium, chromedriver or selenium is
+    missing; runs inside a network namespace with only ``lo`` when
+    ``unshare -n`` works; retries Chromium's gathering stall
+    (:func:`run_with_stall_retries`).
+    """
+    missing = missing_prerequisite()
+    if missing:
+        if os.environ.get("CI") == "true":
+            case.fail(missing)
+        raise unittest.SkipTest(missing)
+    command: list[str] = [sys.executable, "-m", module]
+    plain = command
+    if _unshare_works():
+        command = ["unshare", "-n", "sh", "-c", "ip link set lo up && WEBRTCSTACK_NETNS=yes exec " + shlex.join(command)]
+    env = dict(os.environ, PYTHONPATH=str(REPO / "src") + os.pathsep + str(REPO))
+    return run_with_stall_retries(command, plain, env, timeout_s=timeout_s)
+
+
 class BrowserCallTests(unittest.TestCase):
     timeout = 400
 
     def test_two_tabs_call_through_turn(self) -> None:
         """Two tabs of /r/<room>?it=relay reach ICE connected on a relay candidate pair through our TURN and decode remote video."""
-        missing = missing_prerequisite()
-        if missing:
-            if os.environ.get("CI") == "true":
-                self.fail(missing)
-            raise unittest.SkipTest(missing)
-        command: list[str] = [sys.executable, "-m", "tests.integration.test_browser_call"]
-        plain = command
-        if _unshare_works():
-            command = ["unshare", "-n", "sh", "-c",
-                       "ip link set lo up && WEBRTCSTACK_NETNS=yes exec " + shlex.join(command)]
-        env = dict(os.environ, PYTHONPATH=str(REPO / "src") + os.pathsep + str(REPO))
-        report = run_with_stall_retries(command, plain, env)
+        report = run_browser_module(self, "tests.integration.test_browser_call")
         tabs = report["tabs"]
         print("browser call attempts:", ", ".join(report["attempts"]))
         detail = json.dumps(report, indent=1)[-6000:]

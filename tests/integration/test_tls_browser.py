@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import json
 import os
-import shlex
 import socket
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -20,8 +18,7 @@ from typing import Any
 
 from twisted.trial import unittest
 
-from tests.integration.test_browser_call import (REPO, _free_port, _unshare_works, drive_tabs, missing_prerequisite,
-                                                 run_with_stall_retries, start_stack, stop_stack)
+from tests.integration.test_browser_call import _free_port, drive_tabs, run_browser_module, start_stack, stop_stack
 
 
 def stack_ini(port: int, relay_low: int, cert: Path, key: Path) -> str:
@@ -85,18 +82,7 @@ class TlsBrowserCallTests(unittest.TestCase):
 
     def test_https_page_and_relay_only_call_over_turns_on_one_port(self) -> None:
         """Two https tabs on the one TLS port connect relay-only through turns: on that same port and decode video."""
-        missing = missing_prerequisite()
-        if missing:
-            if os.environ.get("CI") == "true":
-                self.fail(missing)
-            raise unittest.SkipTest(missing)
-        command = [sys.executable, "-m", "tests.integration.test_tls_browser"]
-        plain = command
-        if _unshare_works():
-            command = ["unshare", "-n", "sh", "-c",
-                       "ip link set lo up && WEBRTCSTACK_NETNS=yes exec " + shlex.join(command)]
-        env = dict(os.environ, PYTHONPATH=str(REPO / "src") + os.pathsep + str(REPO))
-        report = run_with_stall_retries(command, plain, env, timeout_s=200)
+        report = run_browser_module(self, "tests.integration.test_tls_browser", timeout_s=200)
         detail = json.dumps(report, indent=1)[-6000:]
         self.assertEqual((report.get("page_protocol"), report.get("secure_context")), ("https:", True), detail)
         tabs = report["tabs"]
