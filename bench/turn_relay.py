@@ -27,6 +27,11 @@ Usage::
     python bench/turn_relay.py --quick    # shorter runs
     python bench/turn_relay.py --only ours
     python bench/turn_relay.py --allocations-only
+    python bench/turn_relay.py --allocations-only --workers 1 2   # ours with [turn] workers = 1 and 2
+
+With ``--workers``, ours is run once per value (``[turn] workers``, the
+SO_REUSEPORT worker processes); its CPU and RSS are those of the main
+process and its workers together.
 """
 
 from __future__ import annotations
@@ -57,12 +62,15 @@ import sys
 from twisted.internet import epollreactor
 epollreactor.install()
 from twisted.internet import reactor
-from twisted.application import service
-from webrtcstack.config import parse_config
-from webrtcstack.turn.adapters.driver import build_turn_services
-port, user, password, realm = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
-cfg = parse_config(f"""
+from webrtcstack.config import load_config
+from webrtcstack.service import build_service
+port, user, password, realm, workers, path = sys.argv[1:7]
+with open(path, "w") as f:
+    f.write(f"""
+[stack]
+drain_seconds = 0
 [turn]
+workers = {workers}
 listen = 127.0.0.1:{port}
 realm = {realm}
 relay_ip = 127.0.0.1
@@ -75,10 +83,10 @@ total_quota = 100000
 unauthenticated_replies_per_second = 100000
 [http]
 enabled = no
+[metrics]
+enabled = no
 """)
-top = service.MultiService()
-for s in build_turn_services(cfg, reactor, cfg.turn.static_auth_secret):
-    s.setServiceParent(top)
+top = build_service(load_config(path), reactor, install_signals=False)
 top.startService()
 reactor.addSystemEventTrigger("before", "shutdown", top.stopService)
 reactor.run()
@@ -99,18 +107,48 @@ def free_port() -> int:
     raise RuntimeError("no free port")
 
 
-def cpu_seconds(pid: int) -> float:
+def _stat(pid: int) -> list[str]:
     with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+        return f.read().rsplit(")", 1)[1].split()
+
+
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and its children (our ``[turn] workers``)."""
+    pids = [pid]
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                if int(_stat(int(name))[1]) == pid:
+                    pids.append(int(name))
+            except (OSError, IndexError):
+                continue
+    return pids
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of ``pid`` and its children."""
+    total = 0
+    for p in process_tree(pid):
+        try:
+            fields = _stat(p)
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / CLK_TCK
 
 
 def rss_kib(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
+    """Resident memory of ``pid`` and its children."""
+    total = 0
+    for p in process_tree(pid):
+        try:
+            with open(f"/proc/{p}/status") as f:
+                for line in f:
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1])
+        except OSError:
+            continue
+    return total
 
 
 def wait_for_binding(port: int, proc: subprocess.Popen, limit: float = 15.0) -> None:
@@ -130,9 +168,11 @@ def wait_for_binding(port: int, proc: subprocess.Popen, limit: float = 15.0) -> 
     raise RuntimeError("server did not answer")
 
 
-def start_ours(port: int) -> subprocess.Popen:
+def start_ours(port: int, tmp: str, workers: int = 1) -> subprocess.Popen:
     env = dict(os.environ, PYTHONPATH=os.path.join(ROOT, "src"))
-    return subprocess.Popen([sys.executable, "-c", OUR_SERVER, str(port), USER, PASSWORD, REALM], env=env,
+    path = os.path.join(tmp, f"ours-{workers}.ini")
+    return subprocess.Popen([sys.executable, "-c", OUR_SERVER, str(port), USER, PASSWORD, REALM, str(workers), path],
+                            env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
@@ -356,6 +396,8 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="shorter runs")
     parser.add_argument("--only", choices=("ours", "coturn"), help="bench one server only")
     parser.add_argument("--allocations-only", action="store_true", help="skip the relayed-packet rows")
+    parser.add_argument("--workers", type=int, nargs="+", default=[1], metavar="N",
+                        help="run ours with [turn] workers = N (several values: one run each)")
     args = parser.parse_args()
     for tool in ("turnutils_uclient", "turnutils_peer") + (() if args.only == "ours" else ("turnserver",)):
         if shutil.which(tool) is None:
@@ -368,11 +410,18 @@ def main() -> int:
     all_results = {}
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            for name in ("ours", "coturn"):
-                if args.only and name != args.only:
+            servers = [("ours" if n == 1 else f"ours×{n}", n) for n in args.workers] + [("coturn", 0)]
+            for name, workers in servers:
+                if args.only and not name.startswith(args.only):
                     continue
                 port = free_port()
-                proc = start_ours(port) if name == "ours" else start_coturn(port, tmp)
+                proc = start_ours(port, tmp, workers) if workers else start_coturn(port, tmp)
+                if workers > 1:
+                    # The workers start once the main process is up; give them time to bind.
+                    deadline = time.monotonic() + 20
+                    while len(process_tree(proc.pid)) < workers and time.monotonic() < deadline:
+                        time.sleep(0.1)
+                    time.sleep(1.5)
                 try:
                     all_results[name] = bench_server(name, proc, port, peer_port, args.quick,
                                                       relay=not args.allocations_only)
@@ -380,7 +429,15 @@ def main() -> int:
                     stop(proc)
     finally:
         stop(peer)
-    if len(all_results) == 2:
+    if "coturn" in all_results:
+        ca = all_results["coturn"]["alloc"]
+        for name, results in all_results.items():
+            if name != "coturn":
+                oa = results["alloc"]
+                print(f"{name}: allocations/s {oa['per_s']:.0f} vs coturn {ca['per_s']:.0f} "
+                      f"({oa['per_s'] / ca['per_s']:.2f}×), server CPU {oa['server_us']:.1f} vs "
+                      f"{ca['server_us']:.1f} µs per allocation")
+    if "ours" in all_results and "coturn" in all_results:
         print("\n| scenario | load | ours µs/pkt | coturn µs/pkt | ratio | ours loss | coturn loss |")
         print("|---|---|---|---|---|---|---|")
         for key in all_results["ours"]:

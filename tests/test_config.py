@@ -65,6 +65,15 @@ class ValueTests(unittest.TestCase):
             config = parse_config(f"[turn]\nallow_loopback_peers = {text}\n")
             self.assertIs(config.turn.allow_loopback_peers, value)
 
+    def test_turn_workers(self) -> None:
+        """`[turn] workers` is 1 by default and takes 1 to 16; 0 and 17 are errors naming the key."""
+        self.assertEqual(parse_config("", "t.ini").turn.workers, 1)
+        self.assertEqual(parse_config("[turn]\nworkers = 16\n", "t.ini").turn.workers, 16)
+        for bad in ("0", "17", "two"):
+            with self.assertRaises(ConfigError) as ctx:
+                parse_config(f"[turn]\nworkers = {bad}\n", "t.ini")
+            self.assertEqual((ctx.exception.section, ctx.exception.key), ("turn", "workers"))
+
     def test_components_can_be_switched_off(self) -> None:
         """enabled = no turns a component off and check-config shows nothing for it."""
         from webrtcstack.service import describe_listeners

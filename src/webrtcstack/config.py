@@ -335,6 +335,7 @@ class TurnSection:
     max_bps: int = _key("0", _int_in(0, 10_000_000_000), "relayed bits per second per allocation, each direction (0: no limit)")
     max_tcp_connections: int = _key("10000", _int_in(1, 1_000_000), "client TCP/TLS connections at once")
     max_frame_bytes: int = _key("65540", _int_in(548, 65540), "the largest STUN or ChannelData frame accepted on a stream")
+    workers: int = _key("1", _int_in(1, 16), "processes serving the [turn] listen sockets (SO_REUSEPORT; 1: this process only); relay_ports and total_quota are split between them, user_quota holds per process")
     unauthenticated_replies_per_second: int = _key("20", _int_in(1, 100000), "401 replies per source address per second; more are dropped")
 
 

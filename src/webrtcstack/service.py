@@ -12,6 +12,7 @@ timer, so a stopped stack leaves nothing behind.
 
 from __future__ import annotations
 
+import os
 import secrets
 from typing import Any
 
@@ -46,6 +47,9 @@ def describe_listeners(config: StackConfig) -> list[str]:
         low, high = config.turn.relay_ports
         relay_ips = ", ".join(config.turn.relay_ip) or "0.0.0.0, ::"
         lines.append(f"TURN relay udp      {relay_ips} ports {low}-{high}")
+        if config.turn.workers > 1:
+            lines.append(f"TURN workers        {config.turn.workers} processes share the udp+tcp listeners "
+                         f"(SO_REUSEPORT); TLS in the main one")
     if config.http.enabled:
         for ep in config.http.listen:
             lines.append(f"HTTP/WS    tcp      {ep}")
@@ -134,7 +138,9 @@ def _wire_turn(runtime: StackRuntime, config: StackConfig, driver: Any, auth_sec
         engine.draining = True
 
     runtime.drainers.append(drain)
-    runtime.reloaders.append(lambda new: _reconfigure_turn(engine, new, reload_auth_secrets(new, auth_secrets)))
+    shard = getattr(driver, "shard", None)
+    runtime.reloaders.append(lambda new: _reconfigure_turn(engine, new, reload_auth_secrets(new, auth_secrets),
+                                                           shard=shard))
 
     def make_tls_factory() -> Any:
         return TurnStreamFactory(driver, transport_kind=Transport.TLS,
@@ -144,14 +150,20 @@ def _wire_turn(runtime: StackRuntime, config: StackConfig, driver: Any, auth_sec
     return make_tls_factory
 
 
-def _reconfigure_turn(engine: Any, config: StackConfig, auth_secrets: tuple[str, ...]) -> None:
-    """Users, secrets, peer lists, quotas and limits from a reloaded config, for new requests."""
+def _reconfigure_turn(engine: Any, config: StackConfig, auth_secrets: tuple[str, ...], *, shard: Any = None) -> None:
+    """Users, secrets, peer lists, quotas and limits from a reloaded config, for new requests.
+
+    :param shard: the process's :class:`~webrtcstack.turn.adapters.driver.Shard`
+        (``[turn] workers``), whose share of ``total_quota`` applies.
+    """
     from webrtcstack.turn.adapters.driver import load_users
     from webrtcstack.turn.engine import TurnSettings
     from webrtcstack.turn.policy import PeerPolicy
 
     turn = config.turn
     settings = TurnSettings.from_section(turn, engine.settings.relay_hosts, engine.settings.advertised_hosts)
+    if shard is not None:
+        settings.total_quota = shard.total_quota(settings.total_quota)
     policy = PeerPolicy(allow_loopback=turn.allow_loopback_peers, denied=turn.denied_peers, allowed=turn.allowed_peers)
     engine.reconfigure(settings, load_users(config), auth_secrets, policy)
 
@@ -202,11 +214,22 @@ def build_service(config: StackConfig, reactor: Any, *, notifier: Any = None,
 
     turn_tls_maker = None
     if config.turn.enabled:
-        from webrtcstack.turn.adapters.driver import build_turn_services
+        from webrtcstack.turn.adapters.driver import Shard, build_turn_services
 
-        turn_services = list(build_turn_services(config, reactor, auth_secrets))
+        shard = None
+        nonce_key = None
+        if config.turn.workers > 1:
+            from webrtcstack.turn.adapters.workers import check_workers_config
+
+            check_workers_config(config)
+            shard = Shard(0, config.turn.workers)
+            # One nonce key for every worker: a nonce stays good if the kernel moves a client.
+            nonce_key = os.urandom(32)
+        turn_services = list(build_turn_services(config, reactor, auth_secrets, shard=shard, nonce_key=nonce_key))
         children += turn_services
         turn_tls_maker = _wire_turn(runtime, config, _turn_driver(turn_services), auth_secrets)
+        if nonce_key is not None:
+            children.append(_wire_workers(runtime, config, reactor, nonce_key, auth_secrets))
 
     app = None
     http_budget = None
@@ -243,6 +266,47 @@ def build_service(config: StackConfig, reactor: Any, *, notifier: Any = None,
         if hasattr(child, "endpoint") and hasattr(child, "bound_port"):
             runtime.listeners.append(child)
     return top
+
+
+def _wire_workers(runtime: StackRuntime, config: StackConfig, reactor: Any, nonce_key: bytes,
+                  auth_secrets: tuple[str, ...]) -> service.IService:
+    """The TURN worker processes (shards 1..N-1), hooked into metrics, reload and drain."""
+    from webrtcstack.turn.adapters.workers import TurnWorkersService
+
+    workers = TurnWorkersService(config, reactor, nonce_key=nonce_key, auth_secrets=auth_secrets)
+    # In shard order after the main process's own counters (shard 0).
+    runtime.turn_counters.extend(w.counters for w in workers.workers)
+    runtime.turn_workers.extend(workers.workers)
+    runtime.busy_counters.append(workers.busy)
+    runtime.drainers.append(workers.drain)
+    runtime.reloaders.append(workers.reload)
+    return workers
+
+
+def build_worker_service(config: StackConfig, reactor: Any, shard: Any, *, nonce_key: bytes,
+                         auth_secrets: tuple[str, ...]) -> tuple[StackService, Any]:
+    """One TURN worker process's stack: the ``[turn] listen`` sockets of shard ``shard`` only.
+
+    Reload (SIGHUP) and drain work as in the main process; no systemd, no
+    HTTP, no metrics listener (the parent reports our counters).
+
+    :returns: the top service and the TURN driver.
+    """
+    from webrtcstack.ops.systemd import SystemdNotifier
+    from webrtcstack.turn.adapters.driver import build_turn_services
+
+    runtime = StackRuntime(config, reactor)
+    top = StackService(runtime, reactor, notifier=SystemdNotifier(reactor, environ={}))
+    ProcessSetupService(config).setServiceParent(top)
+    secrets_in_force = config.turn.static_auth_secret or auth_secrets
+    turn_services = build_turn_services(config, reactor, secrets_in_force, shard=shard, nonce_key=nonce_key)
+    driver = _turn_driver(turn_services)
+    _wire_turn(runtime, config, driver, secrets_in_force)
+    for child in turn_services:
+        child.setServiceParent(top)
+        if hasattr(child, "endpoint") and hasattr(child, "bound_port"):
+            runtime.listeners.append(child)
+    return top, driver
 
 
 def _https_port(runtime: StackRuntime) -> int | None:

@@ -29,10 +29,13 @@ from webrtcstack.config import Endpoint
 log = Logger()
 
 
-def make_socket(kind: int, host: str, port: int, *, backlog: int = 1024) -> socket.socket:
+def make_socket(kind: int, host: str, port: int, *, backlog: int = 1024, reuse_port: bool = False) -> socket.socket:
     """Create, configure and bind a non-blocking socket (listening, if stream).
 
     :param kind: ``socket.SOCK_DGRAM`` or ``socket.SOCK_STREAM``.
+    :param reuse_port: set ``SO_REUSEPORT`` before binding, so several
+        processes (``[turn] workers``) bind the same address and the kernel
+        spreads clients between them by a hash of the 4-tuple.
     """
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, kind)
@@ -41,6 +44,8 @@ def make_socket(kind: int, host: str, port: int, *, backlog: int = 1024) -> sock
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
         if kind == socket.SOCK_STREAM:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind((host, port))
         if kind == socket.SOCK_STREAM:
             sock.listen(backlog)
@@ -63,9 +68,10 @@ def listen_udp(reactor: Any, host: str, port: int, protocol: DatagramProtocol,
     return listening
 
 
-def listen_tcp(reactor: Any, host: str, port: int, factory: Factory, backlog: int = 1024) -> IListeningPort:
+def listen_tcp(reactor: Any, host: str, port: int, factory: Factory, backlog: int = 1024, *,
+               reuse_port: bool = False) -> IListeningPort:
     """Bind a listening TCP socket (v6-only for IPv6 hosts) serving ``factory``."""
-    sock = make_socket(socket.SOCK_STREAM, host, port, backlog=backlog)
+    sock = make_socket(socket.SOCK_STREAM, host, port, backlog=backlog, reuse_port=reuse_port)
     try:
         listening = reactor.adoptStreamPort(sock.fileno(), sock.family, factory)
     finally:
@@ -82,8 +88,9 @@ class ListenerService(service.Service):
     """
 
     def __init__(self, reactor: Any, kind: str, endpoint: Endpoint, target: Any, *, what: str = "",
-                 optional: bool = False) -> None:
+                 optional: bool = False, reuse_port: bool = False) -> None:
         self.reactor = reactor
+        self.reuse_port = reuse_port
         self.kind = kind
         self.endpoint = endpoint
         self.target = target
@@ -99,7 +106,8 @@ class ListenerService(service.Service):
             if self.kind == "udp":
                 self.port = listen_udp(self.reactor, self.endpoint.host, self.endpoint.port, self.target)
             else:
-                self.port = listen_tcp(self.reactor, self.endpoint.host, self.endpoint.port, self.target)
+                self.port = listen_tcp(self.reactor, self.endpoint.host, self.endpoint.port, self.target,
+                                       reuse_port=self.reuse_port)
         except OSError as e:
             if not self.optional:
                 raise

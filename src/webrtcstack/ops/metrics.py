@@ -82,6 +82,21 @@ class StackCollector(Collector):
         for key, value in sorted(total.items()):
             alloc_total.add_metric(_labels(key, 2), value)
         yield alloc_total
+        if len(counters) > 1:
+            # [turn] workers: one TURN engine per process, the main one first (shard 0).
+            shards = CounterMetricFamily(f"{PREFIX}_turn_shard_allocations_created",
+                                         "TURN allocations made, by worker process ([turn] workers).", labels=["shard"])
+            for index, c in enumerate(counters):
+                shards.add_metric([str(index)], sum(c.allocations_total.values()))
+            yield shards
+        if rt.turn_workers:
+            up = GaugeMetricFamily(f"{PREFIX}_turn_worker_up",
+                                   "1 while a TURN worker process runs and reports ([turn] workers; shard 0 is this one).",
+                                   labels=["shard"])
+            up.add_metric(["0"], 1)
+            for worker in rt.turn_workers:
+                up.add_metric([str(worker.index)], 1 if worker.reports and not worker.exited else 0)
+            yield up
         yield GaugeMetricFamily(f"{PREFIX}_turn_permissions", "TURN permissions now.",
                                 value=sum(c.permissions_active for c in counters))
         yield GaugeMetricFamily(f"{PREFIX}_turn_channel_bindings", "TURN channel bindings now.",

@@ -53,6 +53,8 @@ class StackRuntime:
         self.cert_store: Any = None
         #: :class:`webrtcstack.turn.allocation.TurnCounters`, one per TURN engine.
         self.turn_counters: list[Any] = []
+        #: ``[turn] workers`` child processes (``.index``, ``.reports``, ``.exited``), shards 1..N-1.
+        self.turn_workers: list[Any] = []
         #: Callables returning (permissions, channel bindings) in force, when a component can tell.
         self.turn_gauges: list[Callable[[], dict[str, Any]]] = []
         #: Signaling hubs (``.counters``, ``.storage``).

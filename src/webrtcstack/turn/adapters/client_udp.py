@@ -230,13 +230,13 @@ class _BoundUdp:
 class TurnUdpService(ListenerService):
     """Binds one UDP listener on start, closes it on stop (a ``ListenerService`` of kind udp)."""
 
-    def __init__(self, driver: Any, endpoint: Endpoint) -> None:
-        ListenerService.__init__(self, driver.reactor, "udp", endpoint, None, what="STUN/TURN")
+    def __init__(self, driver: Any, endpoint: Endpoint, *, reuse_port: bool = False) -> None:
+        ListenerService.__init__(self, driver.reactor, "udp", endpoint, None, what="STUN/TURN", reuse_port=reuse_port)
         self.driver = driver
         self.listener: TurnUdpListener | None = None
 
     def startService(self) -> None:
-        sock = make_socket(socket.SOCK_DGRAM, self.endpoint.host, self.endpoint.port)
+        sock = make_socket(socket.SOCK_DGRAM, self.endpoint.host, self.endpoint.port, reuse_port=self.reuse_port)
         set_buffers(sock, LISTENER_BUFFER_BYTES)
         self.listener = TurnUdpListener(self.driver, sock)
         self.driver.reactor.addReader(self.listener)

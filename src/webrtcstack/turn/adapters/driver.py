@@ -39,7 +39,8 @@ from webrtcstack.turn.five_tuple import Transport
 from webrtcstack.turn.policy import PeerPolicy
 from webrtcstack.sockets import ListenerService
 
-__all__ = ["TurnDriver", "TurnEngineService", "build_turn_services", "relay_addresses", "load_users"]
+__all__ = ["TurnDriver", "TurnEngineService", "build_turn_services", "relay_addresses", "load_users",
+           "Shard", "shard_settings"]
 
 log = Logger()
 _WILDCARD = {4: "0.0.0.0", 6: "::"}
@@ -105,6 +106,43 @@ def relay_addresses(config: StackConfig) -> tuple[dict[int, str], dict[int, str]
     return bind, advertised
 
 
+class Shard:
+    """This process's part of ``[turn] workers``: index ``index`` of ``count``.
+
+    Shard 0 is the main process.  Each shard relays from its own slice of
+    ``relay_ports`` (so no two processes draw the same port) and holds
+    ``ceil(total_quota / count)`` allocations at most; ``user_quota`` holds
+    per process.
+    """
+
+    def __init__(self, index: int = 0, count: int = 1) -> None:
+        if not 0 <= index < count:
+            raise ValueError(f"shard {index} of {count}")
+        self.index = index
+        self.count = count
+
+    def relay_ports(self, ports: tuple[int, int]) -> tuple[int, int]:
+        """This shard's slice of the relay port range (the slices are disjoint and cover it)."""
+        low, high = ports
+        size = high - low + 1
+        if size < self.count:
+            raise ValueError(f"[turn] relay_ports {low}-{high} has fewer ports than [turn] workers = {self.count}")
+        start = low + size * self.index // self.count
+        end = low + size * (self.index + 1) // self.count - 1
+        return start, end
+
+    def total_quota(self, total: int) -> int:
+        """This shard's share of ``total_quota`` (rounded up)."""
+        return -(-total // self.count)
+
+
+def shard_settings(settings: TurnSettings, shard: Shard, ports: tuple[int, int]) -> TurnSettings:
+    """``settings`` with this shard's relay ports and total quota (``ports``: the whole range)."""
+    settings.relay_ports = shard.relay_ports(ports)
+    settings.total_quota = shard.total_quota(settings.total_quota)
+    return settings
+
+
 def load_users(config: StackConfig) -> list[tuple[str, str]]:
     """Static users from ``users`` and ``users_file`` (the file wins on a clash)."""
     users = list(config.turn.users)
@@ -124,6 +162,8 @@ class TurnDriver:
         self.binding = binding or BindingHandler(engine.settings.software)
         self.stream_connections = 0
         self.stopped = False
+        #: This process's part of ``[turn] workers`` (None: the only process).
+        self.shard: Shard | None = None
         self._timer: IDelayedCall | None = None
         self.log_interval_s = log_interval_s
         self._auth_logs: dict[str, RateLimitedLog] = {}
@@ -230,30 +270,46 @@ class TurnEngineService(service.Service):
         self.driver.stop()
 
 
-def build_engine(config: StackConfig, reactor: Any, auth_secrets: tuple[str, ...]) -> TurnDriver:
-    """The engine and its driver, from the config."""
+def build_engine(config: StackConfig, reactor: Any, auth_secrets: tuple[str, ...], *, shard: Shard | None = None,
+                 nonce_key: bytes | None = None) -> TurnDriver:
+    """The engine and its driver, from the config.
+
+    :param shard: this process's shard (``[turn] workers``); None: the only one.
+    :param nonce_key: the nonce HMAC key, shared by every worker so that a
+        nonce one process issued is good in the others; None: a random one.
+    """
     turn = config.turn
     bind, advertised = relay_addresses(config)
     settings = TurnSettings.from_section(turn, bind, advertised)
+    if shard is not None:
+        shard_settings(settings, shard, turn.relay_ports)
     credentials = CredentialStore(turn.realm, load_users(config), auth_secrets, turn.rest_api_separator)
     policy = PeerPolicy(allow_loopback=turn.allow_loopback_peers, denied=turn.denied_peers,
                         allowed=turn.allowed_peers)
     opener = SocketRelayOpener(reactor)
-    engine = TurnEngine(settings, credentials, policy, opener)
+    engine = TurnEngine(settings, credentials, policy, opener, nonce_key=nonce_key)
     opener.counters = engine.counters
     return TurnDriver(engine, reactor)
 
 
-def build_turn_services(config: StackConfig, reactor: Any, auth_secrets: tuple[str, ...]) -> list[service.IService]:
-    """The STUN/TURN listeners (UDP + TCP per ``listen`` endpoint) and the engine service."""
-    driver = build_engine(config, reactor, auth_secrets)
+def build_turn_services(config: StackConfig, reactor: Any, auth_secrets: tuple[str, ...], *,
+                        shard: Shard | None = None, nonce_key: bytes | None = None) -> list[service.IService]:
+    """The STUN/TURN listeners (UDP + TCP per ``listen`` endpoint) and the engine service.
+
+    With a ``shard`` of more than one, every listener is bound with
+    ``SO_REUSEPORT`` (the other workers bind the same addresses) and the
+    engine gets the shard's relay ports and quota (see :class:`Shard`).
+    """
+    driver = build_engine(config, reactor, auth_secrets, shard=shard, nonce_key=nonce_key)
+    driver.shard = shard
+    reuse = shard is not None and shard.count > 1
     services: list[service.IService] = [TurnEngineService(driver)]
     for ep in config.turn.listen:
-        services.append(TurnUdpService(driver, ep))
+        services.append(TurnUdpService(driver, ep, reuse_port=reuse))
         factory = TurnStreamFactory(driver, transport_kind=Transport.TCP,
                                     max_connections=config.turn.max_tcp_connections,
                                     max_frame_bytes=config.turn.max_frame_bytes)
-        services.append(ListenerService(reactor, "tcp", ep, factory, what="STUN/TURN"))
+        services.append(ListenerService(reactor, "tcp", ep, factory, what="STUN/TURN", reuse_port=reuse))
     log.info("TURN relays bind {bind}, advertise {advertised}", bind=driver.engine.settings.relay_hosts,
              advertised=driver.engine.settings.advertised_hosts)
     return services

@@ -1,0 +1,224 @@
+"""``[turn] workers = 2`` under twistd: both processes allocate and relay, metrics add up, SIGTERM leaves no child."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+from twisted.trial import unittest
+
+from tests.turn import msgs
+from tests.turn.stack import free_port
+from webrtcstack.stun.constants import AttrType, MessageClass, Method
+from webrtcstack.turn.auth import long_term_key
+
+TWISTD = [sys.executable, "-c", "import sys; sys.argv[0] = 'twistd'; from twisted.scripts.twistd import run; run()"]
+USER, PASSWORD, REALM = "glokta", "practical-frost", "adua"
+KEY = long_term_key(USER, REALM, PASSWORD)
+CLIENTS = 64
+RELAY_LOW, RELAY_HIGH = 41000, 41999
+
+
+def children_of(pid: int) -> list[int]:
+    """Pids whose parent is ``pid`` (from /proc)."""
+    found = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        # The command name may hold spaces; the fields after the last ")" are fixed.
+        if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+            found.append(int(name))
+    return found
+
+
+def alive(pid: int) -> bool:
+    """True while ``pid`` exists and is not a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def wait_gone(pids: list[int], timeout: float = 10) -> list[int]:
+    """The pids still alive after waiting up to ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        left = [p for p in pids if alive(p)]
+        if not left:
+            return []
+        time.sleep(0.05)
+    return [p for p in pids if alive(p)]
+
+
+def exchange(sock: socket.socket, data: bytes) -> msgs.Message:
+    """Send one request and read its reply (blocking, with the socket's timeout)."""
+    sock.send(data)
+    return msgs.decode(sock.recv(65535))
+
+
+def allocate(sock: socket.socket) -> tuple[tuple[str, int], bytes]:
+    """A UDP allocation (401 first, then signed); the relayed address and the nonce."""
+    transport = [(AttrType.REQUESTED_TRANSPORT, bytes((17, 0, 0, 0)))]
+    challenge = exchange(sock, msgs.encode(Method.ALLOCATE, MessageClass.REQUEST, os.urandom(12), transport))
+    nonce = challenge.get(AttrType.NONCE)
+    tid = os.urandom(12)
+    signed = transport + [(AttrType.USERNAME, USER.encode()), (AttrType.REALM, REALM.encode()), (AttrType.NONCE, nonce)]
+    reply = exchange(sock, msgs.encode(Method.ALLOCATE, MessageClass.REQUEST, tid, signed, key=KEY, fingerprint=True))
+    assert reply.msg_class == MessageClass.SUCCESS, reply.get(AttrType.ERROR_CODE)
+    relayed = msgs.parse_xor_address(reply.get(AttrType.XOR_RELAYED_ADDRESS), tid)
+    assert relayed is not None
+    return relayed, nonce
+
+
+def signed_request(sock: socket.socket, nonce: bytes, method: int, attrs: list[tuple[int, bytes]],
+                   tid: bytes) -> msgs.Message:
+    """A request with long-term credentials; its reply."""
+    signed = attrs + [(AttrType.USERNAME, USER.encode()), (AttrType.REALM, REALM.encode()), (AttrType.NONCE, nonce)]
+    return exchange(sock, msgs.encode(method, MessageClass.REQUEST, tid, signed, key=KEY, fingerprint=True))
+
+
+class TurnWorkersTests(unittest.TestCase):
+    timeout = 90
+
+    def setUp(self) -> None:
+        self.port = free_port()
+        self.metrics_port = free_port()
+        self.path = os.path.abspath(self.mktemp())
+        with open(self.path, "w") as f:
+            f.write(f"[stack]\ndrain_seconds = 2\n[turn]\nlisten = 127.0.0.1:{self.port}\nrealm = {REALM}\n"
+                    f"relay_ip = 127.0.0.1\nrelay_ports = {RELAY_LOW}-{RELAY_HIGH}\nallow_loopback_peers = yes\n"
+                    f"users = {USER}:{PASSWORD}\nworkers = 2\nunauthenticated_replies_per_second = 1000\nuser_quota = 100\n"
+                    f"[http]\nenabled = no\n"
+                    f"[metrics]\nlisten = 127.0.0.1:{self.metrics_port}\n")
+        self.log = open(self.path + ".log", "wb")
+        self.addCleanup(self.log.close)
+        self.proc = subprocess.Popen(TWISTD + ["-n", "--pidfile=", "--logfile=-", "webrtcstack", "-c", self.path],
+                                     stdout=self.log, stderr=subprocess.STDOUT, cwd=os.path.dirname(self.path))
+        self.addCleanup(self.kill_all)
+        self.wait_metric(r'webrtcstack_turn_worker_up\{shard="1"\} 1\.0', 30)
+        self.children = children_of(self.proc.pid)
+        self.assertEqual(len(self.children), 1, self.output())
+
+    def output(self) -> str:
+        with open(self.path + ".log", "rb") as f:
+            return f.read().decode(errors="replace")[-4000:]
+
+    def kill_all(self) -> None:
+        for pid in [self.proc.pid] + getattr(self, "children", []):
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)
+        if self.proc.poll() is None:
+            self.proc.wait(10)
+
+    def metrics(self) -> str:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as r:
+            return str(r.read().decode())
+
+    def wait_metric(self, pattern: str, timeout: float = 10) -> str:
+        deadline = time.monotonic() + timeout
+        text = ""
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                self.fail(f"twistd exited: {self.output()}")
+            try:
+                text = self.metrics()
+            except OSError:
+                text = ""
+            if re.search(pattern, text):
+                return text
+            time.sleep(0.1)
+        self.fail(f"no {pattern!r} in the metrics:\n{text}\n{self.output()}")
+
+    def client(self) -> socket.socket:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.addCleanup(sock.close)
+        sock.settimeout(5)
+        sock.connect(("127.0.0.1", self.port))
+        return sock
+
+    def test_both_processes_allocate_and_relay(self) -> None:
+        """64 client ports get STUN Binding answers and allocations from both shards' relay ranges; each shard relays; the metrics sum both."""
+        clients = [self.client() for _ in range(CLIENTS)]
+        for sock in clients:
+            reply = exchange(sock, msgs.encode(Method.BINDING, MessageClass.REQUEST, os.urandom(12), []))
+            self.assertEqual(reply.msg_class, MessageClass.SUCCESS)
+        allocations = [allocate(sock) for sock in clients]
+        relayed = [address for address, _ in allocations]
+        middle = RELAY_LOW + (RELAY_HIGH - RELAY_LOW + 1) // 2
+        shard0 = [i for i, (_, port) in enumerate(relayed) if RELAY_LOW <= port < middle]
+        shard1 = [i for i, (_, port) in enumerate(relayed) if middle <= port <= RELAY_HIGH]
+        self.assertEqual(len(shard0) + len(shard1), CLIENTS)
+        self.assertTrue(shard0 and shard1, relayed)
+
+        peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.addCleanup(peer.close)
+        peer.bind(("127.0.0.1", 0))
+        peer.settimeout(5)
+        peer_addr = peer.getsockname()
+        for index in (shard0[0], shard1[0]):
+            sock = clients[index]
+            tid = os.urandom(12)
+            reply = signed_request(sock, allocations[index][1], Method.CREATE_PERMISSION,
+                                   [(AttrType.XOR_PEER_ADDRESS, msgs.xor_address(*peer_addr, tid))], tid)
+            self.assertEqual(reply.msg_class, MessageClass.SUCCESS)
+            tid = os.urandom(12)
+            sock.send(msgs.encode(Method.SEND, MessageClass.INDICATION, tid,
+                                  [(AttrType.XOR_PEER_ADDRESS, msgs.xor_address(*peer_addr, tid)),
+                                   (AttrType.DATA, b"to peer %d" % index)]))
+            data, source = peer.recvfrom(65535)
+            self.assertEqual((data, source), (b"to peer %d" % index, relayed[index]))
+            peer.sendto(b"to client %d" % index, relayed[index])
+            indication = msgs.decode(sock.recv(65535))
+            self.assertEqual((indication.method, indication.get(AttrType.DATA)), (Method.DATA, b"to client %d" % index))
+
+        text = self.wait_metric(
+            rf'webrtcstack_turn_allocations_created_total\{{family="ipv4",transport="udp"\}} {CLIENTS}\.0', 10)
+        per_shard = {int(s): float(v) for s, v in
+                     re.findall(r'webrtcstack_turn_shard_allocations_created_total\{shard="(\d)"\} (\S+)', text)}
+        self.assertEqual(per_shard, {0: len(shard0), 1: len(shard1)})
+        relayed_to_peer = re.search(r'webrtcstack_turn_relayed_packets_total\{direction="to_peer"\} (\S+)', text)
+        self.assertIsNotNone(relayed_to_peer)
+
+    def test_sigterm_stops_every_process(self) -> None:
+        """SIGTERM to twistd, with allocations up in both, drains and stops the main process and its worker: no process is left."""
+        for _ in range(16):
+            allocate(self.client())
+        self.proc.send_signal(signal.SIGTERM)
+        self.assertIn(self.proc.wait(30), (0, -signal.SIGTERM))
+        self.assertEqual(wait_gone(self.children), [])
+        self.assertIn("draining", self.output())
+
+    def test_sighup_reaches_the_worker(self) -> None:
+        """SIGHUP to twistd makes the worker re-read the config file too (its log says what it applied)."""
+        with open(self.path) as f:
+            text = f.read()
+        with open(self.path, "w") as f:
+            f.write(text.replace("user_quota = 100", "user_quota = 50"))
+        self.proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            lines = [line for line in self.output().splitlines() if "reloaded" in line and "user_quota" in line]
+            if any("turn-worker-1" in line for line in lines) and any("turn-worker-1" not in line for line in lines):
+                break
+            time.sleep(0.1)
+        else:
+            self.fail(f"no reload in both processes: {self.output()}")
+        self.assertEqual(children_of(self.proc.pid), self.children)
+
+    def test_worker_dies_with_the_parent(self) -> None:
+        """A worker whose parent is killed outright (SIGKILL) stops too."""
+        self.proc.kill()
+        self.proc.wait(10)
+        self.assertEqual(wait_gone(self.children), [])
