@@ -26,6 +26,7 @@ RESTART_KEYS: frozenset[tuple[str, str]] = frozenset({
     ("turn", "tls_listen"),
     ("turn", "relay_ports"),
     ("turn", "relay_ip"),
+    ("turn", "workers"),
     ("http", "enabled"),
     ("http", "listen"),
     ("http", "tls_listen"),
