@@ -197,3 +197,21 @@ class NonceTests(SynchronousTestCase):
         """A nonce from the future (clock step back) is stale."""
         nonces = NonceManager(600)
         self.assertFalse(nonces.check(nonces.issue("h", 1000), "h", 900))
+
+    def test_check_bytes(self) -> None:
+        """check_bytes takes the NONCE value as received and agrees with check; non-ASCII or junk never passes."""
+        nonces = NonceManager(600, FEATURE_PASSWORD_ALGORITHMS, key=b"k" * 32)
+        good = nonces.issue_bytes("192.0.2.1", 1000.0)
+        self.assertTrue(nonces.check_bytes(good, "192.0.2.1", 1001.0))
+        self.assertFalse(nonces.check_bytes(good, "192.0.2.2", 1001.0))
+        self.assertFalse(nonces.check_bytes(good, "192.0.2.1", 1600.0))
+        prefix = good[:-32]
+        for bad in (b"", b"garbage", good[:-1], good + b"A", prefix + b"!" * 32, prefix + "é".encode() * 16,
+                    prefix + b"\xff" * 32, good[:-2] + b"AA", prefix + b"A" * 32):
+            self.assertFalse(nonces.check_bytes(bad, "192.0.2.1", 1001.0), bad)
+            try:
+                text = bad.decode("utf-8")
+            except UnicodeDecodeError:
+                continue
+            self.assertFalse(nonces.check(text, "192.0.2.1", 1001.0), bad)
+        self.assertFalse(nonces.check("obMatJos2" + "é" * 36, "192.0.2.1", 1001.0))

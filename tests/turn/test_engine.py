@@ -14,7 +14,9 @@ from twisted.trial.unittest import SynchronousTestCase
 from webrtcstack.stun.constants import MAGIC_COOKIE, AttrType, Method, MessageClass
 from webrtcstack.turn.auth import PasswordAlgorithm, long_term_key, rest_password
 from webrtcstack.stun.message import Message, encode
-from webrtcstack.turn.engine import TurnSettings, encode_response
+from webrtcstack.stun.attributes import encode_value
+from webrtcstack.turn import engine as engine_module
+from webrtcstack.turn.engine import TurnSettings, encode_response, packed_xor_address
 from webrtcstack.turn.five_tuple import Transport
 from webrtcstack.turn.policy import PeerPolicy
 
@@ -522,6 +524,22 @@ class PermissionChannelTests(SynchronousTestCase):
         self.assertEqual(msgs.parse_xor_address(message.get(AttrType.XOR_PEER_ADDRESS), message.transaction_id), ("8.8.8.8", 999))
         self.assertEqual(self.engine.counters.dropped["no_permission"], 1)
 
+    def test_indication_id_made_on_first_data_indication(self) -> None:
+        """An allocation draws its Data indication transaction ID on its first Data indication, then keeps it."""
+        self.assertEqual(self.allocation._indication_id, b"")
+        self.client.create_permission("8.8.8.8")
+        self.allocation.handle_peer_datagram(b"a", ("8.8.8.8", 1), 1)
+        self.allocation.handle_peer_datagram(b"b", ("8.8.8.8", 2), 1)
+        first, second = (msgs.decode(d) for d in self.client.received)
+        self.assertEqual(len(first.transaction_id), 12)
+        self.assertNotEqual(first.transaction_id, bytes(12))
+        self.assertEqual(first.transaction_id, second.transaction_id)
+        other = Client(self.engine, ("198.51.100.8", 40000))
+        other.allocate()
+        other.create_permission("8.8.8.8")
+        self.engine.allocations[other.five_tuple].handle_peer_datagram(b"c", ("8.8.8.8", 1), 1)
+        self.assertNotEqual(msgs.decode(other.received[-1]).transaction_id, first.transaction_id)
+
     def test_permission_expiry(self) -> None:
         """A permission lasts 300 s; after that peer data is dropped."""
         self.client.create_permission("8.8.8.8", now=0)
@@ -814,6 +832,26 @@ class AuthFailureListenerTests(SynchronousTestCase):
 
 
 class EncodeResponseTests(SynchronousTestCase):
+    def test_packed_xor_address(self) -> None:
+        """packed_xor_address writes the codec's XOR-address bytes for IPv4, IPv6 and scoped hosts, cached or not."""
+        for tid in (bytes(12), bytes(range(12)), b"\xff" * 12):
+            xor_key = MAGIC_COOKIE.to_bytes(4, "big") + tid
+            for address in (("203.0.113.5", 50000), ("127.0.0.1", 0), ("2001:db8::7", 65535),
+                            ("::ffff:192.0.2.1", 3478), ("fe80::1%lo", 1)):
+                expected = encode_value(AttrType.XOR_MAPPED_ADDRESS, address, xor_key)
+                self.assertEqual(packed_xor_address(address, xor_key), expected, address)
+                self.assertEqual(packed_xor_address(address, xor_key), expected, address)  # from the table
+        with self.assertRaises(ValueError):
+            packed_xor_address(("not-an-ip", 1), bytes(16))
+
+    def test_packed_xor_address_table_bounded(self) -> None:
+        """The host table is emptied when full, so a flood of client addresses cannot grow it."""
+        self.patch(engine_module, "_HOST_HEADS", {})
+        self.patch(engine_module, "_HOST_HEADS_MAX", 4)
+        for i in range(10):
+            packed_xor_address((f"192.0.2.{i}", 1), bytes(16))
+            self.assertLessEqual(len(engine_module._HOST_HEADS), 4)
+
     def test_same_bytes_as_the_codec(self) -> None:
         """The engine's response encoder writes what the STUN codec's encode writes, for every signing choice."""
         tid = bytes(range(12))

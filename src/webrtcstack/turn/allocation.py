@@ -182,7 +182,9 @@ class Allocation:
         self.label: tuple[str, str] = ("", "")
         # Per-allocation transaction ID for Data indications (a debugging aid
         # only, RFC 8489 §6), and pre-encoded XOR-PEER-ADDRESS attributes.
-        self._indication_id = os.urandom(12)
+        # Made on the first Data indication (most allocations relay ChannelData only),
+        # which saves a getrandom call per Allocate.
+        self._indication_id = b""
         self._peer_attrs: dict[Address, bytes] = {}
         # XOR-PEER-ADDRESS values of Send indications already decoded (IPv4 only:
         # their XOR key is the magic cookie alone, so the bytes name the peer).
@@ -220,6 +222,8 @@ class Allocation:
         else:
             attr = self._peer_attrs.get(peer)
             if attr is None:
+                if not self._indication_id:
+                    self._indication_id = os.urandom(12)
                 if len(self._peer_attrs) > 256:
                     self._peer_attrs.clear()
                 value = xor_address_value(peer, self._indication_id)

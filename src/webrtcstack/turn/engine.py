@@ -45,7 +45,7 @@ import struct
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
-from webrtcstack.stun.attributes import encode_value, unpack_address
+from webrtcstack.stun.attributes import encode_value, pack_address, unpack_address
 from webrtcstack.stun.constants import FINGERPRINT_XOR, MAGIC_COOKIE_BYTES, AttrType, Method, MessageClass
 from webrtcstack.stun.errors import StunDecodeError
 from webrtcstack.stun.integrity import verify_fingerprint, verify_integrity, verify_integrity_sha256
@@ -70,6 +70,7 @@ _CHANNEL = struct.Struct("!HH")
 _UDP = 17
 _FAMILY_CODE = {1: 4, 2: 6}
 _FAMILY_NAME = {4: "ipv4", 6: "ipv6"}
+_TRANSPORT_NAME = {t: t.name.lower() for t in Transport}
 _OUR_ALGORITHMS = (PasswordAlgorithm.MD5, PasswordAlgorithm.SHA256)
 #: Our PASSWORD-ALGORITHMS value as sent, to compare with the client's echo byte for byte.
 _PASSWORD_ALGORITHMS_VALUE = encode_value(AttrType.PASSWORD_ALGORITHMS, tuple((a, b"") for a in _OUR_ALGORITHMS), b"")
@@ -525,11 +526,7 @@ class TurnEngine:
                 return self._error(message, 400, (), None, first)
             algorithm = PasswordAlgorithm(value)
         # Step 4: the nonce must be ours, for this address, and fresh -> else 438.
-        try:
-            nonce_text = nonce.decode("utf-8")
-        except UnicodeDecodeError:
-            nonce_text = ""
-        if not self.nonces.check(nonce_text, client_host, now):
+        if not self.nonces.check_bytes(nonce, client_host, now):
             self._auth_failure("stale_nonce", client_host, now)
             return self._challenge(message, first, 438, client_host, now)
         if realm != self._realm_value:
@@ -661,18 +658,21 @@ class TurnEngine:
             allocation.bucket_to_client = TokenBucket(s.max_bps, s.max_bps, now)
         self.allocations[five_tuple] = allocation
         self.user_allocations[auth.username] = self.user_allocations.get(auth.username, 0) + 1
-        label = (_FAMILY_NAME[families[0]] if len(allocation.relays) == 1 else "dual", five_tuple.transport.name.lower())
+        label = (_FAMILY_NAME[families[0]] if len(allocation.relays) == 1 else "dual",
+                 _TRANSPORT_NAME[five_tuple.transport])
         self.counters.allocations_active[label] = self.counters.allocations_active.get(label, 0) + 1
         self.counters.allocations_total[label] = self.counters.allocations_total.get(label, 0) + 1
         allocation.label = label
         self._schedule(allocation.expires_at, "allocation", allocation)
-        # Step 10: the success response.
+        # Step 10: the success response (address values packed here, as the codec would).
+        xor_key = MAGIC_COOKIE_BYTES + message.transaction_id
         attrs: list[tuple[int, Any]] = [
-            (AttrType.XOR_RELAYED_ADDRESS, address) for address in allocation.relayed_addresses.values()
+            (AttrType.XOR_RELAYED_ADDRESS, packed_xor_address(address, xor_key))
+            for address in allocation.relayed_addresses.values()
         ]
-        attrs.append((AttrType.LIFETIME, int(lifetime)))
+        attrs.append((AttrType.LIFETIME, int(lifetime).to_bytes(4, "big")))
         attrs.extend(extra)
-        attrs.append((AttrType.XOR_MAPPED_ADDRESS, five_tuple.client))
+        attrs.append((AttrType.XOR_MAPPED_ADDRESS, packed_xor_address(five_tuple.client, xor_key)))
         return attrs
 
     def _lifetime(self, value: bytes | None, allow_zero: bool) -> float:
@@ -998,6 +998,34 @@ def encode_response(method: int, msg_class: int, transaction_id: bytes, attrs: I
     if len(body) > 0xFFFF:
         raise ValueError("message too long")
     return pack(msg_type, len(body)) + xor_key + body
+
+
+_HOST_HEADS: dict[str, tuple[bytes, int, int]] = {}
+_HOST_HEADS_MAX = 4096
+_MAGIC_HIGH = int.from_bytes(MAGIC_COOKIE_BYTES[:2], "big")
+
+
+def packed_xor_address(address: Address, xor_key: bytes) -> bytes:
+    """An XOR-…-ADDRESS value: the same bytes as the codec's ``encode_value`` for it.
+
+    The host's packed form (from the codec's :func:`pack_address`, so the
+    same parsing and the same errors) is kept per host text in a bounded
+    table: every Allocate answer carries two addresses, and parsing the text
+    each time was a measurable part of the request path.
+
+    :param xor_key: the magic cookie and the transaction ID (16 bytes).
+    :raises ValueError: if the host is not an IP address.
+    """
+    host, port = address
+    entry = _HOST_HEADS.get(host)
+    if entry is None:
+        plain = pack_address((host, 0), None)
+        if len(_HOST_HEADS) >= _HOST_HEADS_MAX:
+            _HOST_HEADS.clear()
+        entry = _HOST_HEADS[host] = (plain[:2], int.from_bytes(plain[4:], "big"), len(plain) - 4)
+    head, packed, n = entry
+    return (head + (port ^ _MAGIC_HIGH).to_bytes(2, "big")
+            + (packed ^ int.from_bytes(xor_key[:n], "big")).to_bytes(n, "big"))
 
 
 def _xor_address(message: Message, value: bytes) -> tuple[str, int] | None:

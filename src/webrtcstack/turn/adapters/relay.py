@@ -43,7 +43,7 @@ class RelayReader:
     """One bound relay socket of one allocation (implements ``turn.allocation.Relay``)."""
 
     def __init__(self, reactor: Any, sock: socket.socket, allocation: Allocation, counters: TurnCounters,
-                 address: tuple[str, int] | None = None) -> None:
+                 address: tuple[str, int] | None = None, v6: bool | None = None) -> None:
         self.reactor = reactor
         self.sock = sock
         self.address: tuple[str, int] = address if address is not None else sock.getsockname()[:2]
@@ -51,7 +51,8 @@ class RelayReader:
         self.counters = counters
         self.sendto = sock.sendto
         self._fd = sock.fileno()
-        self._v6 = sock.family == socket.AF_INET6
+        # ``sock.family`` builds an enum member per read: the opener knows the family already.
+        self._v6 = v6 if v6 is not None else sock.family == socket.AF_INET6
 
     # -- Relay (core-facing) ------------------------------------------------
 
@@ -135,7 +136,7 @@ class SocketRelayOpener:
         except BaseException:
             sock.close()
             raise
-        relay = RelayReader(self.reactor, sock, allocation, allocation.counters, (host, port))
+        relay = RelayReader(self.reactor, sock, allocation, allocation.counters, (host, port), v6)
         self.reactor.addReader(relay)
         self.open_count += 1
         return relay
