@@ -106,6 +106,23 @@ class StackServiceTests(unittest.TestCase):
         self.assertEqual(effective_auth_secrets(given), ("one-secret-1", "two-secret-2"))
 
 
+class ProcessSetupTests(unittest.TestCase):
+    def test_start_up_objects_are_frozen_once_the_reactor_runs(self) -> None:
+        """Starting the stack schedules gc.freeze for when the reactor runs, after every service is built."""
+        import gc
+
+        from webrtcstack.service import ProcessSetupService
+
+        calls: list[object] = []
+
+        class FakeReactor:
+            def callWhenRunning(self, f, *args):  # type: ignore[no-untyped-def]
+                calls.append(f)
+
+        ProcessSetupService(parse_config(""), FakeReactor()).startService()
+        self.assertEqual(calls, [gc.freeze])
+
+
 class TwistdProcessTests(unittest.TestCase):
     def test_twistd_serves_stun_and_exits_cleanly_on_sigterm(self) -> None:
         """`twistd -n webrtcstack -c FILE` answers STUN on UDP and TCP, then SIGTERM shuts it down cleanly and frees the ports."""
