@@ -21,7 +21,9 @@ PEER = ("8.8.8.8", 7)
 OTHER = ("8.8.4.4", 9)
 
 
-class ChannelExpiryTests(SynchronousTestCase):
+class BoundChannelCase(SynchronousTestCase):
+    """An allocation living 3600 s with channel 0x4000 bound to PEER at t=0."""
+
     def setUp(self) -> None:
         self.engine, self.opener = make_engine()
         self.client = Client(self.engine)
@@ -30,6 +32,9 @@ class ChannelExpiryTests(SynchronousTestCase):
         self.relay = self.opener.relays[0]
         self.allocation = self.engine.allocations[self.client.five_tuple]
         self.assertIsNone(error_code(self.client.channel_bind(0x4000, *PEER, now=0)))
+
+
+class ChannelExpiryTests(BoundChannelCase):
 
     def expire(self) -> None:
         """Keep the peer's permission alive, then let the channel's 600 s run out."""
@@ -107,7 +112,7 @@ class ChannelExpiryTests(SynchronousTestCase):
         self.assertEqual(self.engine.counters.permissions_active, 0)
 
 
-class ChannelPermissionTests(SynchronousTestCase):
+class ChannelPermissionTests(BoundChannelCase):
     """RFC 8656 §11.3: a peer datagram needs a permission for its IP before its channel counts.
 
     Channels last 600 s and permissions 300 s, so the relay-side table
@@ -115,15 +120,6 @@ class ChannelPermissionTests(SynchronousTestCase):
     the binding when the permission lapses and get it back when the
     permission is created again.
     """
-
-    def setUp(self) -> None:
-        self.engine, self.opener = make_engine()
-        self.client = Client(self.engine)
-        self.client.allocate(now=0)
-        self.client.refresh(3600, now=0)
-        self.relay = self.opener.relays[0]
-        self.allocation = self.engine.allocations[self.client.five_tuple]
-        self.assertIsNone(error_code(self.client.channel_bind(0x4000, *PEER, now=0)))
 
     def from_peer(self, payload: bytes, now: float, peer: tuple[str, int] = PEER) -> bytes | None:
         """Deliver one datagram from ``peer`` the way the relay socket does; what the client got, if anything."""

@@ -36,6 +36,14 @@ def _labels(key: Any, width: int) -> list[str]:
     return values + [""] * (width - len(values))
 
 
+def _by_label(family: type[Any], name: str, doc: str, labels: list[str], dicts: list[dict[Any, int]]) -> Metric:
+    """One labelled metric family from counter dicts summed over every engine (keys become label values)."""
+    metric = family(f"{PREFIX}_{name}", doc, labels=labels)
+    for key, value in sorted(_sum_dicts(dicts).items()):
+        metric.add_metric(_labels(key, len(labels)), value)
+    return metric
+
+
 class StackCollector(Collector):
     """Yields the stack's metric families from a :class:`StackRuntime`."""
 
@@ -71,17 +79,11 @@ class StackCollector(Collector):
 
     def _turn(self, rt: StackRuntime) -> Iterator[Metric]:
         counters = rt.turn_counters
-        active = _sum_dicts([c.allocations_active for c in counters])
-        total = _sum_dicts([c.allocations_total for c in counters])
-        alloc = GaugeMetricFamily(f"{PREFIX}_turn_allocations", "TURN allocations now.", labels=["family", "transport"])
-        for key, value in sorted(active.items()):
-            alloc.add_metric(_labels(key, 2), value)
-        yield alloc
-        alloc_total = CounterMetricFamily(f"{PREFIX}_turn_allocations_created", "TURN allocations made.",
-                                          labels=["family", "transport"])
-        for key, value in sorted(total.items()):
-            alloc_total.add_metric(_labels(key, 2), value)
-        yield alloc_total
+        family_transport = ["family", "transport"]
+        yield _by_label(GaugeMetricFamily, "turn_allocations", "TURN allocations now.", family_transport,
+                        [c.allocations_active for c in counters])
+        yield _by_label(CounterMetricFamily, "turn_allocations_created", "TURN allocations made.", family_transport,
+                        [c.allocations_total for c in counters])
         if len(counters) > 1:
             # [turn] workers: one TURN engine per process, the main one first (shard 0).
             shards = CounterMetricFamily(f"{PREFIX}_turn_shard_allocations_created",
@@ -109,25 +111,16 @@ class StackCollector(Collector):
         octets.add_metric(["to_client"], sum(c.bytes_to_client for c in counters))
         yield packets
         yield octets
-        requests = CounterMetricFamily(f"{PREFIX}_turn_requests", "STUN/TURN requests by method and result.",
-                                       labels=["method", "result"])
-        for key, value in sorted(_sum_dicts([c.requests for c in counters]).items()):
-            requests.add_metric(_labels(key, 2), value)
-        yield requests
-        auth = CounterMetricFamily(f"{PREFIX}_turn_auth_failures", "Failed authentications by reason.", labels=["reason"])
-        for key, value in sorted(_sum_dicts([c.auth_failures for c in counters]).items()):
-            auth.add_metric(_labels(key, 1), value)
-        yield auth
+        yield _by_label(CounterMetricFamily, "turn_requests", "STUN/TURN requests by method and result.",
+                        ["method", "result"], [c.requests for c in counters])
+        yield _by_label(CounterMetricFamily, "turn_auth_failures", "Failed authentications by reason.", ["reason"],
+                        [c.auth_failures for c in counters])
         yield CounterMetricFamily(f"{PREFIX}_turn_peers_denied", "Permissions or sends refused by the peer policy.",
                                   value=sum(c.peers_denied for c in counters))
-        quota = CounterMetricFamily(f"{PREFIX}_turn_quota_hits", "Requests refused by a quota, by quota.", labels=["quota"])
-        for key, value in sorted(_sum_dicts([c.quota_hits for c in counters]).items()):
-            quota.add_metric(_labels(key, 1), value)
-        yield quota
-        dropped = CounterMetricFamily(f"{PREFIX}_turn_dropped_packets", "Packets dropped, by reason.", labels=["reason"])
-        for key, value in sorted(_sum_dicts([c.dropped for c in counters]).items()):
-            dropped.add_metric(_labels(key, 1), value)
-        yield dropped
+        yield _by_label(CounterMetricFamily, "turn_quota_hits", "Requests refused by a quota, by quota.", ["quota"],
+                        [c.quota_hits for c in counters])
+        yield _by_label(CounterMetricFamily, "turn_dropped_packets", "Packets dropped, by reason.", ["reason"],
+                        [c.dropped for c in counters])
 
     def _web(self, rt: StackRuntime) -> Iterator[Metric]:
         rooms, clients = rt.room_counts()
@@ -140,13 +133,11 @@ class StackCollector(Collector):
                                   value=sum(h.counters.ws_errors for h in rt.hubs))
         messages = CounterMetricFamily(f"{PREFIX}_signaling_messages", "Signaling messages by outcome.", labels=["outcome"])
         for outcome in ("forwarded", "queued", "dropped"):
-            messages.add_metric([outcome], sum(getattr(h.counters, f"messages_{outcome}", 0) for h in rt.hubs))
+            messages.add_metric([outcome], sum(getattr(h.counters, f"messages_{outcome}") for h in rt.hubs))
         yield messages
-        oneport = CounterMetricFamily(f"{PREFIX}_oneport_connections", "Connections on one-port TLS listeners, by the side chosen.",
-                                      labels=["protocol"])
-        for key, value in sorted(_sum_dicts([f.counts for f in rt.demux_factories]).items()):
-            oneport.add_metric([key], value)
-        yield oneport
+        yield _by_label(CounterMetricFamily, "oneport_connections",
+                        "Connections on one-port TLS listeners, by the side chosen.", ["protocol"],
+                        [f.counts for f in rt.demux_factories])
         budgets = sorted(rt.connection_budgets.items())
         open_now = GaugeMetricFamily(f"{PREFIX}_connections", "Open connections counted against a shell limit.",
                                      labels=["limit"])
