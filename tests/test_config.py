@@ -140,6 +140,7 @@ class ErrorTests(unittest.TestCase):
         self.assertConfigError("[turn]\nrelay_ip = 10.0.0.1 10.0.0.2\n", "turn", "relay_ip", 2, "one address per family")
         self.assertConfigError("[http]\ntls_listen = 0.0.0.0:8443\n", "tls", "certificate", None, "required because http tls_listen")
         self.assertConfigError("[turn]\nlisten = 127.0.0.1:8080\n", "http", "listen", None, "also used by [turn] listen")
+        self.assertConfigError("[turn]\nlisten = 127.0.0.1:0\nworkers = 2\n", "turn", "listen", 2, "port 0 (any free port) is not allowed")
 
     def test_missing_file(self) -> None:
         """A missing file is a ConfigError naming the file."""

@@ -582,6 +582,11 @@ def _check_consistency(config: StackConfig, lines: dict[str, dict[str, int]]) ->
     families = [6 if ":" in ip else 4 for ip in turn.relay_ip]
     if len(families) != len(set(families)):
         fail("turn", "relay_ip", "give at most one address per family (one IPv4, one IPv6)")
+    if turn.workers > 1:
+        for ep in turn.listen:
+            if ep.port == 0:
+                fail("turn", "listen", f"{ep}: with workers = {turn.workers} every process binds the same port, "
+                                       "so port 0 (any free port) is not allowed")
     ext_families = [6 if ":" in pub else 4 for pub, _ in turn.external_ip]
     if len(ext_families) != len(set(ext_families)):
         fail("turn", "external_ip", "give at most one public address per family")

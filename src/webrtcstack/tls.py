@@ -86,6 +86,13 @@ def make_context(certificate_path: str, private_key_path: str, alpn: Sequence[by
     ctx.set_options(SSL.OP_NO_COMPRESSION | SSL.OP_CIPHER_SERVER_PREFERENCE | SSL.OP_NO_TICKET)
     ctx.set_cipher_list(CIPHERS_TLS12)
     ctx.set_mode(SSL.MODE_RELEASE_BUFFERS)
+    for key, path in (("certificate", certificate_path), ("private_key", private_key_path)):
+        # OpenSSL's own text for a missing file is empty; say what the OS says.
+        try:
+            with open(path, "rb"):
+                pass
+        except OSError as e:
+            raise TlsError(f"[tls] {key} {path}: cannot read the file: {e.strerror}") from None
     try:
         ctx.use_certificate_chain_file(certificate_path.encode())
     except SSL.Error as e:

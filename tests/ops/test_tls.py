@@ -82,6 +82,9 @@ class ContextTests(unittest.TestCase):
         """A missing certificate file gives an error naming [tls] certificate and the path."""
         e = self.assertRaises(TlsError, make_context, "/nonexistent/cert.pem", self.key, ())
         self.assertIn("[tls] certificate /nonexistent/cert.pem", str(e))
+        self.assertIn("cannot read the file: No such file or directory", str(e))
+        e = self.assertRaises(TlsError, make_context, self.cert, "/nonexistent/key.pem", ())
+        self.assertIn("[tls] private_key /nonexistent/key.pem: cannot read the file", str(e))
 
 
 class StoreTests(unittest.TestCase):

@@ -6,7 +6,7 @@ import json
 
 from twisted.trial import unittest
 
-from webrtcstack.config import parse_config
+from webrtcstack.config import ConfigError, parse_config
 from webrtcstack.turn.adapters.driver import Shard, build_engine
 from webrtcstack.turn.adapters.workers import (TurnWorkersService, WorkerProtocol, apply_snapshot,
                                                check_workers_config, counters_snapshot)
@@ -75,8 +75,7 @@ class CheckTests(unittest.TestCase):
     def test_workers_need_a_file_and_fixed_ports(self) -> None:
         """workers > 1 is refused without a config file or with a listen port 0; workers = 1 is never checked."""
         self.assertRaises(ValueError, check_workers_config, parse_config("[turn]\nworkers = 2\n", "<text>"))
-        self.assertRaises(ValueError, check_workers_config,
-                          parse_config("[turn]\nworkers = 2\nlisten = 127.0.0.1:0\n", "t.ini"))
+        self.assertRaises(ConfigError, parse_config, "[turn]\nworkers = 2\nlisten = 127.0.0.1:0\n", "t.ini")
         check_workers_config(parse_config("[turn]\nworkers = 2\nlisten = 127.0.0.1:3478\n", "t.ini"))
         check_workers_config(parse_config("[turn]\nlisten = 127.0.0.1:0\n", "<text>"))
 

@@ -72,16 +72,13 @@ def apply_snapshot(counters: Any, snapshot: dict[str, Any]) -> None:
 def check_workers_config(config: StackConfig) -> None:
     """Refuse a ``workers > 1`` config the children could not reproduce.
 
-    :raises ValueError: no config file to re-read, or a ``listen`` port 0
-        (each process would bind a different port).
+    :raises ValueError: no config file to re-read.  (A ``listen`` port 0, which
+        each process would bind differently, is already refused by the config parser.)
     """
     if config.turn.workers <= 1:
         return
     if config.filename.startswith("<"):
         raise ValueError("[turn] workers > 1 needs a config file (the workers read it)")
-    for ep in config.turn.listen:
-        if ep.port == 0:
-            raise ValueError(f"[turn] workers > 1 needs fixed [turn] listen ports, not {ep}")
 
 
 class WorkerProtocol(protocol.ProcessProtocol):
