@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from twisted.internet import task
 from twisted.trial import unittest
 
 from webrtcstack.rooms.model import LOOPBACK_CLIENT_ID, Result, RoomRegistry
@@ -12,6 +13,7 @@ from webrtcstack.signaling.hub import (
     LOOPBACK_SOCKET_CLIENT_ID, Deliver, Disconnect, SignalingError, SignalingHub,
 )
 from webrtcstack.signaling.messages import Errors, envelope
+from webrtcstack.signaling.protocol import HubRunner
 
 
 def delivered(effects, client_id=None):
@@ -245,7 +247,7 @@ class RoomLinkTests(unittest.TestCase):
         self.assertIsNone(self.storage.get_room("room"))
 
     def test_room_expiry_drops_sockets(self) -> None:
-        """When a room expires its signaling clients go too."""
+        """When a room with a lone client (no call in progress) expires, its signaling client goes too."""
         ids = iter(["A"])
         rooms = RoomRegistry(self.storage, room_ttl_s=60, make_client_id=lambda: next(ids))
         hub = SignalingHub(self.storage, rooms=rooms, register_timeout_s=10)
@@ -254,11 +256,45 @@ class RoomLinkTests(unittest.TestCase):
         self.assertEqual(hub.handle_timers(now=60), [Disconnect("room", "A", "ca")])
         self.assertIsNone(self.storage.get_channel("room"))
 
-    def test_send_touches_room(self) -> None:
-        """Signaling traffic keeps a room from expiring."""
-        self.hub.handle_join("room", now=0)
-        self.hub.handle_register("room", "A", "ca", now=50000)
-        self.assertEqual(self.storage.get_room("room").expires_at, 50000 + 86400)
+    def test_call_in_progress_keeps_its_room(self) -> None:
+        """Messages sent across several room lifetimes, with both sockets registered, keep the room and the call; once the call ends the room expires."""
+        storage = MemoryStorage()
+        rooms = RoomRegistry(storage, room_ttl_s=100, make_client_id=iter(["A", "B"]).__next__)
+        hub = SignalingHub(storage, rooms=rooms, register_timeout_s=10)
+        clock = task.Clock()
+        runner = HubRunner(hub, clock)
+        hub.handle_join("room", now=clock.seconds())
+        hub.handle_join("room", now=clock.seconds())
+        hub.handle_register("room", "A", "ca", now=clock.seconds())
+        hub.handle_register("room", "B", "cb", now=clock.seconds())
+        runner.rearm()
+        for i in range(40):  # 400 s: four times the room's lifetime
+            clock.advance(10)
+            self.assertEqual(delivered(hub.handle_send("room", "A", f"m{i}", now=clock.seconds()), "B"), [f"m{i}"])
+        room = storage.get_room("room")
+        self.assertIsNotNone(room)
+        self.assertEqual(sorted(room.members), ["A", "B"])
+        self.assertEqual({p.conn for p in storage.get_channel("room").peers.values()}, {"ca", "cb"})
+        # The call ends without a leave (sockets closed, clients gone for the grace period): the room goes.
+        hub.handle_disconnect("room", "A", "ca", now=clock.seconds())
+        hub.handle_disconnect("room", "B", "cb", now=clock.seconds())
+        runner.rearm()
+        clock.advance(11)
+        self.assertIsNone(storage.get_room("room"))
+
+    def test_room_without_sockets_expires(self) -> None:
+        """A room whose members never open a socket (only /message traffic) expires after its lifetime."""
+        storage = MemoryStorage()
+        rooms = RoomRegistry(storage, room_ttl_s=100, make_client_id=iter(["A"]).__next__)
+        hub = SignalingHub(storage, rooms=rooms, register_timeout_s=1000)
+        clock = task.Clock()
+        runner = HubRunner(hub, clock)
+        hub.handle_join("room", now=0)
+        runner.rearm()
+        clock.advance(99)
+        self.assertIsNotNone(storage.get_room("room"))
+        clock.advance(61)  # the next sweep after the expiry
+        self.assertIsNone(storage.get_room("room"))
 
 
 class CounterTests(unittest.TestCase):

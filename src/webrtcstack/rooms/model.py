@@ -207,13 +207,23 @@ class RoomRegistry:
         self._touch(room, now)
         return Result.SUCCESS
 
-    def handle_timers(self, *, now: float) -> list[str]:
-        """Remove rooms unchanged for ``room_ttl_s``; return their ids."""
+    def handle_timers(self, *, now: float, in_call: Callable[[str], bool] | None = None) -> list[str]:
+        """Remove rooms unchanged for ``room_ttl_s``; return their ids.
+
+        :param in_call: says whether a room has a call in progress (two
+            members with live signaling sockets).  Such a room is not removed when
+            its time runs out: its expiry is pushed back by ``room_ttl_s``, so
+            a call is never pulled from under its members however long it
+            lasts, and the room goes ``room_ttl_s`` after the call ends.
+        """
         if self._next_sweep is None or now < self._next_sweep:
             return []
         expired = []
-        for room in self.storage.iter_rooms():
+        for room in list(self.storage.iter_rooms()):
             if room.expires_at <= now:
+                if in_call is not None and in_call(room.room_id):
+                    self._touch(room, now)
+                    continue
                 self.storage.delete_room(room.room_id)
                 expired.append(room.room_id)
         self._plan_sweep(now)

@@ -289,7 +289,7 @@ class SignalingHub:
                 continue  # re-registered, re-armed or already gone
             self._remove(channel, peer, effects, notify=True, now=now)
         if self.rooms is not None:
-            for room_id in self.rooms.handle_timers(now=now):
+            for room_id in self.rooms.handle_timers(now=now, in_call=self._in_call):
                 channel = self.storage.get_channel(room_id)
                 if channel is not None:
                     for peer in list(channel.peers.values()):
@@ -320,6 +320,15 @@ class SignalingHub:
         return channel.peers.get(client_id) if channel is not None else None
 
     # -- internals -----------------------------------------------------------
+
+    def _in_call(self, room_id: str) -> bool:
+        """Whether a call is in progress: two or more clients with live sockets (the room must not expire).
+
+        A lone client waiting with its socket open does not hold its room
+        past the room's lifetime.
+        """
+        channel = self.storage.get_channel(room_id)
+        return channel is not None and sum(1 for p in channel.peers.values() if p.conn is not None) >= 2
 
     def _channel(self, room_id: str, *, create: bool) -> Channel | None:
         channel = self.storage.get_channel(room_id)
