@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 
 from twisted.trial import unittest
+
+from tests.support import need_tool
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -40,11 +41,7 @@ class SystemdUnitTests(unittest.TestCase):
 
     def test_systemd_analyze_verify(self) -> None:
         """`systemd-analyze verify` accepts the unit."""
-        tool = shutil.which("systemd-analyze")
-        if tool is None:
-            if os.environ.get("CI"):
-                self.fail("systemd-analyze is missing in CI (.ci/setup-tests installs systemd)")
-            raise unittest.SkipTest("systemd-analyze not installed")
+        tool = need_tool("systemd-analyze", "systemd")
         result = subprocess.run([tool, "verify", os.path.join(ROOT, "etc", "webrtcstack.service")],
                                 capture_output=True, text=True, timeout=120)
         self.assertEqual(result.returncode, 0, result.stdout + result.stderr)
@@ -60,3 +57,41 @@ class ReadmeTests(unittest.TestCase):
         command = m.group(1).strip()
         self.assertIn(command, read(".ci", "run"))
         self.assertIn("trial", command)
+
+
+class CiRunTests(unittest.TestCase):
+    """.ci/run itself, on a throw-away tree whose set-up does nothing and whose suite is one module."""
+
+    def run_ci(self, test_body: str) -> subprocess.CompletedProcess[str]:
+        tree = self.mktemp()
+        os.makedirs(os.path.join(tree, ".ci"))
+        os.makedirs(os.path.join(tree, "tests"))
+        with open(os.path.join(ROOT, ".ci", "run")) as f:
+            ci_run = f.read()
+        for path, text in ((".ci/run", ci_run), (".ci/setup-tests", "exit 0\n"), ("tests/__init__.py", ""),
+                           ("tests/test_one.py", "from twisted.trial import unittest\n\n\nclass T(unittest.TestCase):\n"
+                                                 "    def test_runs(self):\n        pass\n\n" + test_body)):
+            with open(os.path.join(tree, path), "w") as f:
+                f.write(text)
+        return subprocess.run(["bash", ".ci/run"], cwd=tree, capture_output=True, text=True, timeout=120,
+                              env=dict(os.environ, CI="true"))
+
+    def test_passes_when_every_test_ran(self) -> None:
+        """A suite with no skip passes and prints the plain count line."""
+        done = self.run_ci("    def test_also(self):\n        pass\n")
+        self.assertEqual(done.returncode, 0, done.stdout + done.stderr)
+        self.assertIn("\ntrial: 2 passed, 0 failed, 0 skipped\n", done.stdout)
+
+    def test_fails_on_a_skip_and_names_it(self) -> None:
+        """One skipped test fails the run, and the output names the test and its reason."""
+        done = self.run_ci("    def test_needs_a_tool(self):\n        raise unittest.SkipTest('frobnicator is not installed')\n")
+        self.assertNotEqual(done.returncode, 0, done.stdout)
+        self.assertIn("1 skipped", done.stdout)
+        self.assertIn("frobnicator is not installed", done.stdout.split("these were skipped:")[-1])
+        self.assertIn("tests.test_one.T.test_needs_a_tool", done.stdout.split("these were skipped:")[-1])
+
+    def test_fails_on_a_failure(self) -> None:
+        """A failing test fails the run."""
+        done = self.run_ci("    def test_broken(self):\n        self.fail('no')\n")
+        self.assertNotEqual(done.returncode, 0, done.stdout)
+        self.assertIn("1 failed", done.stdout)

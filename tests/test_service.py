@@ -13,6 +13,7 @@ import time
 from twisted.internet import defer, reactor, task
 from twisted.trial import unittest
 
+from tests.support import free_port
 from webrtcstack.config import parse_config
 from webrtcstack.service import build_service, effective_auth_secrets
 
@@ -37,13 +38,6 @@ def bound_ports(top) -> list[tuple[str, object]]:  # type: ignore[no-untyped-def
         if hasattr(child, "__iter__"):
             found.extend(bound_ports(child))
     return found
-
-
-def free_port(kind: int, host: str = "127.0.0.1") -> int:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, kind) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
 
 
 class StackServiceTests(unittest.TestCase):

@@ -15,15 +15,17 @@ import os
 import shlex
 import shutil
 import socket
+import threading
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 from twisted.trial import unittest
+
+from tests.support import Lines, free_port, in_ci, require, unshare_missing
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
@@ -75,6 +77,44 @@ pc.getStats().then((stats) => {
 """
 
 
+# Waits, inside one tab, for the events that mean "this tab has its call":
+# ICE connected (the peer connection's own event) and a decoded remote frame
+# (the video element's "loadeddata"), or for one of its candidates to appear
+# (``until`` = "candidate"), with one deadline; no polling.
+WAIT_SCRIPT = """
+const timeoutMs = arguments[0], until = arguments[1], done = arguments[arguments.length - 1];
+const video = document.getElementById('remote-video');
+const status = document.getElementById('status');
+let finished = false, timer = null, observer = null, hooked = null;
+function finish(why) {
+  if (finished) return;
+  finished = true;
+  clearTimeout(timer);
+  if (observer) observer.disconnect();
+  video.removeEventListener('loadeddata', check);
+  done(why);
+}
+function check() {
+  const call = window.webrtcstackCall, pc = call && call.pc;
+  if (pc && pc !== hooked) {
+    hooked = pc;
+    pc.addEventListener('iceconnectionstatechange', check);
+    pc.addEventListener('icecandidate', check);
+  }
+  if (!pc) return;
+  if (until === 'candidate' && pc.localDescription && pc.localDescription.sdp.indexOf('a=candidate') >= 0) finish('candidate');
+  if (until === 'candidate' && call.counts && call.counts.candidatesSent > 0) finish('candidate');
+  const connected = pc.iceConnectionState === 'connected' || pc.iceConnectionState === 'completed';
+  if (connected && video.readyState >= 2) finish('ok');
+}
+video.addEventListener('loadeddata', check);
+observer = new MutationObserver(check);  // the page's status line changes at every step of the call
+observer.observe(status, {childList: true, characterData: true, subtree: true});
+timer = setTimeout(() => finish('timeout'), timeoutMs);
+check();
+"""
+
+
 def gathered_nothing(tab: dict[str, Any]) -> bool:
     """A tab whose peer connection never produced a local candidate (Chromium sent no STUN at all)."""
     return not any(c[0] == "local-candidate" for c in tab.get("candidates", []))
@@ -82,21 +122,6 @@ def gathered_nothing(tab: dict[str, Any]) -> bool:
 
 #: a tab with no local candidate after this long has hit Chromium's stall (see the test)
 STALL_S = 10.0
-
-
-def _free_port(kind: int = socket.SOCK_STREAM) -> int:
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _unshare_works() -> bool:
-    if shutil.which("unshare") is None or shutil.which("ip") is None:
-        return False
-    try:
-        return subprocess.run(["unshare", "-n", "sh", "-c", "ip link set lo up"], capture_output=True, timeout=10).returncode == 0
-    except (OSError, subprocess.TimeoutExpired):
-        return False
 
 
 def missing_prerequisite() -> str | None:
@@ -145,26 +170,26 @@ enabled = no
 """
 
 
-def _wait_http(url: str, deadline: float) -> None:
-    while True:
-        try:
-            with urllib.request.urlopen(url, timeout=2) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.1)
-
-
 def start_stack(ini_text: str, tmp: Path) -> tuple[subprocess.Popen[bytes], Any]:
-    """Write the config into ``tmp`` and start the stack in a child process; returns it and its log file."""
+    """Write the config into ``tmp``, start the stack in a child process and wait for its "ready" line.
+
+    Returns the process and its log file (the rest of its output is copied
+    there by a thread, so the pipe never fills).
+    """
     ini = tmp / "stack.ini"
     ini.write_text(ini_text)
     env = dict(os.environ, PYTHONPATH=str(REPO / "src") + os.pathsep + os.environ.get("PYTHONPATH", ""))
     stack_log = open(tmp / "stack.log", "wb")
-    stack = subprocess.Popen([sys.executable, "-c", STACK_SCRIPT, str(ini)], env=env, stdout=stack_log,
+    stack = subprocess.Popen([sys.executable, "-c", STACK_SCRIPT, str(ini)], env=env, stdout=subprocess.PIPE,
                              stderr=subprocess.STDOUT)
+    assert stack.stdout is not None
+    lines = Lines(stack.stdout)
+    try:
+        lines.wait(r"webrtcstack ready: ", 30)
+    finally:
+        stack_log.write(("\n".join(lines.seen) + "\n").encode())
+        stack_log.flush()
+        threading.Thread(target=shutil.copyfileobj, args=(stack.stdout, stack_log), daemon=True).start()
     return stack, stack_log
 
 
@@ -196,7 +221,7 @@ def drive_tabs(urls: list[str], profile: Path, report: dict[str, Any], *, wait_s
         options.add_argument(flag)
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
     try:
-        driver.set_script_timeout(10)
+        driver.set_script_timeout(wait_s + 30)
         handles = []
         for i, url in enumerate(urls):
             if i:
@@ -206,20 +231,31 @@ def drive_tabs(urls: list[str], profile: Path, report: dict[str, Any], *, wait_s
                 report["page_protocol"] = driver.execute_script("return location.protocol")
                 report["secure_context"] = driver.execute_script("return window.isSecureContext")
             handles.append(driver.current_window_handle)
-        started = time.monotonic()
-        while True:
+        deadline = time.monotonic() + wait_s
+
+        def wait_each(until: str, limit: float) -> None:
+            for handle in handles:
+                driver.switch_to.window(handle)
+                left_ms = max(0, int((limit - time.monotonic()) * 1000))
+                driver.execute_async_script(WAIT_SCRIPT, left_ms, until)
+
+        def stats() -> list[dict[str, Any]]:
             tabs = []
             for handle in handles:
                 driver.switch_to.window(handle)
                 tabs.append(driver.execute_async_script(STATS_SCRIPT))
             report["tabs"] = tabs
-            elapsed = time.monotonic() - started
-            if all(_tab_ok(t) for t in tabs) or elapsed > wait_s:
-                break
-            if elapsed > STALL_S and any(t.get("ready") and gathered_nothing(t) for t in tabs):
-                report["stalled"] = True
-                break
-            time.sleep(0.5)
+            return tabs
+
+        # Every tab must have gathered a candidate by STALL_S (else it hit
+        # Chromium's stall), then have its call by the deadline.
+        wait_each("candidate", min(deadline, time.monotonic() + STALL_S))
+        tabs = stats()
+        if not all(_tab_ok(t) for t in tabs) and any(not t.get("ready") or gathered_nothing(t) for t in tabs):
+            report["stalled"] = True
+            return
+        wait_each("call", deadline)
+        stats()
     finally:
         driver.quit()
 
@@ -227,12 +263,11 @@ def drive_tabs(urls: list[str], profile: Path, report: dict[str, Any], *, wait_s
 def run_call(room: str = "browsertest", wait_s: float = 30.0) -> dict[str, Any]:
     """Start the stack and two tabs; return what the tabs reported (the script's work)."""
     tmp = Path(tempfile.mkdtemp(prefix="webrtcstack-browser-"))
-    http_port, turn_port = _free_port(), _free_port(socket.SOCK_DGRAM)
+    http_port, turn_port = free_port(socket.SOCK_STREAM), free_port(socket.SOCK_DGRAM)
     stack, stack_log = start_stack(stack_ini(http_port, turn_port, 40000 + (turn_port % 20000)), tmp)
     report: dict[str, Any] = {"tabs": [], "namespace": os.environ.get("WEBRTCSTACK_NETNS", "no")}
     try:
         base = f"http://127.0.0.1:{http_port}"
-        _wait_http(base + "/params", time.monotonic() + 20)
         # The second tab uses "localhost" so that it is another site and gets
         # its own renderer process: two peer connections in one renderer of a
         # namespace with only lo sometimes leave the second one gathering
@@ -262,10 +297,11 @@ def run_with_stall_retries(command: list[str], plain: list[str], env: dict[str, 
     ``stalled`` (:data:`STALL_S`); it is retried with a fresh browser and
     stack, up to three times in the namespace and last on the host's network
     (``plain``: every address is still 127.0.0.1 and the resolver rules keep
-    every name local).  Any other outcome is returned at once.
+    every name local) -- except under CI, where only the namespace counts and
+    ``plain`` is never tried.  Any other outcome is returned at once.
     ``report["attempts"]`` says what happened.
     """
-    attempts = [command] * 3 + ([plain] if command is not plain else [])
+    attempts = [command] * 3 + ([plain] if command is not plain and not in_ci() else [])
     tried: list[str] = []
     report: dict[str, Any] = {}
     for cmd in attempts:
@@ -286,20 +322,25 @@ def run_browser_module(case: unittest.TestCase, module: str, timeout_s: float = 
 
     Fails (under CI) or skips when Chromium, chromedriver or selenium is
     missing; runs inside a network namespace with only ``lo`` when
-    ``unshare -n`` works; retries Chromium's gathering stall
+    ``unshare -n`` works (under CI it must, and the report must say the
+    call ran there); retries Chromium's gathering stall
     (:func:`run_with_stall_retries`).
     """
-    missing = missing_prerequisite()
-    if missing:
-        if os.environ.get("CI") == "true":
-            case.fail(missing)
-        raise unittest.SkipTest(missing)
+    require(missing_prerequisite())
+    no_namespace = unshare_missing()
+    if in_ci():
+        require(no_namespace)
     command: list[str] = [sys.executable, "-m", module]
     plain = command
-    if _unshare_works():
+    if no_namespace is None:
         command = ["unshare", "-n", "sh", "-c", "ip link set lo up && WEBRTCSTACK_NETNS=yes exec " + shlex.join(command)]
     env = dict(os.environ, PYTHONPATH=str(REPO / "src") + os.pathsep + str(REPO))
-    return run_with_stall_retries(command, plain, env, timeout_s=timeout_s)
+    report = run_with_stall_retries(command, plain, env, timeout_s=timeout_s)
+    print(f"{module}: attempts:", ", ".join(report["attempts"]))
+    if in_ci():
+        case.assertEqual(report.get("namespace"), "yes",
+                         f"under CI the call must run in the loopback-only namespace: {report['attempts']}")
+    return report
 
 
 class BrowserCallTests(unittest.TestCase):
@@ -309,7 +350,6 @@ class BrowserCallTests(unittest.TestCase):
         """Two tabs of /r/<room>?it=relay reach ICE connected on a relay candidate pair through our TURN and decode remote video."""
         report = run_browser_module(self, "tests.integration.test_browser_call")
         tabs = report["tabs"]
-        print("browser call attempts:", ", ".join(report["attempts"]))
         detail = json.dumps(report, indent=1)[-6000:]
         self.assertEqual(len(tabs), 2, detail)
         for tab in tabs:

@@ -14,14 +14,9 @@ import urllib.request
 from twisted.trial import unittest
 
 from tests.ops.support import make_cert
+from tests.support import free_port
 
 TWISTD = [sys.executable, "-c", "import sys; sys.argv[0] = 'twistd'; from twisted.scripts.twistd import run; run()"]
-
-
-def free_tcp_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class TwistdUnderSystemdTests(unittest.TestCase):
@@ -32,8 +27,8 @@ class TwistdUnderSystemdTests(unittest.TestCase):
         self.addCleanup(os.unlink, self.notify_path)
         self.addCleanup(self.notify.close)
         self.cert, self.key, _ = make_cert(self)
-        self.metrics_port = free_tcp_port()
-        self.https_port = free_tcp_port()
+        self.metrics_port = free_port(socket.SOCK_STREAM)
+        self.https_port = free_port(socket.SOCK_STREAM)
         self.path = os.path.abspath(self.mktemp())
         self.config_text = (
             "[stack]\ndrain_seconds = 5\nlog_format = json\n[turn]\nenabled = no\n"
@@ -87,7 +82,7 @@ class TwistdUnderSystemdTests(unittest.TestCase):
             self.assertIn("drain_seconds", status["last_reload"]["reason"])
 
             self.write(self.config_text.replace("drain_seconds = 5", "drain_seconds = 4")
-                       .replace(f"127.0.0.1:{self.https_port}", f"127.0.0.1:{free_tcp_port()}"))
+                       .replace(f"127.0.0.1:{self.https_port}", f"127.0.0.1:{free_port(socket.SOCK_STREAM)}"))
             proc.send_signal(signal.SIGHUP)
             self.messages("READY=1")
             status = self.status()

@@ -18,6 +18,7 @@ from twisted.internet.task import Clock
 from twisted.logger import LogEvent, globalLogPublisher
 from twisted.trial import unittest
 
+from tests.support import need_ipv6
 from tests.turn.stack import TurnStack
 from tests.turn.support import make_engine
 from webrtcstack.stun import AttrType, Message, MessageClass, Method, decode, encode
@@ -27,16 +28,6 @@ from webrtcstack.turn.adapters.driver import TurnDriver
 
 TID = bytes(range(12))
 REQUEST = encode(Message(Method.BINDING, MessageClass.REQUEST, TID))
-
-
-def ipv6_available() -> bool:
-    """True if this host can bind ::1."""
-    try:
-        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as s:
-            s.bind(("::1", 0))
-        return True
-    except OSError:
-        return False
 
 
 class _UdpClient(protocol.DatagramProtocol):
@@ -118,8 +109,7 @@ class StunSocketTests(unittest.TestCase):
 
     def test_udp_ipv6(self) -> None:
         """UDP on ::1: IPv6 sources (4-tuples on the socket) are answered with an IPv6 mapping."""
-        if not ipv6_available():
-            raise unittest.SkipTest("no IPv6 loopback")
+        need_ipv6()
         return self.udp_binding("::1")
 
     def test_tcp_ipv4(self) -> None:
@@ -128,8 +118,7 @@ class StunSocketTests(unittest.TestCase):
 
     def test_tcp_ipv6(self) -> None:
         """TCP on ::1 works the same way."""
-        if not ipv6_available():
-            raise unittest.SkipTest("no IPv6 loopback")
+        need_ipv6()
         return self.tcp_binding("::1")
 
     @defer.inlineCallbacks

@@ -23,6 +23,7 @@ import aioice.stun
 from twisted.internet import defer, protocol, reactor, utils
 from twisted.trial import unittest
 
+from tests.support import need_tool
 from tests.turn.stack import TurnStack
 from webrtcstack.stun import BindingHandler
 
@@ -30,17 +31,6 @@ STUNCLIENT = "turnutils_stunclient"
 #: coreutils ``timeout`` bounds each client run.
 TIMEOUT = shutil.which("timeout") or "/usr/bin/timeout"
 REFLEXIVE = re.compile(rb"UDP reflexive addr: ([0-9.]+):([0-9]+)")
-
-
-def require_tool(name: str) -> str:
-    """The tool's path; fail in CI and skip elsewhere if it is missing."""
-    path = shutil.which(name)
-    if path is None:
-        message = f"{name} not found (apt-get install coturn)"
-        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-            raise unittest.FailTest(message)
-        raise unittest.SkipTest(message)
-    return path
 
 
 class RecordingHandler(BindingHandler):
@@ -93,7 +83,7 @@ class StunclientInteropTests(unittest.TestCase):
     @defer.inlineCallbacks
     def test_turnutils_stunclient_udp(self) -> Any:
         """turnutils_stunclient prints the reflexive address our server saw, over UDP."""
-        tool = require_tool(STUNCLIENT)
+        tool = need_tool(STUNCLIENT)
         handler = RecordingHandler()
         stack = self.listen(handler)
         # ``timeout`` bounds the tool; it retries on its own if a datagram is lost.

@@ -12,13 +12,13 @@ import json
 import os
 import socket
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 from twisted.trial import unittest
 
-from tests.integration.test_browser_call import _free_port, drive_tabs, run_browser_module, start_stack, stop_stack
+from tests.integration.test_browser_call import drive_tabs, run_browser_module, start_stack, stop_stack
+from tests.support import free_port
 
 
 def stack_ini(port: int, relay_low: int, cert: Path, key: Path) -> str:
@@ -46,17 +46,6 @@ enabled = no
 """
 
 
-def _wait_tls(port: int, deadline: float) -> None:
-    while True:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=2):
-                return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.1)
-
-
 def run_tls_call(room: str = "tlsbrowser", wait_s: float = 60.0) -> dict[str, Any]:
     """Start the stack and two https tabs; return what the tabs reported."""
     from webrtcstack.tls import write_self_signed
@@ -64,11 +53,10 @@ def run_tls_call(room: str = "tlsbrowser", wait_s: float = 60.0) -> dict[str, An
     tmp = Path(tempfile.mkdtemp(prefix="webrtcstack-tls-browser-"))
     cert, key = tmp / "cert.pem", tmp / "key.pem"
     write_self_signed(["localhost", "127.0.0.1"], str(cert), str(key), days=2)
-    port = _free_port()
+    port = free_port(socket.SOCK_STREAM)
     stack, stack_log = start_stack(stack_ini(port, 40000 + (port % 20000), cert, key), tmp)
     report: dict[str, Any] = {"tabs": [], "namespace": os.environ.get("WEBRTCSTACK_NETNS", "no")}
     try:
-        _wait_tls(port, time.monotonic() + 20)
         # Two sites (127.0.0.1 and localhost), so each tab has its own renderer (see test_browser_call).
         urls = [f"https://127.0.0.1:{port}/r/{room}?it=relay", f"https://localhost:{port}/r/{room}?it=relay"]
         drive_tabs(urls, tmp / "profile", report, wait_s=wait_s, extra_flags=("--ignore-certificate-errors",))

@@ -4,35 +4,18 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import socket
 
 from prometheus_client.parser import text_string_to_metric_families
 from twisted.internet import defer, protocol, reactor, utils
 from twisted.internet.endpoints import TCP4ClientEndpoint
-from twisted.trial import unittest
 
 from tests.integration.test_tls_stack import StackCase
+from tests.support import free_port, need_tool
 from tests.ops.support import Collect, bound, http_request, make_cert, read_http_response
 from tests.signaling.wsclient import async_test
 
 UCLIENT_TIMEOUT_S = 60
-
-
-def tool(name: str) -> str:
-    """The path of a coturn client tool; a failure in CI, a skip elsewhere, when it is missing."""
-    path = shutil.which(name)
-    if path is None:
-        if os.environ.get("CI", "").lower() in ("true", "1", "yes"):
-            raise AssertionError(f"{name} is missing in CI (.ci/setup-tests installs coturn's client tools)")
-        raise unittest.SkipTest(f"{name} not installed")
-    return path
-
-
-def free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class _Ended(protocol.ProcessProtocol):
@@ -53,10 +36,10 @@ def samples(text: bytes) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
 class TurnutilsTlsTests(StackCase):
     def setUp(self) -> None:
-        self.uclient = tool("turnutils_uclient")
-        peer_tool = tool("turnutils_peer")
+        self.uclient = need_tool("turnutils_uclient")
+        peer_tool = need_tool("turnutils_peer")
         self.cert, self.key, self.pem = make_cert(self)
-        self.peer_port = free_udp_port()
+        self.peer_port = free_port(socket.SOCK_DGRAM)
         ended = _Ended()
         process = reactor.spawnProcess(ended, peer_tool, [peer_tool, "-p", str(self.peer_port), "-L", "127.0.0.1"],
                                        env=dict(os.environ))

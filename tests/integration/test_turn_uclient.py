@@ -9,7 +9,8 @@ from typing import Any
 from twisted.internet import defer, error, protocol, reactor, utils
 from twisted.trial import unittest
 
-from tests.turn.stack import PASSWORD, SECRET, USER, TurnStack, free_port, need_tool
+from tests.support import free_port, need_tool
+from tests.turn.stack import PASSWORD, SECRET, USER, TurnStack
 
 LOST = re.compile(rb"Total lost packets (\d+) \(([\d.]+)%\)")
 SENT = re.compile(rb"tot_send_msgs=(\d+), tot_recv_msgs=(\d+)")

@@ -14,7 +14,7 @@ import urllib.request
 from twisted.trial import unittest
 
 from tests.turn import msgs
-from tests.turn.stack import free_port
+from tests.support import free_port
 from webrtcstack.stun.constants import AttrType, MessageClass, Method
 from webrtcstack.turn.auth import long_term_key
 

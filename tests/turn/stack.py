@@ -2,47 +2,18 @@
 
 from __future__ import annotations
 
-import os
-import shutil
-import socket
 from typing import Any
 
 from twisted.application import service
 from twisted.internet import defer, reactor, task
-from twisted.trial.unittest import SkipTest
 
+from tests.support import free_port
 from webrtcstack.config import parse_config
 from webrtcstack.turn.adapters.driver import TurnDriver, build_turn_services
 
 USER, PASSWORD = "ninefingers", "youhavetoberealistic"
 SECRET = "logen-secret-123"
 REALM = "north.gov"
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A port free for both UDP and TCP on ``host``."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    for _ in range(100):
-        with socket.socket(family, socket.SOCK_DGRAM) as u:
-            u.bind((host, 0))
-            port = int(u.getsockname()[1])
-            with socket.socket(family, socket.SOCK_STREAM) as t:
-                try:
-                    t.bind((host, port))
-                except OSError:
-                    continue
-                return port
-    raise RuntimeError("no free port")
-
-
-def need_tool(name: str) -> str:
-    """The path of ``name``; skip (or fail when CI=true) if it is not installed."""
-    path = shutil.which(name)
-    if path is None:
-        if os.environ.get("CI") == "true":
-            raise AssertionError(f"{name} is required in CI (install coturn)")
-        raise SkipTest(f"{name} is not installed")
-    return path
 
 
 class TurnStack:

@@ -1,0 +1,256 @@
+"""What every test module shares: free ports, prerequisites, and waits on events.
+
+Prerequisites: a test that needs a tool from outside Python (coturn's
+``turnutils_*``, Chromium, ``redis-server``, ``unshare``, ``::1``,
+``systemd-analyze``, …) asks :func:`require`.  Under CI (``CI`` set to
+``true``/``1``/``yes``) a missing one is a **failure**, so a green CI run
+cannot hide an absent peer; elsewhere the test is skipped with the reason.
+
+Waits: nothing here sleeps.  A socket is waited on until the reactor says it
+is readable (:func:`readable`), a subprocess until it prints a line
+(:func:`wait_line`), each with one overall deadline.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import select
+import shutil
+import socket
+import subprocess
+import time
+from typing import IO, Any, Callable
+
+from twisted.internet import defer
+from twisted.internet import reactor as _reactor
+from twisted.trial.unittest import SkipTest
+
+
+# -- prerequisites ------------------------------------------------------------
+
+def in_ci() -> bool:
+    """Whether this run is CI's (``CI=true``, as CI sets it; ``1``/``yes`` too)."""
+    return os.environ.get("CI", "").strip().lower() in ("true", "1", "yes")
+
+
+def require(missing: str | None) -> None:
+    """Go on when ``missing`` is None; otherwise fail under CI, skip elsewhere.
+
+    :param missing: why the test cannot run here (None: it can).
+    """
+    if missing is None:
+        return
+    if in_ci():
+        raise AssertionError(f"required in CI, but {missing}")
+    raise SkipTest(missing)
+
+
+def need_tool(name: str, package: str = "coturn") -> str:
+    """The path of the program ``name`` (from Debian's ``package``); see :func:`require`."""
+    path = shutil.which(name)
+    require(None if path else f"{name} is not installed (apt-get install {package})")
+    assert path is not None
+    return path
+
+
+def ipv6_loopback() -> bool:
+    """Whether ``::1`` can be bound."""
+    if not socket.has_ipv6:
+        return False
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+def need_ipv6() -> None:
+    """Go on only where ``::1`` exists; see :func:`require`."""
+    require(None if ipv6_loopback() else "there is no IPv6 loopback (::1)")
+
+
+def unshare_missing() -> str | None:
+    """Why a network namespace with only ``lo`` cannot be made here, or None."""
+    if shutil.which("unshare") is None or shutil.which("ip") is None:
+        return "unshare or ip is not installed (apt-get install util-linux iproute2)"
+    try:
+        done = subprocess.run(["unshare", "-n", "sh", "-c", "ip link set lo up"], capture_output=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return f"unshare -n does not work here: {e}"
+    if done.returncode != 0:
+        return f"unshare -n does not work here: {done.stderr.decode(errors='replace').strip()}"
+    return None
+
+
+# -- ports ----------------------------------------------------------------------
+
+def free_port(kind: int | None = None, host: str = "127.0.0.1") -> int:
+    """A free port on ``host``.
+
+    :param kind: ``socket.SOCK_DGRAM`` or ``socket.SOCK_STREAM`` for a port
+        free for that transport; None (the default) for one free for both UDP
+        and TCP (a TURN listener binds both).
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    if kind is not None:
+        with socket.socket(family, kind) as s:
+            s.bind((host, 0))
+            return int(s.getsockname()[1])
+    for _ in range(100):
+        with socket.socket(family, socket.SOCK_DGRAM) as u:
+            u.bind((host, 0))
+            port = int(u.getsockname()[1])
+            with socket.socket(family, socket.SOCK_STREAM) as t:
+                try:
+                    t.bind((host, port))
+                except OSError:
+                    continue
+                return port
+    raise RuntimeError(f"no port free for both UDP and TCP on {host}")
+
+
+# -- waits on events (in the reactor) -----------------------------------------------
+
+class _ReadWatch:
+    """An ``IReadDescriptor`` that fires a Deferred once its socket is readable."""
+
+    def __init__(self, sock: socket.socket, reactor: Any) -> None:
+        self.sock = sock
+        self.reactor = reactor
+        self.done: defer.Deferred[None] = defer.Deferred(lambda _: self.stop())
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    def logPrefix(self) -> str:
+        return "ReadWatch"
+
+    def stop(self) -> None:
+        self.reactor.removeReader(self)
+
+    def doRead(self) -> None:
+        self.stop()
+        if not self.done.called:
+            self.done.callback(None)
+
+    def connectionLost(self, reason: Any) -> None:
+        self.doRead()
+
+
+def readable(sock: socket.socket, timeout: float, reactor: Any = _reactor) -> defer.Deferred[None]:
+    """A Deferred that fires when ``sock`` has something to read (or is closed); fails after ``timeout`` s."""
+    watch = _ReadWatch(sock, reactor)
+    reactor.addReader(watch)
+    return watch.done.addTimeout(timeout, reactor)
+
+
+@defer.inlineCallbacks
+def recv_within(sock: socket.socket, timeout: float = 5.0, size: int = 65535, reactor: Any = _reactor) -> Any:
+    """``sock.recvfrom`` once a datagram (or stream data) is there, waiting at most ``timeout`` s.
+
+    The socket must be non-blocking.  Returns ``(data, address)``.
+    """
+    deadline = reactor.seconds() + timeout
+    while True:
+        try:
+            return sock.recvfrom(size)
+        except BlockingIOError:
+            left = deadline - reactor.seconds()
+            if left <= 0:
+                raise defer.TimeoutError(f"nothing to read within {timeout} s") from None
+            yield readable(sock, left, reactor)
+
+
+def fired_within(d: defer.Deferred[Any], timeout: float, reactor: Any = _reactor) -> defer.Deferred[Any]:
+    """``d`` with one deadline: it fails with ``TimeoutError`` after ``timeout`` s."""
+    return d.addTimeout(timeout, reactor)
+
+
+class Event:
+    """A condition that tests wait on: :meth:`wait` fires when :meth:`check` first finds it true.
+
+    The thing under test calls :meth:`check` from the place where the
+    condition changes (a wrapped method, a protocol's ``connectionLost``), so
+    the wait is woken by the event itself, never by a timer.
+    """
+
+    def __init__(self, condition: Callable[[], bool]) -> None:
+        self.condition = condition
+        self._waiting: list[defer.Deferred[None]] = []
+
+    def check(self) -> None:
+        """Fire the waiters if the condition now holds."""
+        if self._waiting and self.condition():
+            waiting, self._waiting = self._waiting, []
+            for d in waiting:
+                d.callback(None)
+
+    def wait(self, timeout: float, reactor: Any = _reactor) -> defer.Deferred[None]:
+        """Fires when the condition holds (at once if it already does); fails after ``timeout`` s."""
+        if self.condition():
+            return defer.succeed(None)
+        d: defer.Deferred[None] = defer.Deferred()
+        self._waiting.append(d)
+        return d.addTimeout(timeout, reactor)
+
+
+def after_each_call(obj: Any, name: str, event: Event) -> Callable[[], None]:
+    """Wrap ``obj.name`` so that :meth:`Event.check` runs after every call; returns the undo."""
+    original = getattr(obj, name)
+
+    def wrapped(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return original(*args, **kwargs)
+        finally:
+            event.check()
+
+    setattr(obj, name, wrapped)
+    return lambda: setattr(obj, name, original)
+
+
+# -- waits on events (blocking, for tests that drive subprocesses) --------------------
+
+class Lines:
+    """A subprocess's output pipe read line by line, waiting in ``select`` (never sleeping).
+
+    :param stream: the pipe (``Popen(..., stdout=PIPE).stdout``).
+    """
+
+    def __init__(self, stream: IO[bytes]) -> None:
+        self.fd = stream.fileno()
+        #: every line read so far (for failure messages)
+        self.seen: list[str] = []
+        self._buffer = b""
+        self._next = 0
+
+    def text(self, last: int = 60) -> str:
+        """The last lines read, for a failure message."""
+        return "\n".join(self.seen[-last:])
+
+    def wait(self, pattern: str, timeout: float) -> re.Match[str]:
+        """The first line not yet matched against that matches ``pattern``.
+
+        :raises AssertionError: at end of file, or when ``timeout`` s pass first.
+        """
+        rx = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        while True:
+            while self._next < len(self.seen):
+                line = self.seen[self._next]
+                self._next += 1
+                m = rx.search(line)
+                if m:
+                    return m
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError(f"no line matching {pattern!r} within {timeout} s:\n{self.text()}")
+            ready, _, _ = select.select([self.fd], [], [], left)
+            if ready:
+                chunk = os.read(self.fd, 65536)
+                if not chunk:
+                    raise AssertionError(f"the process closed its output before {pattern!r}:\n{self.text()}")
+                self._buffer += chunk
+                *complete, self._buffer = self._buffer.split(b"\n")
+                self.seen.extend(raw.decode(errors="replace") for raw in complete)
