@@ -14,6 +14,7 @@ from twisted.trial import unittest
 
 from tests.ops.support import (Collect, bound, client_tls, http_request, make_cert, quiet_notifier, read_http_response,
                                stack_config, tls_connect)
+from tests.support import Event, after_each_call
 from tests.signaling.wsclient import WsClient, WsClientProtocol, async_test
 from webrtcstack.config import load_config
 from webrtcstack.service import build_service
@@ -79,7 +80,15 @@ class HttpsTests(StackCase):
 
     @async_test
     async def test_websocket_over_tls(self) -> None:
-        """A WSS client opens /ws and the hub counts the socket."""
+        """A WSS client offering h2 and http/1.1 gets http/1.1 by ALPN, registers the id /join gave it over HTTPS, and the hub counts its socket until it closes."""
+        post = b"POST /join/tlsroom HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        joined = await self.connect(self.port, send=post)
+        code, _, body, _ = await read_http_response(joined)
+        self.assertEqual(code, 200)
+        client_id = json.loads(body)["params"]["client_id"]
+        [hub] = self.top.runtime.hubs
+        self.assertEqual(hub.counters.open_ws, 0)
+
         client = WsClient()
         url = f"wss://localhost:{self.port}/ws"
         factory = WebSocketClientFactory(url, origin=f"https://localhost:{self.port}")
@@ -91,12 +100,20 @@ class HttpsTests(StackCase):
             return proto
 
         factory.buildProtocol = build  # type: ignore[method-assign]
-        endpoint = wrapClientTLS(client_tls(self.pem), TCP4ClientEndpoint(reactor, "127.0.0.1", self.port))
+        endpoint = wrapClientTLS(client_tls(self.pem, alpn=[b"h2", b"http/1.1"]),
+                                 TCP4ClientEndpoint(reactor, "127.0.0.1", self.port))
         await endpoint.connect(factory)
         await client.open_d.addTimeout(10, reactor)
-        self.assertTrue(client.proto.transport.negotiatedProtocol in (None, b"http/1.1"))
+        self.assertEqual(client.proto.transport.negotiatedProtocol, b"http/1.1")
+        registered = Event(lambda: hub.counters.open_ws == 1)
+        self.addCleanup(after_each_call(hub, "handle_register", registered))
+        client.send({"cmd": "register", "roomid": "tlsroom", "clientid": client_id})
+        await registered.wait(10)
+        self.assertEqual(self.top.runtime.websockets(), 1)
+        gone = Event(lambda: hub.counters.open_ws == 0)
+        self.addCleanup(after_each_call(hub, "handle_disconnect", gone))
         await client.close()
-        await task.deferLater(reactor, 0.05, lambda: None)
+        await gone.wait(10)
 
     @async_test
     async def test_plain_http_redirects_to_https(self) -> None:

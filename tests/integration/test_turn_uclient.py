@@ -9,7 +9,7 @@ from typing import Any
 from twisted.internet import defer, error, protocol, reactor, utils
 from twisted.trial import unittest
 
-from tests.support import free_port, need_tool
+from tests.support import Event, after_each_call, free_port, need_tool
 from tests.turn.stack import PASSWORD, SECRET, USER, TurnStack
 
 LOST = re.compile(rb"Total lost packets (\d+) \(([\d.]+)%\)")
@@ -64,35 +64,73 @@ class UclientInteropTests(unittest.TestCase):
         self.assertEqual(code, 0)
         defer.returnValue(text)
 
+    def requests(self, method: str) -> dict[str, int]:
+        """The engine's request count for ``method`` by result (``"ok"`` or an error code)."""
+        return {result: n for (m, result), n in self.stack.engine.counters.requests.items() if m == method}
+
+    def assert_relayed_both_ways(self) -> None:
+        """The 40 messages went client -> peer and back through our relay."""
+        counters = self.stack.engine.counters
+        self.assertGreaterEqual(counters.packets_to_peer, 40)
+        self.assertGreaterEqual(counters.packets_to_client, 40)
+
+    def assert_channels_carried_it(self) -> None:
+        """ChannelBind succeeded for both clients and none failed."""
+        bound = self.requests("channel_bind")
+        self.assertGreaterEqual(bound.get("ok", 0), 2, bound)
+        self.assertEqual(set(bound), {"ok"}, bound)
+        self.assert_relayed_both_ways()
+
+    def assert_indications_carried_it(self) -> None:
+        """No channel was ever asked for, so Send and Data indications (the only other way) carried the data."""
+        self.assertEqual(self.requests("channel_bind"), {})
+        self.assertEqual(self.stack.engine.counters.channels_active, 0)
+        self.assertEqual(self.requests("create_permission").get("ok", 0) > 0, True, self.requests("create_permission"))
+        self.assert_relayed_both_ways()
+
+    @defer.inlineCallbacks
+    def assert_allocations_end(self) -> Any:
+        """Once uclient has exited and its TCP connections closed, no allocation is left."""
+        driver = self.stack.driver
+        ended = Event(lambda: self.stack.engine.allocation_count() == 0)
+        self.addCleanup(after_each_call(driver, "connection_lost", ended))
+        yield ended.wait(10)
+
     @defer.inlineCallbacks
     def test_udp_channels_static_user(self) -> Any:
-        """UDP with channels and a static user: every message comes back."""
+        """UDP with channels and a static user: every message comes back, over successfully bound channels."""
         yield self.run_uclient("-u", USER, "-w", PASSWORD)
-        self.assertGreater(self.stack.engine.counters.packets_to_peer, 0)
-        self.assertGreater(self.stack.engine.counters.channels_active + sum(
-            n for (m, r), n in self.stack.engine.counters.requests.items() if m == "channel_bind"), 0)
+        self.assert_channels_carried_it()
 
     @defer.inlineCallbacks
     def test_udp_indications_static_user(self) -> Any:
-        """UDP with Send/Data indications (-s): every message comes back."""
+        """UDP with Send/Data indications (-s): every message comes back, carried by indications, not channels."""
         yield self.run_uclient("-s", "-u", USER, "-w", PASSWORD)
+        self.assert_indications_carried_it()
 
     @defer.inlineCallbacks
     def test_tcp_channels_static_user(self) -> Any:
-        """TCP with channels: every message comes back and allocations end with the connections."""
+        """TCP with channels: every message comes back over bound channels, and allocations end with the connections."""
         yield self.run_uclient("-t", "-u", USER, "-w", PASSWORD)
+        self.assert_channels_carried_it()
+        self.assertGreater(sum(n for (t, _), n in self.stack.engine.counters.allocations_total.items()), 0)
+        yield self.assert_allocations_end()
 
     @defer.inlineCallbacks
     def test_tcp_indications_static_user(self) -> Any:
-        """TCP with indications: every message comes back."""
+        """TCP with indications: every message comes back, carried by indications; allocations end with the connections."""
         yield self.run_uclient("-t", "-s", "-u", USER, "-w", PASSWORD)
+        self.assert_indications_carried_it()
+        yield self.assert_allocations_end()
 
     @defer.inlineCallbacks
     def test_udp_channels_rest_secret(self) -> Any:
-        """UDP with a coturn REST API secret (-W): every message comes back."""
+        """UDP with a coturn REST API secret (-W): every message comes back over channels."""
         yield self.run_uclient("-W", SECRET, "-u", "carol")
+        self.assert_channels_carried_it()
 
     @defer.inlineCallbacks
     def test_tcp_indications_rest_secret(self) -> Any:
-        """TCP with indications and a REST API secret: every message comes back."""
+        """TCP with indications and a REST API secret: every message comes back, carried by indications."""
         yield self.run_uclient("-t", "-s", "-W", SECRET, "-u", "carol")
+        self.assert_indications_carried_it()

@@ -21,7 +21,7 @@ class TurnStack:
 
     def __init__(self, extra: str = "", host: str = "127.0.0.1", relay_ip: str = "127.0.0.1") -> None:
         self.host = host
-        self.port = free_port(host)
+        self.port = free_port(host=host)
         listen = f"[{host}]:{self.port}" if ":" in host else f"{host}:{self.port}"
         self.config = parse_config(
             f"[turn]\nlisten = {listen}\nrealm = {REALM}\nrelay_ip = {relay_ip}\n"
