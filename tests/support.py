@@ -229,12 +229,16 @@ class Lines:
         """The last lines read, for a failure message."""
         return "\n".join(self.seen[-last:])
 
-    def wait(self, pattern: str, timeout: float) -> re.Match[str]:
+    def wait(self, pattern: str, timeout: float, *, rescan: bool = False) -> re.Match[str]:
         """The first line not yet matched against that matches ``pattern``.
 
+        :param rescan: look at every line read so far too (for lines from
+            several processes that may come in either order).
         :raises AssertionError: at end of file, or when ``timeout`` s pass first.
         """
         rx = re.compile(pattern)
+        if rescan:
+            self._next = 0
         deadline = time.monotonic() + timeout
         while True:
             while self._next < len(self.seen):

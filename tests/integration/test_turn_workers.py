@@ -6,6 +6,7 @@ import os
 import re
 import signal
 import socket
+import select
 import subprocess
 import sys
 import time
@@ -14,8 +15,9 @@ import urllib.request
 from twisted.trial import unittest
 
 from tests.turn import msgs
-from tests.support import free_port
+from tests.support import Lines, free_port
 from webrtcstack.stun.constants import AttrType, MessageClass, Method
+from webrtcstack.turn.adapters.workers import REPORT_INTERVAL_S
 from webrtcstack.turn.auth import long_term_key
 
 TWISTD = [sys.executable, "-c", "import sys; sys.argv[0] = 'twistd'; from twisted.scripts.twistd import run; run()"]
@@ -52,13 +54,27 @@ def alive(pid: int) -> bool:
 
 
 def wait_gone(pids: list[int], timeout: float = 10) -> list[int]:
-    """The pids still alive after waiting up to ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        left = [p for p in pids if alive(p)]
-        if not left:
-            return []
-        time.sleep(0.05)
+    """The pids still alive after waiting up to ``timeout``.
+
+    Waits on a pidfd per process (readable once the process has exited),
+    so it wakes on the exit itself, also for processes that are not our
+    children.
+    """
+    fds = {}
+    for pid in pids:
+        try:
+            fds[os.pidfd_open(pid)] = pid
+        except ProcessLookupError:
+            pass
+    try:
+        deadline = time.monotonic() + timeout
+        waiting = set(fds)
+        while waiting and time.monotonic() < deadline:
+            ready, _, _ = select.select(list(waiting), [], [], deadline - time.monotonic())
+            waiting -= set(ready)
+    finally:
+        for fd in fds:
+            os.close(fd)
     return [p for p in pids if alive(p)]
 
 
@@ -102,18 +118,20 @@ class TurnWorkersTests(unittest.TestCase):
                     f"users = {USER}:{PASSWORD}\nworkers = 2\nunauthenticated_replies_per_second = 1000\nuser_quota = 100\n"
                     f"[http]\nenabled = no\n"
                     f"[metrics]\nlisten = 127.0.0.1:{self.metrics_port}\n")
-        self.log = open(self.path + ".log", "wb")
-        self.addCleanup(self.log.close)
         self.proc = subprocess.Popen(TWISTD + ["-n", "--pidfile=", "--logfile=-", "webrtcstack", "-c", self.path],
-                                     stdout=self.log, stderr=subprocess.STDOUT, cwd=os.path.dirname(self.path))
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=os.path.dirname(self.path))
         self.addCleanup(self.kill_all)
-        self.wait_metric(r'webrtcstack_turn_worker_up\{shard="1"\} 1\.0', 30)
+        assert self.proc.stdout is not None
+        self.addCleanup(self.proc.stdout.close)
+        # The processes say when they serve; the test reads those lines (a pipe, waited on in select).
+        self.lines = Lines(self.proc.stdout)
+        self.lines.wait(r"TURN worker 1 of 2 ready", 30)
+        self.lines.wait(r"^(?!.*turn-worker-1).*webrtcstack ready: ", 30, rescan=True)
         self.children = children_of(self.proc.pid)
         self.assertEqual(len(self.children), 1, self.output())
 
     def output(self) -> str:
-        with open(self.path + ".log", "rb") as f:
-            return f.read().decode(errors="replace")[-4000:]
+        return self.lines.text()
 
     def kill_all(self) -> None:
         for pid in [self.proc.pid] + getattr(self, "children", []):
@@ -127,6 +145,13 @@ class TurnWorkersTests(unittest.TestCase):
             return str(r.read().decode())
 
     def wait_metric(self, pattern: str, timeout: float = 10) -> str:
+        """The metrics text once it matches ``pattern``.
+
+        The one place this module re-reads something: a worker publishes its
+        counters to the main process once per ``REPORT_INTERVAL_S`` by design,
+        over a pipe the test cannot see, so the test reads /metrics at that
+        cadence until the worker's next report is in (bounded by ``timeout``).
+        """
         deadline = time.monotonic() + timeout
         text = ""
         while time.monotonic() < deadline:
@@ -138,7 +163,7 @@ class TurnWorkersTests(unittest.TestCase):
                 text = ""
             if re.search(pattern, text):
                 return text
-            time.sleep(0.1)
+            time.sleep(REPORT_INTERVAL_S / 4)
         self.fail(f"no {pattern!r} in the metrics:\n{text}\n{self.output()}")
 
     def client(self) -> socket.socket:
@@ -149,18 +174,27 @@ class TurnWorkersTests(unittest.TestCase):
         return sock
 
     def test_both_processes_allocate_and_relay(self) -> None:
-        """64 client ports get STUN Binding answers and allocations from both shards' relay ranges; each shard relays; the metrics sum both."""
-        clients = [self.client() for _ in range(CLIENTS)]
-        for sock in clients:
+        """Client ports get STUN Binding answers and allocations from both shards' relay ranges; each shard relays one packet each way; the metrics sum both exactly."""
+        # The kernel spreads client ports over the two processes by a hash of
+        # the 4-tuple: the test opens clients until each shard has served at
+        # least one (and at least 8 in all), so it never hopes a fixed number
+        # was enough.  Each allocation's relayed port says which shard served it.
+        middle = RELAY_LOW + (RELAY_HIGH - RELAY_LOW + 1) // 2
+        clients: list[socket.socket] = []
+        allocations: list[tuple[tuple[str, int], bytes]] = []
+        shard0: list[int] = []
+        shard1: list[int] = []
+        while len(clients) < 8 or not (shard0 and shard1):
+            self.assertLess(len(clients), CLIENTS, f"{CLIENTS} clients and one shard served none: {allocations}")
+            sock = self.client()
             reply = exchange(sock, msgs.encode(Method.BINDING, MessageClass.REQUEST, os.urandom(12), []))
             self.assertEqual(reply.msg_class, MessageClass.SUCCESS)
-        allocations = [allocate(sock) for sock in clients]
+            clients.append(sock)
+            allocations.append(allocate(sock))
+            port = allocations[-1][0][1]
+            self.assertTrue(RELAY_LOW <= port <= RELAY_HIGH, port)
+            (shard0 if port < middle else shard1).append(len(clients) - 1)
         relayed = [address for address, _ in allocations]
-        middle = RELAY_LOW + (RELAY_HIGH - RELAY_LOW + 1) // 2
-        shard0 = [i for i, (_, port) in enumerate(relayed) if RELAY_LOW <= port < middle]
-        shard1 = [i for i, (_, port) in enumerate(relayed) if middle <= port <= RELAY_HIGH]
-        self.assertEqual(len(shard0) + len(shard1), CLIENTS)
-        self.assertTrue(shard0 and shard1, relayed)
 
         peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.addCleanup(peer.close)
@@ -183,22 +217,25 @@ class TurnWorkersTests(unittest.TestCase):
             indication = msgs.decode(sock.recv(65535))
             self.assertEqual((indication.method, indication.get(AttrType.DATA)), (Method.DATA, b"to client %d" % index))
 
-        text = self.wait_metric(
-            rf'webrtcstack_turn_allocations_created_total\{{family="ipv4",transport="udp"\}} {CLIENTS}\.0', 10)
+        # Wait until the worker's report includes its relayed packets (one each way).
+        text = self.wait_metric(r'webrtcstack_turn_relayed_packets_total\{direction="to_client"\} 2\.0', 10)
+        created = re.search(r'webrtcstack_turn_allocations_created_total\{family="ipv4",transport="udp"\} (\S+)', text)
+        self.assertIsNotNone(created, text)
+        self.assertEqual(float(created.group(1)), len(clients))  # type: ignore[union-attr]
         per_shard = {int(s): float(v) for s, v in
                      re.findall(r'webrtcstack_turn_shard_allocations_created_total\{shard="(\d)"\} (\S+)', text)}
         self.assertEqual(per_shard, {0: len(shard0), 1: len(shard1)})
-        relayed_to_peer = re.search(r'webrtcstack_turn_relayed_packets_total\{direction="to_peer"\} (\S+)', text)
-        self.assertIsNotNone(relayed_to_peer)
+        relayed_packets = dict(re.findall(r'webrtcstack_turn_relayed_packets_total\{direction="(\w+)"\} (\S+)', text))
+        self.assertEqual(relayed_packets, {"to_peer": "2.0", "to_client": "2.0"})
 
     def test_sigterm_stops_every_process(self) -> None:
         """SIGTERM to twistd, with allocations up in both, drains and stops the main process and its worker: no process is left."""
         for _ in range(16):
             allocate(self.client())
         self.proc.send_signal(signal.SIGTERM)
+        self.lines.wait("draining", 30)
         self.assertIn(self.proc.wait(30), (0, -signal.SIGTERM))
         self.assertEqual(wait_gone(self.children), [])
-        self.assertIn("draining", self.output())
 
     def test_sighup_reaches_the_worker(self) -> None:
         """SIGHUP to twistd makes the worker re-read the config file too (its log says what it applied)."""
@@ -207,14 +244,8 @@ class TurnWorkersTests(unittest.TestCase):
         with open(self.path, "w") as f:
             f.write(text.replace("user_quota = 100", "user_quota = 50"))
         self.proc.send_signal(signal.SIGHUP)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            lines = [line for line in self.output().splitlines() if "reloaded" in line and "user_quota" in line]
-            if any("turn-worker-1" in line for line in lines) and any("turn-worker-1" not in line for line in lines):
-                break
-            time.sleep(0.1)
-        else:
-            self.fail(f"no reload in both processes: {self.output()}")
+        self.lines.wait(r"^(?!.*turn-worker-1).*reloaded.*user_quota", 10)
+        self.lines.wait(r"turn-worker-1.*reloaded.*user_quota", 10, rescan=True)
         self.assertEqual(children_of(self.proc.pid), self.children)
 
     def test_worker_dies_with_the_parent(self) -> None:

@@ -97,6 +97,8 @@ def main(argv: list[str] | None = None) -> int:
             reactor.stop()
             return
         reporter.start(REPORT_INTERVAL_S, now=True)
+        log.info("TURN worker {shard} of {shards} ready (pid {pid})", shard=args.shard, shards=args.shards,
+                 pid=os.getpid())
 
     def stop() -> Any:
         def final(result: Any) -> Any:
