@@ -10,10 +10,10 @@ import subprocess
 import sys
 import time
 
-from twisted.internet import defer, reactor, task
+from twisted.internet import defer, reactor
 from twisted.trial import unittest
 
-from tests.support import free_port
+from tests.support import free_port, recv_within
 from webrtcstack.config import parse_config
 from webrtcstack.service import build_service, effective_auth_secrets
 
@@ -66,14 +66,7 @@ class StackServiceTests(unittest.TestCase):
                 client.setblocking(False)
                 request, tid = binding_request()
                 client.sendto(request, (host.host, host.port))
-                reply = b""
-                for _ in range(200):  # at most ~2 s
-                    yield task.deferLater(reactor, 0.01, lambda: None)
-                    try:
-                        reply = client.recv(2048)
-                        break
-                    except BlockingIOError:
-                        continue
+                reply, _ = yield recv_within(client, 5)
                 self.assertEqual(reply[:2], b"\x01\x01", f"no Binding success from {host}")
                 self.assertEqual(reply[8:20], tid)
         finally:

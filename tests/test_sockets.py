@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import socket
 
-from twisted.internet import defer, reactor, task
+from twisted.internet import defer, reactor
 from twisted.internet.protocol import Factory, Protocol
 from twisted.trial import unittest
+
+from tests.support import Event, after_each_call, recv_within
 
 from webrtcstack.config import Endpoint
 from webrtcstack.sockets import ConnectionBudget, LimitedFactory, ListenerService, make_socket
@@ -15,16 +17,6 @@ from webrtcstack.sockets import ConnectionBudget, LimitedFactory, ListenerServic
 class Echo(Protocol):
     def dataReceived(self, data: bytes) -> None:
         self.transport.write(data)
-
-
-@defer.inlineCallbacks
-def wait_for(predicate, timeout_s: float = 5.0):  # type: ignore[no-untyped-def]
-    """Spin the reactor until predicate() is true (bounded)."""
-    for _ in range(int(timeout_s / 0.01)):
-        if predicate():
-            return True
-        yield task.deferLater(reactor, 0.01, lambda: None)
-    return predicate()
 
 
 class ConnectionBudgetTests(unittest.TestCase):
@@ -39,48 +31,41 @@ class ConnectionBudgetTests(unittest.TestCase):
             svc.startService()
             self.addCleanup(svc.stopService)
         ports = [svc.bound_port() for svc in services]
+        opened = Event(lambda: budget.open == 2)
+        for svc in services:
+            self.addCleanup(after_each_call(svc.target, "registerProtocol", opened))
         clients = []
         for port in (ports[0], ports[1]):
             c = socket.create_connection(("127.0.0.1", port), timeout=5)
             self.addCleanup(c.close)
             clients.append(c)
-        yield wait_for(lambda: budget.open == 2)
-        self.assertEqual(budget.open, 2)
+        yield opened.wait(5)
         extra = socket.create_connection(("127.0.0.1", ports[0]), timeout=5)
         self.addCleanup(extra.close)
         extra.setblocking(False)
-
-        def closed() -> bool:
-            try:
-                return extra.recv(16) == b""
-            except BlockingIOError:
-                return False
-            except OSError:
-                return True
-
-        self.assertTrue((yield wait_for(closed)), "the connection over budget stayed open")
+        try:
+            data, _ = yield recv_within(extra, 5)
+        except ConnectionResetError:
+            data = b""
+        self.assertEqual(data, b"", "the connection over budget stayed open")
         self.assertEqual(budget.refused, 1)
+        freed = Event(lambda: budget.open == 1)
+        for svc in services:
+            self.addCleanup(after_each_call(svc.target, "unregisterProtocol", freed))
         clients[0].close()
-        yield wait_for(lambda: budget.open == 1)
-        self.assertEqual(budget.open, 1)
+        yield freed.wait(5)
         again = socket.create_connection(("127.0.0.1", ports[1]), timeout=5)
         self.addCleanup(again.close)
         again.sendall(b"ping")
         again.setblocking(False)
-        got = []
-
-        def echoed() -> bool:
-            try:
-                got.append(again.recv(16))
-            except BlockingIOError:
-                return False
-            return True
-
-        yield wait_for(echoed)
-        self.assertEqual(got, [b"ping"])
+        got, _ = yield recv_within(again, 5)
+        self.assertEqual(got, b"ping")
+        all_closed = Event(lambda: budget.open == 0)
+        for svc in services:
+            self.addCleanup(after_each_call(svc.target, "unregisterProtocol", all_closed))
         for c in clients[1:] + [again]:
             c.close()
-        yield wait_for(lambda: budget.open == 0)
+        yield all_closed.wait(5)
 
 
 class SocketTests(unittest.TestCase):

@@ -7,7 +7,7 @@ import os
 import struct
 
 from autobahn.twisted.websocket import WebSocketClientFactory
-from twisted.internet import defer, reactor, task
+from twisted.internet import defer, reactor
 from twisted.internet.endpoints import TCP4ClientEndpoint, wrapClientTLS
 from twisted.internet.protocol import Factory
 from twisted.trial import unittest
@@ -47,10 +47,9 @@ class StackCase(unittest.TestCase):
 
 
 def close(proto: Collect) -> defer.Deferred[object]:
-    """Close a client connection and wait until both sides have seen it go."""
+    """Close a client connection and wait until the client has seen it go."""
     proto.transport.loseConnection()
-    d = proto.done.addTimeout(5, reactor)
-    return d.addCallback(lambda _: task.deferLater(reactor, 0.01, lambda: None))
+    return proto.done.addTimeout(5, reactor)
 
 
 class HttpsTests(StackCase):

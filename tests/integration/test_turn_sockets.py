@@ -7,9 +7,10 @@ import socket
 import struct
 from typing import Any
 
-from twisted.internet import defer, reactor, task
+from twisted.internet import defer, reactor
 from twisted.trial import unittest
 
+from tests.support import Event, after_each_call, recv_within
 from tests.turn import msgs
 from tests.turn.stack import PASSWORD, REALM, USER, TurnStack
 from webrtcstack.stun.constants import AttrType, Method, MessageClass
@@ -19,7 +20,7 @@ KEY = long_term_key(USER, REALM, PASSWORD)
 
 
 class SocketClient:
-    """A non-blocking UDP or TCP socket speaking TURN; reads poll the reactor (bounded)."""
+    """A non-blocking UDP or TCP socket speaking TURN; reads wait until the reactor says it is readable."""
 
     def __init__(self, host: str, port: int, tcp: bool = False) -> None:
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -33,26 +34,34 @@ class SocketClient:
     def send(self, data: bytes) -> None:
         self.sock.send(data)
 
+    def _frame(self) -> bytes | None:
+        """One whole STUN message or ChannelData frame off the TCP buffer, if there is one."""
+        if len(self.buffer) < 4:
+            return None
+        if self.buffer[0] < 0x40:
+            size = 20 + struct.unpack_from("!H", self.buffer, 2)[0]
+        else:
+            n = struct.unpack_from("!H", self.buffer, 2)[0]
+            size = 4 + n + (-n & 3)
+        if len(self.buffer) < size:
+            return None
+        frame, self.buffer = self.buffer[:size], self.buffer[size:]
+        return frame
+
     @defer.inlineCallbacks
     def recv(self, limit: float = 3.0) -> Any:
-        for _ in range(int(limit / 0.005)):
-            try:
-                if not self.tcp:
-                    defer.returnValue(self.sock.recv(65535))
-                self.buffer += self.sock.recv(65535)
-            except BlockingIOError:
-                pass
-            if self.tcp and len(self.buffer) >= 4:
-                if self.buffer[0] < 0x40:
-                    size = 20 + struct.unpack_from("!H", self.buffer, 2)[0]
-                else:
-                    n = struct.unpack_from("!H", self.buffer, 2)[0]
-                    size = 4 + n + (-n & 3)
-                if len(self.buffer) >= size:
-                    frame, self.buffer = self.buffer[:size], self.buffer[size:]
-                    defer.returnValue(frame)
-            yield task.deferLater(reactor, 0.005, lambda: None)
-        raise AssertionError("no reply")
+        """The next datagram (UDP) or frame (TCP), within ``limit`` s."""
+        deadline = reactor.seconds() + limit
+        while True:
+            frame = self._frame() if self.tcp else None
+            if frame is not None:
+                return frame
+            data, _ = yield recv_within(self.sock, max(0.0, deadline - reactor.seconds()))
+            if not self.tcp:
+                return data
+            if not data:
+                raise AssertionError("the server closed the connection")
+            self.buffer += data
 
     @defer.inlineCallbacks
     def request(self, method: int, attrs: list[tuple[int, bytes]], tid: bytes | None = None) -> Any:
@@ -87,14 +96,8 @@ class TurnSocketTests(unittest.TestCase):
         self.addCleanup(peer.close)
         return peer
 
-    @defer.inlineCallbacks
     def recv_peer(self, peer: socket.socket) -> Any:
-        for _ in range(600):
-            try:
-                defer.returnValue(peer.recvfrom(65535))
-            except BlockingIOError:
-                yield task.deferLater(reactor, 0.005, lambda: None)
-        raise AssertionError("peer got nothing")
+        return recv_within(peer, 3)
 
     @defer.inlineCallbacks
     def round_trip(self, host: str, tcp: bool) -> Any:
@@ -145,12 +148,10 @@ class TurnSocketTests(unittest.TestCase):
         stack, client = yield self.round_trip("127.0.0.1", tcp=True)
         [allocation] = stack.engine.allocations.values()
         relay_port = allocation.relay_ports[4]
+        ended = Event(lambda: stack.engine.allocation_count() == 0)
+        self.addCleanup(after_each_call(stack.driver, "connection_lost", ended))
         client.close()
-        for _ in range(400):
-            if not stack.engine.allocations:
-                break
-            yield task.deferLater(reactor, 0.005, lambda: None)
-        self.assertEqual(stack.engine.allocation_count(), 0)
+        yield ended.wait(5)
         self.assertTrue(stack.engine.port_pools[4].is_free(relay_port))
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
             s.bind(("127.0.0.1", relay_port))  # the relay socket is really closed

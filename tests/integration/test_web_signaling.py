@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from twisted.internet import reactor, task
+from twisted.internet import reactor
 from twisted.trial import unittest
 
 from tests.signaling.webcase import WebCase, make_config
@@ -101,10 +101,10 @@ class ApprtcFlowTests(WebCase, unittest.TestCase):
         b = (await self.join("room"))["params"]["client_id"]
         await self.registered("room", a)
         ws_b = await self.registered("room", b)
+        unbound = self.unbound("room", b)
         ws_b.drop()
         await ws_b.wait_closed()
-        while self.app.hub.peer("room", b).conn is not None:
-            await task.deferLater(reactor, 0.005, lambda: None)
+        await unbound
         self.assertEqual((await self.join("room"))["result"], "FULL")
         self.clock.advance(9.9)
         self.assertEqual((await self.join("room"))["result"], "FULL")
@@ -121,9 +121,9 @@ class ApprtcFlowTests(WebCase, unittest.TestCase):
         b = (await self.join("room"))["params"]["client_id"]
         await self.registered("room", a)
         ws_b = await self.registered("room", b)
+        unbound = self.unbound("room", b)
         await ws_b.close()
-        while self.app.hub.peer("room", b).conn is not None:
-            await task.deferLater(reactor, 0.005, lambda: None)
+        await unbound
         await self.message("room", a, candidate(4))
         self.clock.advance(9)
         ws_b2 = await self.registered("room", b)
@@ -255,11 +255,7 @@ class ColliderSiteTests(WebCase, unittest.TestCase):
     async def test_delete_closes_socket(self) -> None:
         """DELETE removes a registered client and closes its socket."""
         ws = await self.ws(port=self.collider_port)
-        ws.send({"cmd": "register", "roomid": "room", "clientid": "a"})
-        for _ in range(100):
-            if self.app.hub.peer("room", "a") is not None:
-                break
-            await task.deferLater(reactor, 0.005, lambda: None)
+        await self.register(ws, "room", "a")
         self.assertEqual((await self.collider("DELETE", "/room/a"))[2], b"OK\n")
         self.assertEqual(await ws.wait_closed(), 1000)
         self.assertIsNone(self.app.hub.peer("room", "a"))
@@ -283,11 +279,9 @@ class LimitTests(WebCase, unittest.TestCase):
         await self.ws()
         with self.assertRaises(ConnectionError):
             await self.ws()
+        freed = self.sockets_closed(below=2)
         await first.close()
-        for _ in range(200):
-            if self.app.signaling_factory.open_count < 2:
-                break
-            await task.deferLater(reactor, 0.01, lambda: None)
+        await freed.wait(5)
         await self.ws()
 
     @async_test
@@ -312,10 +306,7 @@ class PingTests(WebCase, unittest.TestCase):
     async def test_idle_pings(self) -> None:
         """An idle socket gets WebSocket pings at ping_interval_seconds."""
         ws = await self.ws()
-        for _ in range(60):
-            if ws.pings:
-                break
-            await task.deferLater(reactor, 0.05, lambda: None)
+        await ws.pinged.addTimeout(5, reactor)
         self.assertGreaterEqual(ws.pings, 1)
 
 

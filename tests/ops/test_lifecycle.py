@@ -10,6 +10,7 @@ from twisted.logger import globalLogPublisher
 from twisted.trial import unittest
 
 from tests.ops.support import make_cert
+from tests.support import fired_within
 from webrtcstack.config import load_config
 from webrtcstack.ops.lifecycle import StackService
 from webrtcstack.ops.runtime import StackRuntime
@@ -121,11 +122,10 @@ class ReloadTests(LifecycleCase):
         before = signal.getsignal(signal.SIGHUP)
         svc = self.make(BASE, clock=reactor, install_signals=True)
         self.write(BASE.replace("user_quota = 5", "user_quota = 9"))
+        reloaded: defer.Deferred[None] = defer.Deferred()
+        self.runtime.reloaders.append(lambda config: reloaded.callback(None))
         os.kill(os.getpid(), signal.SIGHUP)
-        for _ in range(100):
-            if self.applied:
-                break
-            yield task.deferLater(reactor, 0.01, lambda: None)
+        yield fired_within(reloaded, 5)
         self.assertEqual(self.applied[0].turn.user_quota, 9)
         yield svc.stopService()
         self.assertEqual(signal.getsignal(signal.SIGHUP), before)

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Callable
 
 from twisted.internet import reactor, task
 
+from tests.support import Event, after_each_call
+
 from tests.signaling.wsclient import WsClient, http, http_json, ws_connect
 from webrtcstack.config import StackConfig, parse_config
+from webrtcstack.signaling.protocol import SignalingServerProtocol
 from webrtcstack.web import WebApp, build_web
 
 SECRET = "test-secret-0123"
@@ -53,12 +56,29 @@ class WebCase:
         self.addCleanup(self._close_clients)  # type: ignore[attr-defined]
         return self.app
 
+    def watch(self, condition: Callable[[], bool], *hooks: tuple[Any, str]) -> Event:
+        """An :class:`Event` checked after each call of the hooked ``(object, method name)`` pairs.
+
+        Set it up before the action whose effect it waits for; the hooks
+        are undone at cleanup.
+        """
+        event = Event(condition)
+        for obj, name in hooks:
+            self.addCleanup(after_each_call(obj, name, event))  # type: ignore[attr-defined]
+        return event
+
+    def sockets_closed(self, below: int = 1) -> Event:
+        """Fires once fewer than ``below`` server-side sockets are open (checked as each one closes)."""
+        factory = self.app.signaling_factory  # the one factory behind /ws and the collider port
+        return self.watch(lambda: factory is None or factory.open_count < below, (SignalingServerProtocol, "onClose"))
+
     async def _close_clients(self) -> None:
+        gone = self.sockets_closed()
         for client in self._clients:
             if not client.is_closed and client.proto is not None:
                 await client.close()
-        # let the server side see its connections go
-        await task.deferLater(reactor, 0.01, lambda: None)
+        # the server side sees its connections go
+        await gone.wait(5)
 
     async def ws(self, path: str = "/ws", origin: str | None = None, port: int | None = None) -> WsClient:
         """A WebSocket to our site (closed at cleanup)."""
@@ -84,10 +104,23 @@ class WebCase:
     async def registered(self, room: str, client: str) -> WsClient:
         """A socket registered as (room, client)."""
         ws = await self.ws()
-        ws.send({"cmd": "register", "roomid": room, "clientid": client})
-        for _ in range(100):
+        await self.register(ws, room, client)
+        return ws
+
+    async def register(self, ws: WsClient, room: str, client: str) -> None:
+        """Send ``register`` on ``ws`` and wait until the hub has bound the socket."""
+        def bound() -> bool:
             peer = self.app.hub.peer(room, client)
-            if peer is not None and peer.conn is not None:
-                return ws
-            await task.deferLater(reactor, 0.005, lambda: None)
-        raise AssertionError(f"{room}/{client} did not register")
+            return peer is not None and peer.conn is not None
+
+        done = self.watch(bound, (self.app.hub, "handle_register"))
+        ws.send({"cmd": "register", "roomid": room, "clientid": client})
+        await done.wait(5)
+
+    async def unbound(self, room: str, client: str) -> None:
+        """Wait until the hub has seen ``client``'s socket go (the client stays for the grace period)."""
+        def gone() -> bool:
+            peer = self.app.hub.peer(room, client)
+            return peer is None or peer.conn is None
+
+        await self.watch(gone, (self.app.hub, "handle_disconnect")).wait(5)

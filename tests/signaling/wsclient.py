@@ -43,6 +43,8 @@ class WsClientProtocol(WebSocketClientProtocol):
 
     def onPing(self, payload: bytes) -> None:
         self.client.pings += 1
+        if not self.client.pinged.called:
+            self.client.pinged.callback(None)
         super().onPing(payload)
 
     def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
@@ -60,6 +62,8 @@ class WsClient:
         self.close_code: int | None = None
         self.close_reason: str | None = None
         self.pings = 0
+        #: fires at the first ping from the server
+        self.pinged: defer.Deferred = defer.Deferred()
         self.is_closed = False
 
     def _opened(self, proto: WsClientProtocol) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from twisted.application import service
-from twisted.internet import defer, reactor, task
+from twisted.internet import defer, reactor
 
 from tests.support import free_port
 from webrtcstack.config import parse_config
@@ -39,5 +39,3 @@ class TurnStack:
     @defer.inlineCallbacks
     def stop(self) -> Any:
         yield self.top.stopService()
-        # Let TCP connections the test closed be reaped before the reactor check.
-        yield task.deferLater(reactor, 0, lambda: None)
