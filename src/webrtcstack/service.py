@@ -188,6 +188,8 @@ def _wire_web(runtime: StackRuntime, app: Any, auth_secrets: tuple[str, ...]) ->
     """Hook the room server and signaling into metrics, reload and drain."""
     hub = app.hub
     runtime.hubs.append(hub)
+    if app.signaling_factory is not None:
+        runtime.signaling_factories.append(app.signaling_factory)
     if hub.rooms is not None:
         runtime.room_storages.append(hub.storage)
 

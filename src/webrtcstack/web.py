@@ -20,7 +20,6 @@ import importlib.resources
 from typing import Any
 
 import attr
-from autobahn.twisted.resource import WebSocketResource
 from twisted.web.resource import NoResource, Resource
 from twisted.web.server import Request, Site
 from twisted.web.static import File
@@ -32,7 +31,7 @@ from webrtcstack.rooms.resource import RoomServerResource
 from webrtcstack.rooms.storage import MemoryStorage, Storage
 from webrtcstack.signaling.hub import SignalingHub
 from webrtcstack.signaling.protocol import HubRunner, SignalingServerFactory
-from webrtcstack.signaling.resource import ColliderRootResource
+from webrtcstack.signaling.resource import ColliderRootResource, SignalingResource
 
 __all__ = ["WebApp", "build_web", "COLLIDER_PREFIX"]
 
@@ -45,6 +44,22 @@ class _StaticFile(File):
 
     def directoryListing(self) -> Resource:
         return NoResource()
+
+    def getChild(self, path: bytes, request: Request) -> Resource:
+        # A NUL, another control byte or bytes that are not UTF-8 can name
+        # no file of ours; the OS would raise on some (ValueError for NUL).
+        if not _plain_segment(path):
+            return NoResource()
+        return super().getChild(path, request)  # type: ignore[no-any-return]
+
+
+def _plain_segment(segment: bytes) -> bool:
+    """Whether a decoded path segment could be a file name we serve."""
+    try:
+        text = segment.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return not any(ord(c) < 0x20 or c == "\x7f" for c in text)
 
 
 class WebRootResource(Resource):
@@ -107,7 +122,7 @@ class WebApp:
         if factory is not None:
             factory.allowed_origins = sig.allowed_origins
             factory.public_url = config.http.public_url
-            factory.max_message_bytes = sig.max_message_bytes
+            factory.apply_limits(sig.max_message_bytes, sig.ping_interval_seconds)
             factory.max_connections = sig.max_connections
             factory.max_connections_per_ip = sig.max_connections_per_ip
             factory.messages_per_second = sig.messages_per_second
@@ -169,7 +184,7 @@ def build_web(config: StackConfig, reactor: Any, auth_secrets: tuple[str, ...], 
             ping_interval_s=sig.ping_interval_seconds,
         )
         runner.factory = factory
-        ws_resource = WebSocketResource(factory)
+        ws_resource = SignalingResource(factory)
         collider_main = ColliderRootResource(runner, None, COLLIDER_PREFIX, sig.max_message_bytes)
         if sig.listen:
             collider_root = ColliderRootResource(runner, ws_resource, b"", sig.max_message_bytes)

@@ -126,7 +126,13 @@ class StackCollector(Collector):
         rooms, clients = rt.room_counts()
         yield GaugeMetricFamily(f"{PREFIX}_rooms", "Rooms now.", value=rooms)
         yield GaugeMetricFamily(f"{PREFIX}_room_clients", "Clients joined to rooms now.", value=clients)
-        yield GaugeMetricFamily(f"{PREFIX}_websocket_connections", "Open signaling WebSockets now.", value=rt.websockets())
+        yield GaugeMetricFamily(f"{PREFIX}_websocket_connections", "Registered signaling WebSockets now.", value=rt.websockets())
+        yield GaugeMetricFamily(f"{PREFIX}_websocket_unregistered", "Open signaling WebSockets not registered (yet).",
+                                value=rt.websockets_unregistered())
+        yield CounterMetricFamily(f"{PREFIX}_websocket_register_timeouts", "WebSockets closed for not registering in time.",
+                                  value=sum(f.unregistered_closed for f in rt.signaling_factories))
+        yield CounterMetricFamily(f"{PREFIX}_websocket_refused_origins", "WebSocket handshakes refused by the Origin check.",
+                                  value=sum(f.refused_origins for f in rt.signaling_factories))
         yield CounterMetricFamily(f"{PREFIX}_websocket_connections_opened", "Signaling WebSockets opened.",
                                   value=sum(h.counters.total_ws for h in rt.hubs))
         yield CounterMetricFamily(f"{PREFIX}_websocket_errors", "Signaling WebSocket errors.",

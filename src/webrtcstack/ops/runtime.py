@@ -59,6 +59,8 @@ class StackRuntime:
         self.turn_gauges: list[Callable[[], dict[str, Any]]] = []
         #: Signaling hubs (``.counters``, ``.storage``).
         self.hubs: list[Any] = []
+        #: Signaling socket factories (``.unregistered_count``, ``.refused_origins``, ``.unregistered_closed``).
+        self.signaling_factories: list[Any] = []
         #: Room storages (``room_count()``, ``iter_rooms()``).
         self.room_storages: list[Any] = []
         #: One-port listeners' demux factories (``.counts``).
@@ -97,8 +99,12 @@ class StackRuntime:
         return rooms, clients
 
     def websockets(self) -> int:
-        """Open signaling WebSockets now."""
+        """Registered signaling WebSockets now."""
         return sum(hub.counters.open_ws for hub in self.hubs)
+
+    def websockets_unregistered(self) -> int:
+        """Open signaling WebSockets that have not registered (yet)."""
+        return sum(f.unregistered_count for f in self.signaling_factories)
 
     def status(self) -> dict[str, Any]:
         """The ``/status`` JSON object (and ``webrtcstack status``)."""
@@ -114,6 +120,7 @@ class StackRuntime:
             "rooms": rooms,
             "clients": clients,
             "websockets": self.websockets(),
+            "websockets_unregistered": self.websockets_unregistered(),
             "listeners": [describe_listener(s) for s in self.listeners],
         }
         if self.cert_store is not None and self.cert_store.info is not None:

@@ -17,11 +17,15 @@ from autobahn.websocket.types import ConnectionDeny
 from twisted.logger import Logger
 
 from webrtcstack.signaling.hub import Deliver, Disconnect, Effect, Reply, SignalingHub, SignalingSession
-from webrtcstack.signaling.origin import origin_allowed
 
-__all__ = ["HubRunner", "SignalingServerProtocol", "SignalingServerFactory"]
+__all__ = ["HubRunner", "SignalingServerProtocol", "SignalingServerFactory", "REGISTER_TIMEOUT_CODE"]
 
 log = Logger()
+
+#: the close code of a socket that did not register within
+#: ``[signaling] register_timeout_seconds`` (4000-4999 are the
+#: application's own; Autobahn lets a server send no 1008)
+REGISTER_TIMEOUT_CODE = 4008
 
 
 class HubRunner:
@@ -108,14 +112,11 @@ class SignalingServerProtocol(WebSocketServerProtocol):
     session: SignalingSession | None = None
     _peer_ip: str | None = None
     _closing = False
+    _register_deadline: Any = None
 
     def onConnect(self, request: Any) -> None:
+        # The Origin was checked by SignalingResource before the handshake.
         factory = self.factory
-        origin = request.headers.get("origin")
-        if not origin_allowed(origin, allowed=factory.allowed_origins,
-                              host_header=request.headers.get("host", ""), public_url=factory.public_url):
-            log.info("signaling: refused Origin {origin!r} from {peer}", origin=origin, peer=request.peer)
-            raise ConnectionDeny(ConnectionDeny.FORBIDDEN, "Origin not allowed")
         ip = getattr(self.transport.getPeer(), "host", "?")
         if factory.open_count >= factory.max_connections:
             raise ConnectionDeny(ConnectionDeny.SERVICE_UNAVAILABLE, "Too many WebSocket connections")
@@ -135,6 +136,26 @@ class SignalingServerProtocol(WebSocketServerProtocol):
             messages_per_second=self.factory.messages_per_second,
             now=runner.now(),
         )
+        # collider closes a socket that has not registered in time; so do we
+        # (with a close frame), and the socket is counted until then.
+        self._register_deadline = runner.reactor.callLater(
+            runner.hub.register_timeout_s, self._register_expired)
+
+    def _register_expired(self) -> None:
+        self._register_deadline = None
+        session = self.session
+        if session is None or session.registered or self._closing:
+            return
+        self.factory.unregistered_closed += 1
+        self._closing = True
+        self.sendClose(REGISTER_TIMEOUT_CODE, "Client did not register in time")
+
+    def _cancel_register_deadline(self) -> None:
+        deadline = self._register_deadline
+        if deadline is not None:
+            self._register_deadline = None
+            if deadline.active():
+                deadline.cancel()
 
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
         session = self.session
@@ -145,6 +166,7 @@ class SignalingServerProtocol(WebSocketServerProtocol):
         effects = session.handle_frame(payload, now=runner.now())
         if not was_registered and session.client_id is not None:
             assert session.room_id is not None
+            self._cancel_register_deadline()
             runner.sockets[(session.room_id, session.client_id)] = self
             runner.apply(effects, self)
             runner.rearm()
@@ -152,6 +174,7 @@ class SignalingServerProtocol(WebSocketServerProtocol):
             runner.apply(effects, self)
 
     def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
+        self._cancel_register_deadline()
         factory = self.factory
         factory.open_sockets.discard(self)
         if self._peer_ip is not None:
@@ -203,17 +226,36 @@ class SignalingServerFactory(WebSocketServerFactory):
         self.max_connections_per_ip = max_connections_per_ip
         self.messages_per_second = messages_per_second
         self.open_count = 0
+        #: handshakes refused by the Origin check (SignalingResource)
+        self.refused_origins = 0
+        #: sockets closed because they never registered
+        self.unregistered_closed = 0
         self.per_ip: dict[str, int] = {}
         #: every accepted socket, registered or not (closed on stop)
         self.open_sockets: set[SignalingServerProtocol] = set()
-        options: dict[str, Any] = {
-            # Autobahn's own cap fails the connection with close code 1009 and
-            # no envelope; ours (in the session) answers with an error text
-            # first, so Autobahn's sits well above it.
-            "maxMessagePayloadSize": max_message_bytes * 4,
-            "maxFramePayloadSize": max_message_bytes * 4,
-        }
-        if ping_interval_s:
-            options["autoPingInterval"] = ping_interval_s
-            options["autoPingTimeout"] = ping_interval_s
-        self.setProtocolOptions(**options)
+        self.apply_limits(max_message_bytes, ping_interval_s)
+
+    @property
+    def unregistered_count(self) -> int:
+        """Open sockets that have not registered (yet)."""
+        return sum(1 for p in self.open_sockets if p.session is None or not p.session.registered)
+
+    def apply_limits(self, max_message_bytes: int, ping_interval_s: int) -> None:
+        """Set the frame caps and pings for sockets opened from now on (start and reload)."""
+        self.max_message_bytes = max_message_bytes
+        self.setProtocolOptions(
+            # Autobahn's own cap closes the socket with 1009 and no envelope;
+            # ours (in the session) answers with an error text first, so
+            # Autobahn's sits well above it.
+            maxMessagePayloadSize=max_message_bytes * 4,
+            maxFramePayloadSize=max_message_bytes * 4,
+            # A protocol error (a frame over the cap: 1009; invalid UTF-8:
+            # 1007; a bad frame: 1002) ends with a close frame carrying its
+            # code, not a TCP reset.
+            failByDrop=False,
+            # The Origin was checked (and the header removed) by
+            # SignalingResource; Autobahn must not judge it again.
+            allowNullOrigin=True,
+            autoPingInterval=float(ping_interval_s or 0),
+            autoPingTimeout=float(ping_interval_s or 0),
+        )

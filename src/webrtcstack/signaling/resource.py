@@ -10,15 +10,53 @@ from __future__ import annotations
 import html
 import json
 
+from autobahn.twisted.resource import WebSocketResource
+from twisted.logger import Logger
 from twisted.web.resource import Resource
 from twisted.web.server import Request
 
 from webrtcstack.rooms.model import is_valid_id
 from webrtcstack.signaling.hub import SignalingError
 from webrtcstack.signaling.messages import Errors
-from webrtcstack.signaling.protocol import HubRunner
+from webrtcstack.signaling.origin import origin_allowed
+from webrtcstack.signaling.protocol import HubRunner, SignalingServerFactory
 
-__all__ = ["ColliderStatusResource", "ColliderClientResource", "ColliderRootResource"]
+__all__ = ["ColliderStatusResource", "ColliderClientResource", "ColliderRootResource", "SignalingResource"]
+
+log = Logger()
+
+
+class SignalingResource(WebSocketResource):
+    """``/ws``: the Origin check, then Autobahn's handshake.
+
+    The Origin allow-list is decided here, the one place, before Autobahn
+    sees the request: a refused origin gets ``403 Forbidden`` (also
+    ``null``, ``file://`` and garbage, which Autobahn's own parser would
+    answer with 400).  An allowed request is handed on without its
+    ``Origin`` header, as Autobahn's own origin rules are not ours (it
+    refuses ``null`` and an empty header even where we allow them).
+    """
+
+    def __init__(self, factory: SignalingServerFactory) -> None:
+        super().__init__(factory)
+        self.signaling_factory = factory
+
+    def render(self, request: Request) -> bytes | int:
+        factory = self.signaling_factory
+        origin_raw = request.getHeader(b"origin")
+        origin = origin_raw.decode("latin-1") if isinstance(origin_raw, bytes) else origin_raw
+        host = request.getHeader(b"host")
+        host_text = host.decode("latin-1") if isinstance(host, bytes) else (host or "")
+        if not origin_allowed(origin, allowed=factory.allowed_origins, host_header=host_text,
+                              public_url=factory.public_url):
+            factory.refused_origins += 1
+            log.info("signaling: refused Origin {origin!r} from {peer}", origin=origin,
+                     peer=getattr(request.getClientAddress(), "host", "?"))
+            request.setResponseCode(403)
+            request.setHeader(b"Content-Type", b"text/plain; charset=utf-8")
+            return b"Origin not allowed\n"
+        request.requestHeaders.removeHeader(b"origin")
+        return super().render(request)  # type: ignore[no-any-return]
 
 
 def _http_error(request: Request, runner: HubRunner, text: str) -> bytes:
