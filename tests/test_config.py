@@ -169,3 +169,10 @@ class DocumentationTests(unittest.TestCase):
             sections = self._sections(f.read(), r"(?m)^### \[(\w+)\]$")
         for info in cfg.schema():
             self.assertIn(f"| `{info.key}` |", sections.get(info.section, ""), f"[{info.section}] {info.key} undocumented")
+
+    def test_generated_files_are_current(self) -> None:
+        """etc/stack.ini is exactly the schema's default file, and docs/configuration.md holds the schema's tables verbatim."""
+        with open(os.path.join(ROOT, "etc", "stack.ini")) as f:
+            self.assertEqual(f.read(), cfg.render_default_ini())
+        with open(os.path.join(ROOT, "docs", "configuration.md")) as f:
+            self.assertIn(cfg.render_markdown_reference().strip(), f.read())

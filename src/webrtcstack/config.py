@@ -157,6 +157,21 @@ def parse_host(text: str) -> str:
     raise _ValueError(f"{text.strip()!r} is not an IP address or host name")
 
 
+def parse_option_hosts(text: str) -> tuple[str, ...]:
+    """Host names or addresses, each optionally with ``:port`` (``[v6]:port`` for IPv6), lower case."""
+    out = []
+    for item in _split_list(text):
+        host, port = item, ""
+        m = re.match(r"^(\[[^\]]+\]|[^:]+):(\d{1,5})$", item)
+        if m:
+            host, port = m.group(1), m.group(2)
+            if not 0 < int(port) < 65536:
+                raise _ValueError(f"{item!r}: the port must be 1-65535")
+        parse_host(host)
+        out.append(item.lower())
+    return tuple(out)
+
+
 def parse_ip(text: str) -> str:
     """An IP address (v4 or v6, brackets optional)."""
     host = text.strip()
@@ -372,6 +387,7 @@ class RoomsSection:
     turn_credential_ttl_seconds: int = _key("86400", _int_in(60, 30 * 86400), "lifetime of the TURN REST credentials handed to clients")
     bypass_join_confirmation: bool = _key("no", _bool, "join at once instead of showing the join button")
     header_message: str = _key("", _text(512), "a message shown at the top of the call page")
+    allowed_option_hosts: tuple[str, ...] = _key("", parse_option_hosts, "hosts (host or host:port) that the page options wshpp and ts (with wstls) may name; empty: none, the page only uses our own signaling and ICE servers")
 
 
 @attr.s(frozen=True, slots=True)

@@ -88,11 +88,29 @@ class FieldTests(unittest.TestCase):
 
     def test_urls_overrides(self) -> None:
         """wshpp/wstls point at a collider host; ts/apikey move the ICE provider; empty ts disables it; tt passes through."""
-        p = params("wshpp=127.0.0.1:8089&wstls=false&ts=https://ice.example&apikey=k&tt=udp", base="https://h")
+        p = params("wshpp=127.0.0.1:8089&wstls=false&ts=https://ice.example&apikey=k&tt=udp", base="https://h",
+                   allowed_option_hosts=("127.0.0.1:8089", "ice.example"))
         self.assertEqual((p["wss_url"], p["wss_post_url"]), ("ws://127.0.0.1:8089/ws", "http://127.0.0.1:8089"))
         self.assertEqual(p["ice_server_url"], "https://ice.example/v1alpha/iceconfig?key=k")
         self.assertEqual(p["ice_server_transports"], "udp")
         self.assertEqual(params("ts=")["ice_server_url"], "")
+
+    def test_crafted_link_cannot_move_the_call(self) -> None:
+        """wshpp and ts naming hosts outside [rooms] allowed_option_hosts are ignored (our own signaling and ICE servers, a warning on the page); a listed host, with or without its port, is honoured."""
+        crafted = "wshpp=evil.example:443&ts=https://evil.example/ice&wstls=true"
+        for allowed in ((), ("good.example",), ("evil.example:444",)):
+            p = params(crafted, base="https://h", allowed_option_hosts=allowed)
+            self.assertEqual((p["wss_url"], p["wss_post_url"], p["ice_server_url"]),
+                             ("wss://h/ws", "https://h/collider", "https://h/v1alpha/iceconfig?key="), allowed)
+            self.assertEqual(len(p["warning_messages"]), 2, p["warning_messages"])
+        for sneaky in ("ts=https://good.example@evil.example", "ts=javascript:alert(1)", "wshpp=evil.example/x?good.example",
+                       "ts=https://evil.example\\@good.example"):
+            p = params(sneaky, base="https://h", allowed_option_hosts=("good.example",))
+            self.assertIn("//h/", p["wss_url"] + p["ice_server_url"], sneaky)
+            self.assertNotIn("evil", p["wss_url"] + p["ice_server_url"], sneaky)
+        p = params(crafted, base="https://h", allowed_option_hosts=("evil.example",))
+        self.assertEqual((p["wss_url"], p["ice_server_url"]),
+                         ("wss://evil.example:443/ws", "https://evil.example/ice/v1alpha/iceconfig?key="))
 
     def test_room_link(self) -> None:
         """room_link re-appends every query argument once, in order, HTML-escaped; wstls=true upgrades it to https."""

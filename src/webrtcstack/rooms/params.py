@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import html
 import json
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -129,6 +130,23 @@ def room_link(base_url: str, room_id: str, query: Query) -> str:
     return link
 
 
+def _names_allowed_host(value: str, allowed: tuple[str, ...], *, url: bool) -> bool:
+    """Whether ``value`` (``host[:port]``, or an http(s) URL when ``url``) names a host in ``allowed``.
+
+    An entry without a port allows that host on any port.
+    """
+    text = value.strip().lower()
+    if url:
+        m = re.match(r"^https?://([^/?#@]+)(?:[/?#]|$)", text)
+        if m is None:
+            return False
+        text = m.group(1)
+    if not text or any(c in text for c in "/?#@\\ "):
+        return False
+    host = text.rsplit(":", 1)[0] if re.search(r":\d+$", text) and not text.endswith("]") else text
+    return text in allowed or host in allowed
+
+
 def room_parameters(
     query: Query,
     *,
@@ -138,11 +156,19 @@ def room_parameters(
     bypass_join_confirmation: bool = False,
     version: str = "",
     room_id: str | None = None,
+    allowed_option_hosts: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     """Every field of apprtc's ``get_room_parameters`` for this request.
 
     ``room_id`` adds ``room_id`` and ``room_link``; the join handler adds
     ``client_id``, ``is_initiator`` and ``messages`` itself.
+
+    The options that name another server (``wshpp``: the signaling host;
+    ``ts``: the ICE server provider) are
+    honoured only for hosts in ``allowed_option_hosts``: a link written by
+    someone else must not move a call's signaling (and so its DTLS
+    fingerprints) or its ICE servers onto their machines.  Otherwise they
+    are ignored with a warning on the page.
     """
     warnings: list[str] = []
     if query.has("minre") or query.has("maxre"):
@@ -158,6 +184,9 @@ def room_parameters(
     secure = base.startswith("https://")
     hostport = base.split("://", 1)[1]
     ts = query.get("ts")
+    if ts and not _names_allowed_host(ts, allowed_option_hosts, url=True):
+        warnings.append("The \"ts\" option names a server this site does not allow; our own ICE servers are used.")
+        ts = None
     if ts is None:
         ice_server_url = f"{base}/v1alpha/iceconfig?key={query.get('apikey') or ''}"
     elif ts == "":
@@ -165,9 +194,12 @@ def room_parameters(
     else:
         ice_server_url = f"{ts}/v1alpha/iceconfig?key={query.get('apikey') or ''}"
 
-    wstls = _bool_param(query.get("wstls"))
-    tls = secure if wstls is None else wstls
     wshpp = query.get("wshpp")
+    wstls = _bool_param(query.get("wstls"))
+    if wshpp and not _names_allowed_host(wshpp, allowed_option_hosts, url=False):
+        warnings.append("The \"wshpp\" option names a server this site does not allow; our own signaling is used.")
+        wshpp = None
+    tls = secure if wstls is None else wstls
     if wshpp:
         wss_url = f"{'wss' if tls else 'ws'}://{wshpp}/ws"
         wss_post_url = f"{'https' if tls else 'http'}://{wshpp}"

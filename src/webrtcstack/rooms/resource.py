@@ -140,6 +140,7 @@ class RoomServerResource(Resource):
             bypass_join_confirmation=self.config.rooms.bypass_join_confirmation,
             version=self.version,
             room_id=room_id,
+            allowed_option_hosts=self.config.rooms.allowed_option_hosts,
         )
 
     @staticmethod
