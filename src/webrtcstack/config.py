@@ -297,11 +297,19 @@ def parse_redis_url(text: str) -> str:
 _META = "webrtcstack"
 
 
-def _key(default: str, parser: Callable[[str], Any], doc: str, *, kind: str | None = None) -> Any:
-    """Declare one config key: its default as ini text, its parser and its doc line."""
+def _key(default: str, parser: Callable[[str], Any], doc: str, *, kind: str | None = None,
+         restart: bool = False) -> Any:
+    """Declare one config key: its default as ini text, its parser and its doc line.
+
+    :param restart: a changed value takes effect only on a restart (it
+        decides which sockets exist, or is read once at start); a SIGHUP
+        reload reports it as such and keeps the running value.  Every other
+        key is applied by the reload.
+    """
     return attr.ib(
         default=parser(default),
-        metadata={_META: {"default": default, "parser": parser, "doc": doc, "kind": kind or (parser.__doc__ or "").split("\n")[0].replace("``", "`").rstrip(".")}},
+        metadata={_META: {"default": default, "parser": parser, "doc": doc, "restart": restart,
+                          "kind": kind or (parser.__doc__ or "").split("\n")[0].replace("``", "`").rstrip(".")}},
     )
 
 
@@ -313,27 +321,27 @@ _port_count = _int_in(0, 1_000_000)
 class StackSection:
     """``[stack]``: process-wide settings."""
 
-    max_open_files: int = _key("20000", _int_in(256, 1_048_576), "the soft limit on open files the process raises itself to at start (capped by the hard limit)")
+    max_open_files: int = _key("20000", _int_in(256, 1_048_576), "the soft limit on open files the process raises itself to at start (capped by the hard limit)", restart=True)
     drain_seconds: int = _key("30", _int_in(0, 86400), "on SIGTERM, refuse new allocations and joins and wait up to this long for existing ones to end")
-    log_format: str = _key("text", _choice("text", "json"), "log lines as text, or one JSON object a line")
+    log_format: str = _key("text", _choice("text", "json"), "log lines as text, or one JSON object a line", restart=True)
 
 
 @attr.s(frozen=True, slots=True)
 class TurnSection:
     """``[turn]``: the STUN/TURN server (STUN is served on the same ports)."""
 
-    enabled: bool = _key("yes", _bool, "serve STUN and TURN")
-    listen: tuple[Endpoint, ...] = _key("0.0.0.0:3478 [::]:3478", parse_endpoints, "host:port list; each gets UDP and TCP (IPv6 as [::]:3478)")
-    tls_listen: tuple[Endpoint, ...] = _key("", parse_endpoints, "host:port list for TURN over TLS (usually :5349 or :443); needs [tls]")
+    enabled: bool = _key("yes", _bool, "serve STUN and TURN", restart=True)
+    listen: tuple[Endpoint, ...] = _key("0.0.0.0:3478 [::]:3478", parse_endpoints, "host:port list; each gets UDP and TCP (IPv6 as [::]:3478)", restart=True)
+    tls_listen: tuple[Endpoint, ...] = _key("", parse_endpoints, "host:port list for TURN over TLS (usually :5349 or :443); needs [tls]", restart=True)
     software: str = _key("webrtcstack", _text(128), "the SOFTWARE attribute in every response (empty to send none)")
     realm: str = _key("webrtcstack", _text(256), "the long-term credential realm")
     users: tuple[tuple[str, str], ...] = _key("", parse_users, "static users, one name:password a line (indent continuation lines); 0x<32 hex> is a precomputed MD5 key")
     users_file: str = _key("", _text(4096), "a file with more name:password lines (read at start and on reload)")
     static_auth_secret: tuple[str, ...] = _key("", parse_secrets, "coturn-style REST API shared secrets (several for rotation); empty: one is generated at start")
     rest_api_separator: str = _key(":", _text(1), "the separator between expiry and name in REST API usernames")
-    relay_ports: tuple[int, int] = _key("49152-65535", parse_port_range, "the UDP port range relayed addresses are taken from")
-    relay_ip: tuple[str, ...] = _key("", parse_ips, "addresses relay sockets bind to, one per family; empty: 0.0.0.0 and ::")
-    external_ip: tuple[tuple[str, str | None], ...] = _key("", parse_external_ips, "public address advertised in XOR-RELAYED-ADDRESS, or public/private for 1:1 NAT")
+    relay_ports: tuple[int, int] = _key("49152-65535", parse_port_range, "the UDP port range relayed addresses are taken from", restart=True)
+    relay_ip: tuple[str, ...] = _key("", parse_ips, "addresses relay sockets bind to, one per family; empty: 0.0.0.0 and ::", restart=True)
+    external_ip: tuple[tuple[str, str | None], ...] = _key("", parse_external_ips, "public address advertised in XOR-RELAYED-ADDRESS, or public/private for 1:1 NAT", restart=True)
     allow_loopback_peers: bool = _key("no", _bool, "allow relaying to 127.0.0.0/8 and ::1 (tests only)")
     denied_peers: tuple[Any, ...] = _key("", parse_networks, "extra CIDR ranges peers may not be in")
     allowed_peers: tuple[Any, ...] = _key("", parse_networks, "CIDR ranges always allowed as peers (wins over every deny)")
@@ -348,9 +356,9 @@ class TurnSection:
     max_channels: int = _key("64", _int_in(1, 4096), "channel bindings per allocation")
     legacy_channel_numbers: bool = _key("yes", _bool, "also accept channel numbers 0x5000-0x7FFE (RFC 5766; coturn's clients pick from them); no: RFC 8656's 0x4000-0x4FFF only")
     max_bps: int = _key("0", _int_in(0, 10_000_000_000), "relayed bits per second per allocation, each direction (0: no limit)")
-    max_tcp_connections: int = _key("10000", _int_in(1, 1_000_000), "client TCP/TLS connections at once")
-    max_frame_bytes: int = _key("65540", _int_in(548, 65540), "the largest STUN or ChannelData frame accepted on a stream")
-    workers: int = _key("1", _int_in(1, 16), "processes serving the [turn] listen sockets (SO_REUSEPORT; 1: this process only); relay_ports and total_quota are split between them, user_quota holds per process")
+    max_tcp_connections: int = _key("10000", _int_in(1, 1_000_000), "client TCP/TLS connections at once", restart=True)
+    max_frame_bytes: int = _key("65540", _int_in(548, 65540), "the largest STUN or ChannelData frame accepted on a stream", restart=True)
+    workers: int = _key("1", _int_in(1, 16), "processes serving the [turn] listen sockets (SO_REUSEPORT; 1: this process only); relay_ports and total_quota are split between them, user_quota holds per process", restart=True)
     unauthenticated_replies_per_second: int = _key("20", _int_in(1, 100000), "401 replies per source address per second; more are dropped")
 
 
@@ -358,10 +366,10 @@ class TurnSection:
 class HttpSection:
     """``[http]``: the room server, the call page and WebSocket signaling."""
 
-    enabled: bool = _key("yes", _bool, "serve the room server, the call page and signaling")
-    listen: tuple[Endpoint, ...] = _key("127.0.0.1:8080", parse_endpoints, "host:port list for plain HTTP")
-    tls_listen: tuple[Endpoint, ...] = _key("", parse_endpoints, "host:port list for HTTPS/WSS; needs [tls]; the same port as [turn] tls_listen serves both (one-port mode)")
-    redirect_listen: tuple[Endpoint, ...] = _key("", parse_endpoints, "host:port list for plain HTTP that only redirects to HTTPS (usually :80); needs tls_listen")
+    enabled: bool = _key("yes", _bool, "serve the room server, the call page and signaling", restart=True)
+    listen: tuple[Endpoint, ...] = _key("127.0.0.1:8080", parse_endpoints, "host:port list for plain HTTP", restart=True)
+    tls_listen: tuple[Endpoint, ...] = _key("", parse_endpoints, "host:port list for HTTPS/WSS; needs [tls]; the same port as [turn] tls_listen serves both (one-port mode)", restart=True)
+    redirect_listen: tuple[Endpoint, ...] = _key("", parse_endpoints, "host:port list for plain HTTP that only redirects to HTTPS (usually :80); needs tls_listen", restart=True)
     public_url: str = _key("", parse_url, "the base URL users reach us at (https://call.example.org); empty: taken from each request's Host")
     max_connections: int = _key("10000", _int_in(1, 1_000_000), "HTTP and WebSocket connections at once")
 
@@ -378,7 +386,7 @@ class TlsSection:
 class RoomsSection:
     """``[rooms]``: the apprtc-compatible room server."""
 
-    enabled: bool = _key("yes", _bool, "serve the room API and the call page")
+    enabled: bool = _key("yes", _bool, "serve the room API and the call page", restart=True)
     capacity: int = _key("2", _int_in(2, 16), "clients per room (apprtc: 2)")
     room_ttl_seconds: int = _key("86400", _int_in(60, 30 * 86400), "a room with no change for this long is removed (never during a call: two members with live sockets)")
     max_rooms: int = _key("10000", _int_in(1, 10_000_000), "rooms at once; a join beyond it gets ERROR")
@@ -394,8 +402,8 @@ class RoomsSection:
 class SignalingSection:
     """``[signaling]``: the collider-compatible WebSocket signaling."""
 
-    enabled: bool = _key("yes", _bool, "serve WebSocket signaling at /ws on the HTTP site")
-    listen: tuple[Endpoint, ...] = _key("", parse_endpoints, "extra host:port list serving collider's exact paths (/ws, /status, /<room>/<client>)")
+    enabled: bool = _key("yes", _bool, "serve WebSocket signaling at /ws on the HTTP site", restart=True)
+    listen: tuple[Endpoint, ...] = _key("", parse_endpoints, "extra host:port list serving collider's exact paths (/ws, /status, /<room>/<client>)", restart=True)
     allowed_origins: tuple[str, ...] = _key("", parse_origins, "origins allowed to open a WebSocket; empty: the site's own origin and localhost")
     register_timeout_seconds: int = _key("10", _int_in(1, 3600), "how long a client may stay unregistered before it is removed (collider: 10)")
     max_queued_messages: int = _key("1024", _int_in(1, 100000), "messages queued per client (collider: 1024)")
@@ -410,8 +418,8 @@ class SignalingSection:
 class MetricsSection:
     """``[metrics]``: Prometheus `/metrics`, `/healthz` and `/status` on their own listener."""
 
-    enabled: bool = _key("yes", _bool, "serve /metrics, /healthz and /status")
-    listen: tuple[Endpoint, ...] = _key("127.0.0.1:9641", parse_endpoints, "host:port list; keep it private (loopback or an internal network)")
+    enabled: bool = _key("yes", _bool, "serve /metrics, /healthz and /status", restart=True)
+    listen: tuple[Endpoint, ...] = _key("127.0.0.1:9641", parse_endpoints, "host:port list; keep it private (loopback or an internal network)", restart=True)
 
 
 _SECTIONS: dict[str, type] = {
@@ -453,6 +461,7 @@ class KeyInfo:
     default: str
     kind: str
     doc: str
+    restart: bool = False
 
 
 def schema() -> Iterator[KeyInfo]:
@@ -460,7 +469,7 @@ def schema() -> Iterator[KeyInfo]:
     for section, cls in _SECTIONS.items():
         for field in attr.fields(cls):
             meta = field.metadata[_META]
-            yield KeyInfo(section, field.name, meta["default"], meta["kind"], meta["doc"])
+            yield KeyInfo(section, field.name, meta["default"], meta["kind"], meta["doc"], meta["restart"])
 
 
 def render_default_ini() -> str:
@@ -475,7 +484,7 @@ def render_default_ini() -> str:
         out.append(f"[{section}]")
         for field in attr.fields(cls):
             meta = field.metadata[_META]
-            out.append(f"# {meta['doc']}")
+            out.append(f"# {meta['doc']}" + (" (restart to change)" if meta["restart"] else ""))
             out.append(f"{field.name} = {meta['default']}".rstrip())
     return "\n".join(out) + "\n"
 
@@ -493,7 +502,8 @@ def render_markdown_reference() -> str:
         for field in attr.fields(cls):
             meta = field.metadata[_META]
             default = f"`{meta['default']}`" if meta["default"] else "(empty)"
-            out.append(f"| `{field.name}` | {default} | {meta['kind']} | {meta['doc']} |")
+            restart = " **Restart to change.**" if meta["restart"] else ""
+            out.append(f"| `{field.name}` | {default} | {meta['kind']} | {meta['doc']}{restart} |")
         out.append("")
     return "\n".join(out)
 

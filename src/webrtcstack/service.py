@@ -184,6 +184,15 @@ def reload_auth_secrets(config: StackConfig, running: tuple[str, ...]) -> tuple[
     return config.turn.static_auth_secret or running
 
 
+def _resize_budgets(runtime: StackRuntime, config: StackConfig) -> None:
+    """Reload: ``[http] max_connections`` applies to connections accepted from now on."""
+    budgets = runtime.connection_budgets
+    if "http" in budgets:
+        budgets["http"].limit = config.http.max_connections
+    if "one-port" in budgets:
+        budgets["one-port"].limit = config.http.max_connections + config.turn.max_tcp_connections
+
+
 def _wire_web(runtime: StackRuntime, app: Any, auth_secrets: tuple[str, ...]) -> None:
     """Hook the room server and signaling into metrics, reload and drain."""
     hub = app.hub
@@ -255,6 +264,7 @@ def build_service(config: StackConfig, reactor: Any, *, notifier: Any = None,
         # One budget for every HTTP(S) listener: [http] max_connections counts them all.
         http_budget = ConnectionBudget(config.http.max_connections)
         runtime.connection_budgets["http"] = http_budget
+        runtime.reloaders.append(lambda new: _resize_budgets(runtime, new))
         for ep in config.http.listen:
             children.append(ListenerService(reactor, "tcp", ep, LimitedFactory(app.site, http_budget), what="http"))
         if config.signaling.enabled and app.collider_site is not None:

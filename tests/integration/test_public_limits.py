@@ -9,8 +9,12 @@ from typing import Any
 from twisted.logger import LogLevel, globalLogPublisher
 from twisted.trial import unittest
 
+from twisted.internet import reactor
+
+from tests.integration.test_tls_stack import StackCase
+from tests.ops.support import bound
 from tests.signaling.webcase import WebCase, make_config
-from tests.signaling.wsclient import async_test, http
+from tests.signaling.wsclient import async_test, http, ws_connect
 from webrtcstack.signaling.protocol import REGISTER_TIMEOUT_CODE
 
 
@@ -116,3 +120,49 @@ class StaticPathTests(WebCase, unittest.TestCase):
         self.assertEqual(code, 200)
         bad = [e for e in self.events if e.get("log_level") in (LogLevel.error, LogLevel.critical) or e.get("log_failure")]
         self.assertEqual(bad, [])
+
+
+class ReloadAppliesTests(StackCase):
+    """The keys a reload reports as applied really change what the running stack does."""
+
+    def setUp(self) -> None:
+        self.text = ("[turn]\nenabled = no\n[http]\nlisten = 127.0.0.1:0\nmax_connections = 100\n"
+                     "[signaling]\nping_interval_seconds = 0\nmax_message_bytes = 65536\n")
+        self.top = self.start(self.text, from_file=True)
+        self.port = bound(self.top, "http")
+
+    def reload(self, text: str) -> list[str]:
+        with open(self.path, "w") as f:
+            f.write(text + "[metrics]\nenabled = no\n")
+        self.assertTrue(self.top.reload())
+        last = self.top.runtime.last_reload
+        self.assertEqual(last["needs_restart"], [], last)
+        return list(last["applied"])
+
+    @async_test
+    async def test_max_connections_reloaded(self) -> None:
+        """[http] max_connections reloaded to 1: with one connection open, the next is closed at once."""
+        applied = self.reload(self.text.replace("max_connections = 100", "max_connections = 1"))
+        self.assertIn("[http] max_connections", applied)
+        first = await ws_connect(self.port)
+        self.addCleanup(first.close)
+        with self.assertRaises(ConnectionError):
+            await ws_connect(self.port)
+
+    @async_test
+    async def test_ping_interval_reloaded(self) -> None:
+        """[signaling] ping_interval_seconds reloaded from 0 to 1: a socket opened after it gets pings."""
+        self.assertIn("[signaling] ping_interval_seconds",
+                      self.reload(self.text.replace("ping_interval_seconds = 0", "ping_interval_seconds = 1")))
+        ws = await ws_connect(self.port)
+        self.addCleanup(ws.close)
+        await ws.pinged.addTimeout(5, reactor)
+
+    @async_test
+    async def test_max_message_bytes_reloaded(self) -> None:
+        """[signaling] max_message_bytes reloaded to 256: a socket opened after it is closed with 1009 past 4 x 256 bytes."""
+        self.assertIn("[signaling] max_message_bytes",
+                      self.reload(self.text.replace("max_message_bytes = 65536", "max_message_bytes = 256")))
+        ws = await ws_connect(self.port)
+        ws.send(b"x" * 2000)
+        self.assertEqual(await ws.wait_closed(), 1009)

@@ -14,3 +14,48 @@ class ReloadKeyTests(unittest.TestCase):
         old, new = parse_config(""), parse_config("[turn]\nworkers = 2\nuser_quota = 3\n")
         self.assertEqual(restart_keys(old, new), ["[turn] workers"])
         self.assertEqual(applied_keys(old, new), ["[turn] user_quota"])
+
+
+#: a value other than the default for every key the schema marks restart-only
+OTHER_VALUES = {
+    ("stack", "max_open_files"): "4096", ("stack", "log_format"): "json",
+    ("turn", "enabled"): "no", ("turn", "listen"): "127.0.0.1:3479", ("turn", "tls_listen"): "127.0.0.1:5349",
+    ("turn", "relay_ports"): "50000-50100", ("turn", "relay_ip"): "127.0.0.1", ("turn", "external_ip"): "203.0.113.1",
+    ("turn", "workers"): "2", ("turn", "max_tcp_connections"): "7", ("turn", "max_frame_bytes"): "2000",
+    ("http", "enabled"): "no", ("http", "listen"): "127.0.0.1:8081", ("http", "tls_listen"): "127.0.0.1:8444",
+    ("http", "redirect_listen"): "127.0.0.1:8082", ("rooms", "enabled"): "no", ("signaling", "enabled"): "no",
+    ("signaling", "listen"): "127.0.0.1:8089", ("metrics", "enabled"): "no", ("metrics", "listen"): "127.0.0.1:9642",
+}
+
+
+class SchemaRestartTests(unittest.TestCase):
+    def test_restart_keys_come_from_the_schema(self) -> None:
+        """RESTART_KEYS is exactly the schema's restart-marked keys, and the issue's three reloadable keys are not among them."""
+        from webrtcstack.config import schema
+        from webrtcstack.ops.reload import RESTART_KEYS
+
+        self.assertEqual(RESTART_KEYS, {(i.section, i.key) for i in schema() if i.restart})
+        self.assertEqual(set(OTHER_VALUES), set(RESTART_KEYS))
+        for key in (("http", "max_connections"), ("signaling", "ping_interval_seconds"),
+                    ("signaling", "max_message_bytes")):
+            self.assertNotIn(key, RESTART_KEYS)
+
+    def test_each_restart_key_is_reported_and_kept(self) -> None:
+        """Changing any restart-only key alone is reported as needing a restart, not as applied, and the running value is kept."""
+        from webrtcstack.ops.reload import effective_config
+
+        # A TLS base (certificate files are read at start, not by the parser), so TLS keys may change too.
+        base = "[tls]\ncertificate = /c.pem\nprivate_key = /k.pem\n"
+        old = parse_config(base + "[http]\ntls_listen = 127.0.0.1:8443\n")
+        for (section, key), value in sorted(OTHER_VALUES.items()):
+            http = {"tls_listen": value} if (section, key) == ("http", "tls_listen") else {"tls_listen": "127.0.0.1:8443"}
+            if section == "http" and key != "tls_listen":
+                http[key] = value
+            lines = [base, "[http]\n" + "".join(f"{k} = {v}\n" for k, v in http.items())]
+            if section != "http":
+                lines.append(f"[{section}]\n{key} = {value}\n")
+            new = parse_config("".join(lines))
+            self.assertEqual(restart_keys(old, new), [f"[{section}] {key}"])
+            self.assertEqual(applied_keys(old, new), [])
+            self.assertEqual(getattr(getattr(effective_config(old, new), section), key),
+                             getattr(getattr(old, section), key))

@@ -132,7 +132,7 @@ class StackService(service.MultiService):
         log.info("reloaded {path}: {count} changed keys applied{keys}", path=path, count=len(applied),
                  keys=(": " + ", ".join(applied)) if applied else "")
         if restart:
-            log.warn("reload: {keys} changed; listener changes take effect only after a restart",
+            log.warn("reload: {keys} changed; these take effect only after a restart (the running values are kept)",
                      keys=", ".join(restart))
         return True
 

@@ -15,28 +15,11 @@ from collections.abc import Iterator
 
 import attr
 
-from webrtcstack.config import StackConfig
+from webrtcstack.config import StackConfig, schema
 
-#: (section, key) pairs that only take effect on a restart.
-RESTART_KEYS: frozenset[tuple[str, str]] = frozenset({
-    ("stack", "max_open_files"),
-    ("stack", "log_format"),
-    ("turn", "enabled"),
-    ("turn", "listen"),
-    ("turn", "tls_listen"),
-    ("turn", "relay_ports"),
-    ("turn", "relay_ip"),
-    ("turn", "workers"),
-    ("http", "enabled"),
-    ("http", "listen"),
-    ("http", "tls_listen"),
-    ("http", "redirect_listen"),
-    ("rooms", "enabled"),
-    ("signaling", "enabled"),
-    ("signaling", "listen"),
-    ("metrics", "enabled"),
-    ("metrics", "listen"),
-})
+#: (section, key) pairs that only take effect on a restart: the keys the
+#: schema marks ``restart=True`` (one list, so it cannot drift).
+RESTART_KEYS: frozenset[tuple[str, str]] = frozenset((info.section, info.key) for info in schema() if info.restart)
 
 
 def changed_keys(old: StackConfig, new: StackConfig) -> Iterator[tuple[str, str]]:
