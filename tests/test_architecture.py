@@ -16,7 +16,7 @@ SRC = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 
 
 #: The Twisted shell: the only modules that may touch sockets, the reactor, the web or Autobahn.
 SHELL = [
-    "tap.py", "service.py", "sockets.py", "cli.py", "web.py", "tls.py",
+    "tap.py", "service.py", "sockets.py", "cli.py", "web.py", "httpsite.py", "tls.py",
     "turn/adapters/*", "signaling/protocol*.py", "signaling/factory*.py", "signaling/resource*.py",
     "rooms/resource*.py", "rooms/page*.py", "ops/*",
 ]

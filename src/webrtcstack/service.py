@@ -189,6 +189,7 @@ def _resize_budgets(runtime: StackRuntime, config: StackConfig) -> None:
     budgets = runtime.connection_budgets
     if "http" in budgets:
         budgets["http"].limit = config.http.max_connections
+        budgets["http"].per_address = config.http.max_connections_per_ip
     if "one-port" in budgets:
         budgets["one-port"].limit = config.http.max_connections + config.turn.max_tcp_connections
 
@@ -199,6 +200,7 @@ def _wire_web(runtime: StackRuntime, app: Any, auth_secrets: tuple[str, ...]) ->
     runtime.hubs.append(hub)
     if app.signaling_factory is not None:
         runtime.signaling_factories.append(app.signaling_factory)
+    runtime.http_sites.extend(site for site in (app.site, app.collider_site) if site is not None)
     if hub.rooms is not None:
         runtime.room_storages.append(hub.storage)
 
@@ -262,7 +264,7 @@ def build_service(config: StackConfig, reactor: Any, *, notifier: Any = None,
         _wire_web(runtime, app, auth_secrets)
         children.append(CallbackService("web-timers", app.stop))
         # One budget for every HTTP(S) listener: [http] max_connections counts them all.
-        http_budget = ConnectionBudget(config.http.max_connections)
+        http_budget = ConnectionBudget(config.http.max_connections, config.http.max_connections_per_ip)
         runtime.connection_budgets["http"] = http_budget
         runtime.reloaders.append(lambda new: _resize_budgets(runtime, new))
         for ep in config.http.listen:

@@ -139,12 +139,51 @@ class ListenerService(service.Service):
 
 
 class ConnectionBudget:
-    """A count of open connections shared by several listeners, with a limit."""
+    """A count of open connections shared by several listeners, with a limit in all and per address.
 
-    def __init__(self, limit: int) -> None:
+    :param limit: connections at once, all addresses together.
+    :param per_address: connections at once from one client address (0: no
+        such limit), so one address cannot take every slot.
+    """
+
+    def __init__(self, limit: int, per_address: int = 0) -> None:
         self.limit = limit
+        self.per_address = per_address
         self.open = 0
         self.refused = 0
+        #: refused because their address had ``per_address`` open already
+        self.refused_per_address = 0
+        self.by_address: dict[str, int] = {}
+
+    @property
+    def saturated(self) -> bool:
+        """Whether the next connection would be refused for the limit in all."""
+        return self.open >= self.limit
+
+    def admit(self, host: str) -> bool:
+        """Whether a new connection from ``host`` may open (counts a refusal if not)."""
+        if self.open >= self.limit:
+            self.refused += 1
+            return False
+        if self.per_address and self.by_address.get(host, 0) >= self.per_address:
+            self.refused += 1
+            self.refused_per_address += 1
+            return False
+        return True
+
+    def opened(self, host: str) -> None:
+        """A connection from ``host`` is open."""
+        self.open += 1
+        self.by_address[host] = self.by_address.get(host, 0) + 1
+
+    def closed(self, host: str) -> None:
+        """A connection from ``host`` has closed."""
+        self.open -= 1
+        left = self.by_address.get(host, 1) - 1
+        if left > 0:
+            self.by_address[host] = left
+        else:
+            self.by_address.pop(host, None)
 
 
 class LimitedFactory(WrappingFactory):
@@ -164,18 +203,21 @@ class LimitedFactory(WrappingFactory):
         self.noisy = False
 
     def buildProtocol(self, addr: Any) -> Protocol | None:
-        if self.budget.open >= self.budget.limit:
-            self.budget.refused += 1
+        host = str(getattr(addr, "host", ""))
+        if not self.budget.admit(host):
             return None
-        return super().buildProtocol(addr)
+        p = super().buildProtocol(addr)
+        if p is not None:
+            p._budget_host = host  # type: ignore[attr-defined]
+        return p
 
     def registerProtocol(self, p: Protocol) -> None:
         super().registerProtocol(p)
-        self.budget.open += 1
+        self.budget.opened(getattr(p, "_budget_host", ""))
 
     def unregisterProtocol(self, p: Protocol) -> None:
         super().unregisterProtocol(p)
-        self.budget.open -= 1
+        self.budget.closed(getattr(p, "_budget_host", ""))
 
 
 def raise_open_files_limit(wanted: int) -> tuple[int, int]:

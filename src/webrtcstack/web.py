@@ -26,6 +26,7 @@ from twisted.web.static import File
 
 from webrtcstack import __version__ as _version
 from webrtcstack.config import StackConfig
+from webrtcstack.httpsite import LimitedSite
 from webrtcstack.rooms.model import RoomRegistry
 from webrtcstack.rooms.resource import RoomServerResource
 from webrtcstack.rooms.storage import MemoryStorage, Storage
@@ -188,13 +189,13 @@ def build_web(config: StackConfig, reactor: Any, auth_secrets: tuple[str, ...], 
         collider_main = ColliderRootResource(runner, None, COLLIDER_PREFIX, sig.max_message_bytes)
         if sig.listen:
             collider_root = ColliderRootResource(runner, ws_resource, b"", sig.max_message_bytes)
-            collider_site = Site(collider_root)
-            collider_site.displayTracebacks = False
+            collider_site = LimitedSite(collider_root, max_body_bytes=config.http.max_body_bytes,
+                                        request_timeout_s=config.http.request_timeout_seconds, clock=reactor)
 
     room_resource = RoomServerResource(config, runner, auth_secrets, version=_version) if registry is not None else None
     static_dir = str(importlib.resources.files("webrtcstack").joinpath("static"))
     root = WebRootResource(room_resource, ws_resource, collider_main, static_dir)
-    site = Site(root)
-    site.displayTracebacks = False
+    site = LimitedSite(root, max_body_bytes=config.http.max_body_bytes,
+                       request_timeout_s=config.http.request_timeout_seconds, clock=reactor)
     return WebApp(site=site, collider_site=collider_site, runner=runner, hub=hub, signaling_factory=factory,
                   room_resource=room_resource)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import os
 from typing import Any
 
@@ -10,11 +11,14 @@ from twisted.logger import LogLevel, globalLogPublisher
 from twisted.trial import unittest
 
 from twisted.internet import reactor
+from twisted.internet.endpoints import TCP4ClientEndpoint
+from twisted.internet.protocol import Factory
 
 from tests.integration.test_tls_stack import StackCase
-from tests.ops.support import bound
+from tests.ops.support import Collect, bound, read_http_response
 from tests.signaling.webcase import WebCase, make_config
 from tests.signaling.wsclient import async_test, http, ws_connect
+from tests.support import Event, after_each_call
 from webrtcstack.signaling.protocol import REGISTER_TIMEOUT_CODE
 
 
@@ -166,3 +170,131 @@ class ReloadAppliesTests(StackCase):
         ws = await ws_connect(self.port)
         ws.send(b"x" * 2000)
         self.assertEqual(await ws.wait_closed(), 1009)
+
+
+class BodyAndDeadlineTests(WebCase, unittest.TestCase):
+    def setUp(self) -> None:
+        self.start_web(make_config(http={"max_body_bytes": "65536", "request_timeout_seconds": "15"}))
+
+    async def raw(self, data: bytes) -> Collect:
+        proto = Collect(data)
+        await TCP4ClientEndpoint(reactor, "127.0.0.1", self.port).connect(Factory.forProtocol(lambda: proto))
+        self.addCleanup(lambda: proto.done)
+        return proto
+
+    @async_test
+    async def test_large_content_length_refused_before_reading(self) -> None:
+        """A 100 MB POST to /message gets 413 from its headers alone: the answer comes with 1 MB of the body sent, and the resource never runs."""
+        client = (await self.join("room"))["params"]["client_id"]
+        proto = await self.raw(f"POST /message/room/{client} HTTP/1.1\r\nHost: x\r\nContent-Length: 100000000\r\n\r\n".encode()
+                               + b"x" * 1_000_000)
+        code, _, body, _ = await read_http_response(proto)
+        self.assertEqual(code, 413, body)
+        await proto.done.addTimeout(5, reactor)
+        self.assertEqual(self.app.site.counters["bodies_refused"], 1)
+        self.assertFalse(self.app.hub.storage.get_room("room").members[client].messages)
+
+    @async_test
+    async def test_chunked_body_cut_off(self) -> None:
+        """A chunked body is refused with 413 once past max_body_bytes, without reaching the resource."""
+        client = (await self.join("room"))["params"]["client_id"]
+        head = f"POST /message/room/{client} HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n".encode()
+        chunk = b"4000\r\n" + b"y" * 0x4000 + b"\r\n"
+        proto = await self.raw(head + chunk * 8)  # 128 KiB of body
+        code, _, _, _ = await read_http_response(proto)
+        self.assertEqual(code, 413)
+        self.assertFalse(self.app.hub.storage.get_room("room").members[client].messages)
+
+    @async_test
+    async def test_small_body_still_served(self) -> None:
+        """A body under the limit is served as before."""
+        client = (await self.join("room"))["params"]["client_id"]
+        self.assertEqual((await self.message("room", client, {"type": "offer", "sdp": "v=0"}))["result"], "SUCCESS")
+
+    @async_test
+    async def test_slow_request_gets_408(self) -> None:
+        """Headers trickled in past request_timeout_seconds get 408 and the connection closes; a prompt request meanwhile is served."""
+        slow = await self.raw(b"GET / HTTP/1.1\r\nHo")
+        self.clock.advance(10)
+        slow.transport.write(b"st: x\r\n")  # still trickling: it does not reset the deadline
+        code, _, _ = await http("GET", self.url + "/params")
+        self.assertEqual(code, 200)
+        self.clock.advance(5)
+        code, _, body, _ = await read_http_response(slow)
+        self.assertEqual(code, 408, body)
+        await slow.done.addTimeout(5, reactor)
+        self.assertEqual(self.app.site.counters["request_timeouts"], 1)
+
+    @async_test
+    async def test_idle_connection_closed(self) -> None:
+        """A connection that sends nothing is closed after request_timeout_seconds."""
+        idle = await self.raw(b"")
+        self.clock.advance(15)
+        await idle.done.addTimeout(5, reactor)
+
+
+class PerAddressTests(StackCase):
+    def setUp(self) -> None:
+        self.top = self.start("[turn]\nenabled = no\n[http]\nlisten = 127.0.0.1:0\nmax_connections_per_ip = 3\n"
+                              "[metrics]\nlisten = 127.0.0.1:0\n")
+        self.port = bound(self.top, "http")
+
+    async def hold(self, source: str) -> Collect:
+        proto = Collect(b"GET / HTTP/1.1\r\nHo")  # a slowloris start: never finishes its headers
+        endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", self.port, bindAddress=(source, 0))
+        await endpoint.connect(Factory.forProtocol(lambda: proto))
+        self.addCleanup(lambda: proto.done)
+        self.addCleanup(proto.transport.loseConnection)
+        return proto
+
+    @async_test
+    async def test_one_address_cannot_take_every_slot(self) -> None:
+        """With max_connections_per_ip = 3, a 4th connection from 127.0.0.1 is closed at once, while 127.0.0.2 still joins a room; /healthz stays ok."""
+        budget = self.top.runtime.connection_budgets["http"]
+        opened = Event(lambda: budget.open == 3)
+        self.addCleanup(after_each_call(budget, "opened", opened))
+        for _ in range(3):
+            await self.hold("127.0.0.1")
+        await opened.wait(5)
+        fourth = await self.hold("127.0.0.1")
+        await fourth.done.addTimeout(5, reactor)
+        self.assertEqual((budget.refused, budget.refused_per_address), (1, 1))
+        other = Collect(b"POST /join/room HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+        await TCP4ClientEndpoint(reactor, "127.0.0.1", self.port, bindAddress=("127.0.0.2", 0)).connect(
+            Factory.forProtocol(lambda: other))
+        code, _, body, _ = await read_http_response(other)
+        self.assertEqual(code, 200)
+        self.assertEqual(json.loads(body)["result"], "SUCCESS")
+        await other.done.addTimeout(5, reactor)
+
+
+class SaturatedHealthTests(StackCase):
+    def setUp(self) -> None:
+        self.top = self.start("[turn]\nenabled = no\n[http]\nlisten = 127.0.0.1:0\nmax_connections = 2\n"
+                              "[metrics]\nlisten = 127.0.0.1:0\n")
+        self.port = bound(self.top, "http")
+
+    @async_test
+    async def test_healthz_degraded_while_full(self) -> None:
+        """/healthz says ok, then 503 "degraded" while the HTTP connection limit is reached, then ok again."""
+        health = f"http://127.0.0.1:{bound(self.top, 'metrics')}/healthz"
+        self.assertEqual((await http("GET", health))[:1], (200,))
+        budget = self.top.runtime.connection_budgets["http"]
+        full = Event(lambda: budget.open == 2)
+        self.addCleanup(after_each_call(budget, "opened", full))
+        held = []
+        for _ in range(2):
+            proto = Collect(b"GET / HTTP/1.1\r\nHo")
+            await TCP4ClientEndpoint(reactor, "127.0.0.1", self.port).connect(Factory.forProtocol(lambda: proto))
+            held.append(proto)
+        await full.wait(5)
+        code, _, body = await http("GET", health)
+        self.assertEqual(code, 503)
+        self.assertIn(b"degraded", body)
+        freed = Event(lambda: budget.open == 0)
+        self.addCleanup(after_each_call(budget, "closed", freed))
+        for proto in held:
+            proto.transport.loseConnection()
+            await proto.done.addTimeout(5, reactor)
+        await freed.wait(5)
+        self.assertEqual((await http("GET", health))[:2][0], 200)

@@ -33,7 +33,9 @@ class MetricsResource(resource.Resource):
 
 
 class HealthResource(resource.Resource):
-    """``GET /healthz``: ``ok`` (200) while running, ``draining`` (503) after SIGTERM."""
+    """``GET /healthz``: ``ok`` (200) while running; ``draining`` (503) after SIGTERM;
+    ``degraded: …`` (503) while a connection limit is reached (new clients are being refused),
+    so a load balancer sends them elsewhere."""
 
     isLeaf = True
 
@@ -46,7 +48,11 @@ class HealthResource(resource.Resource):
         request.setHeader(b"cache-control", b"no-store")
         state = self.runtime.state
         if state in ("starting", "running"):
-            return b"ok\n"
+            full = sorted(name for name, budget in self.runtime.connection_budgets.items() if budget.saturated)
+            if not full:
+                return b"ok\n"
+            request.setResponseCode(503)
+            return ("degraded: connection limit reached (" + ", ".join(full) + ")\n").encode()
         request.setResponseCode(503)
         return state.encode() + b"\n"
 

@@ -149,11 +149,21 @@ class StackCollector(Collector):
                                      labels=["limit"])
         refused = CounterMetricFamily(f"{PREFIX}_connections_refused", "Connections closed at once by a shell limit.",
                                       labels=["limit"])
+        per_address = CounterMetricFamily(f"{PREFIX}_connections_refused_per_address",
+                                          "Connections refused because their address had its share open already.",
+                                          labels=["limit"])
         for name, budget in budgets:
             open_now.add_metric([name], budget.open)
             refused.add_metric([name], budget.refused)
+            per_address.add_metric([name], budget.refused_per_address)
         yield open_now
         yield refused
+        yield per_address
+        http_refused = CounterMetricFamily(f"{PREFIX}_http_requests_refused",
+                                           "HTTP requests refused before a resource saw them, by reason.", labels=["reason"])
+        for label, counter in (("body_too_large", "bodies_refused"), ("timeout", "request_timeouts")):
+            http_refused.add_metric([label], sum(site.counters[counter] for site in rt.http_sites))
+        yield http_refused
 
     def _tls(self, rt: StackRuntime) -> Iterator[Metric]:
         store = rt.cert_store

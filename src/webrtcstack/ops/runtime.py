@@ -61,6 +61,8 @@ class StackRuntime:
         self.hubs: list[Any] = []
         #: Signaling socket factories (``.unregistered_count``, ``.refused_origins``, ``.unregistered_closed``).
         self.signaling_factories: list[Any] = []
+        #: Public HTTP sites (:class:`webrtcstack.httpsite.LimitedSite`, ``.counters``).
+        self.http_sites: list[Any] = []
         #: Room storages (``room_count()``, ``iter_rooms()``).
         self.room_storages: list[Any] = []
         #: One-port listeners' demux factories (``.counts``).

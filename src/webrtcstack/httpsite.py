@@ -1,0 +1,128 @@
+"""The public HTTP site: twisted.web with a byte budget for bodies and a deadline for requests (shell code).
+
+twisted.web on its own reads a request body whatever its size (into memory,
+or a temporary file past 100 KB) before any resource can look at it, and
+keeps a connection that sends one header byte every few seconds for as long
+as its idle timer is reset.  :class:`LimitedSite` closes both holes:
+
+- a request whose ``Content-Length`` is over ``max_body_bytes`` is answered
+  ``413 Payload Too Large`` from its headers, before a body byte is read;
+  a chunked body is counted as it arrives and refused the same way once over;
+- a request must arrive whole (request line, headers and body) within
+  ``request_timeout_s`` of its first byte, else ``408 Request Timeout`` and
+  the connection closes; between requests a keep-alive connection may stay
+  idle for the same time.
+
+A WebSocket upgrade is a complete request (no body): once Autobahn has
+taken the connection over, neither limit applies to it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.logger import Logger
+from twisted.web.http import HTTPChannel
+from twisted.web.server import Site
+
+__all__ = ["LimitedSite", "LimitedChannel"]
+
+log = Logger()
+
+_CLOSE_HEADERS = b"Content-Type: text/plain; charset=utf-8\r\nConnection: close\r\n"
+
+
+class LimitedChannel(HTTPChannel):
+    """An HTTP/1.1 channel with a body byte budget and a whole-request deadline."""
+
+    site: LimitedSite
+    _deadline: Any = None
+    _body_bytes = 0
+    _refused = False
+
+    def _respond_and_close(self, status: bytes, text: bytes) -> None:
+        """Answer ``status`` with a short text and close (no request object is involved)."""
+        if self._refused:
+            return
+        self._refused = True
+        self._cancel_deadline()
+        transport: Any = self.transport
+        if transport is None:
+            return
+        transport.write(b"HTTP/1.1 " + status + b"\r\n" + _CLOSE_HEADERS
+                        + b"Content-Length: " + str(len(text)).encode() + b"\r\n\r\n" + text)
+        transport.loseConnection()
+        # Stop parsing whatever else this client sends.
+        self.setRawMode()
+        self.rawDataReceived = lambda data: None  # type: ignore[method-assign]
+
+    def _cancel_deadline(self) -> None:
+        deadline, self._deadline = self._deadline, None
+        if deadline is not None and deadline.active():
+            deadline.cancel()
+
+    def _too_slow(self) -> None:
+        self._deadline = None
+        self.site.counters["request_timeouts"] += 1
+        self._respond_and_close(b"408 Request Timeout", b"request not complete in time\n")
+
+    def connectionMade(self) -> None:
+        super().connectionMade()
+        # An idle connection (no request begun) gets the same time.
+        self._deadline = self.site.clock.callLater(self.site.request_timeout_s, self._too_slow)
+
+    def dataReceived(self, data: bytes) -> None:
+        if self._refused:
+            return
+        if self._deadline is None:
+            self._deadline = self.site.clock.callLater(self.site.request_timeout_s, self._too_slow)
+        super().dataReceived(data)
+
+    def allHeadersReceived(self) -> None:
+        limit = self.site.max_body_bytes
+        if self.length is not None and self.length > limit:
+            self.site.counters["bodies_refused"] += 1
+            self._respond_and_close(b"413 Payload Too Large",
+                                    b"request body over %d bytes\n" % limit)
+            return
+        self._body_bytes = 0
+        super().allHeadersReceived()
+
+    def rawDataReceived(self, data: bytes) -> None:
+        # Body bytes (both for Content-Length and chunked bodies) come here.
+        self._body_bytes += len(data)
+        # A chunked body's framing adds a little; allow it.
+        if self._body_bytes > self.site.max_body_bytes + 1024 and self.length is None:
+            self.site.counters["bodies_refused"] += 1
+            self._respond_and_close(b"413 Payload Too Large",
+                                    b"request body over %d bytes\n" % self.site.max_body_bytes)
+            return
+        super().rawDataReceived(data)
+
+    def allContentReceived(self) -> None:
+        self._cancel_deadline()
+        super().allContentReceived()
+
+    def connectionLost(self, reason: Any) -> None:
+        self._cancel_deadline()
+        super().connectionLost(reason)
+
+
+class LimitedSite(Site):
+    """A :class:`twisted.web.server.Site` whose connections are :class:`LimitedChannel`.
+
+    :param max_body_bytes: ``[http] max_body_bytes``.
+    :param request_timeout_s: ``[http] request_timeout_seconds``.
+    :param clock: runs the request deadlines (the reactor; a ``task.Clock`` in tests).
+    """
+
+    protocol = LimitedChannel  # HTTP/1.1 only: we offer no h2 by ALPN
+
+    def __init__(self, resource: Any, *, max_body_bytes: int, request_timeout_s: float, clock: Any) -> None:
+        super().__init__(resource)
+        self.clock = clock
+        self.max_body_bytes = max_body_bytes
+        self.request_timeout_s = request_timeout_s
+        self.displayTracebacks = False
+        #: refusals, for metrics
+        self.counters = {"bodies_refused": 0, "request_timeouts": 0}
