@@ -374,6 +374,7 @@ class HttpSection:
     max_connections: int = _key("10000", _int_in(1, 1_000_000), "HTTP and WebSocket connections at once")
     max_connections_per_ip: int = _key("100", _int_in(1, 1_000_000), "HTTP and WebSocket connections at once from one client address (so one address cannot hold every slot)")
     max_body_bytes: int = _key("262144", _int_in(1024, 64 * 1_048_576), "the largest request body; a bigger Content-Length gets 413 before the body is read, a chunked body is cut off at this size")
+    writes_per_second_per_ip: int = _key("20", _int_in(1, 1_000_000), "POST/PUT/DELETE requests (joins, messages, leaves, collider posts) per second from one client address, also the burst; more get 429")
     request_timeout_seconds: int = _key("15", _int_in(1, 3600), "a request (line, headers and body) must arrive whole within this long of its first byte, and a connection may idle this long between requests; else 408 and close")
 
 

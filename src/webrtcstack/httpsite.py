@@ -8,6 +8,9 @@ as its idle timer is reset.  :class:`LimitedSite` closes both holes:
 - a request whose ``Content-Length`` is over ``max_body_bytes`` is answered
   ``413 Payload Too Large`` from its headers, before a body byte is read;
   a chunked body is counted as it arrives and refused the same way once over;
+- a write request (``POST``, ``PUT``, ``DELETE``: joins, messages, leaves,
+  collider posts) beyond ``writes_per_second`` from one address gets
+  ``429 Too Many Requests``, also before its body is read;
 - a request must arrive whole (request line, headers and body) within
   ``request_timeout_s`` of its first byte, else ``408 Request Timeout`` and
   the connection closes; between requests a keep-alive connection may stay
@@ -24,6 +27,8 @@ from typing import Any
 from twisted.logger import Logger
 from twisted.web.http import HTTPChannel
 from twisted.web.server import Site
+
+from webrtcstack.limits import ReplyRateLimiter
 
 __all__ = ["LimitedSite", "LimitedChannel"]
 
@@ -79,7 +84,14 @@ class LimitedChannel(HTTPChannel):
         super().dataReceived(data)
 
     def allHeadersReceived(self) -> None:
-        limit = self.site.max_body_bytes
+        site = self.site
+        if self._command not in (b"GET", b"HEAD", b"OPTIONS"):
+            host = str(getattr(self.transport.getPeer(), "host", "")) if self.transport is not None else ""
+            if not site.writes.allow(host, site.clock.seconds()):
+                site.counters["writes_refused"] += 1
+                self._respond_and_close(b"429 Too Many Requests", b"too many requests from this address\n")
+                return
+        limit = site.max_body_bytes
         if self.length is not None and self.length > limit:
             self.site.counters["bodies_refused"] += 1
             self._respond_and_close(b"413 Payload Too Large",
@@ -101,6 +113,8 @@ class LimitedChannel(HTTPChannel):
 
     def allContentReceived(self) -> None:
         self._cancel_deadline()
+        if self._refused:
+            return  # answered already; the request never reaches a resource
         super().allContentReceived()
 
     def connectionLost(self, reason: Any) -> None:
@@ -118,11 +132,14 @@ class LimitedSite(Site):
 
     protocol = LimitedChannel  # HTTP/1.1 only: we offer no h2 by ALPN
 
-    def __init__(self, resource: Any, *, max_body_bytes: int, request_timeout_s: float, clock: Any) -> None:
+    def __init__(self, resource: Any, *, max_body_bytes: int, request_timeout_s: float, clock: Any,
+                 writes_per_second: int = 20) -> None:
         super().__init__(resource)
         self.clock = clock
+        #: write requests per client address (token buckets, bounded memory)
+        self.writes = ReplyRateLimiter(writes_per_second)
         self.max_body_bytes = max_body_bytes
         self.request_timeout_s = request_timeout_s
         self.displayTracebacks = False
         #: refusals, for metrics
-        self.counters = {"bodies_refused": 0, "request_timeouts": 0}
+        self.counters = {"bodies_refused": 0, "request_timeouts": 0, "writes_refused": 0}

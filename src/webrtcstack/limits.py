@@ -1,8 +1,9 @@
-"""Token buckets: the one rate limiter of the core (TURN bandwidth and replies, signaling messages)."""
+# -*- test-case-name: tests.turn.test_limits -*-
+"""Token buckets: the one rate limiter (TURN bandwidth and 401 replies, HTTP writes per address)."""
 
 from __future__ import annotations
 
-__all__ = ["TokenBucket"]
+__all__ = ["TokenBucket", "ReplyRateLimiter"]
 
 
 class TokenBucket:
@@ -30,3 +31,37 @@ class TokenBucket:
             self.tokens -= amount
             return True
         return False
+
+
+class ReplyRateLimiter:
+    """Limits replies per source host (e.g. 401 challenges) with bounded memory.
+
+    :param per_second: replies allowed per second per host (also the burst).
+    :param max_hosts: hosts tracked at once; past this, hosts idle for a
+        second (whose bucket is full again anyway) are forgotten, and if that is
+        not enough the table starts over.
+    """
+
+    def __init__(self, per_second: float, max_hosts: int = 65536) -> None:
+        self.per_second = per_second
+        self.max_hosts = max_hosts
+        self._buckets: dict[str, TokenBucket] = {}
+
+    def allow(self, host: str, now: float) -> bool:
+        """True if a reply to ``host`` may be sent now."""
+        bucket = self._buckets.get(host)
+        if bucket is None:
+            if len(self._buckets) >= self.max_hosts:
+                self.prune(now)
+            bucket = self._buckets[host] = TokenBucket(self.per_second, self.per_second, now)
+        return bucket.take(1, now)
+
+    def prune(self, now: float) -> None:
+        """Forget hosts whose bucket has refilled."""
+        idle = 1.0
+        self._buckets = {h: b for h, b in self._buckets.items() if now - b.updated_at < idle}
+        if len(self._buckets) >= self.max_hosts:
+            self._buckets.clear()
+
+    def __len__(self) -> int:
+        return len(self._buckets)

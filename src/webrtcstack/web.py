@@ -27,6 +27,7 @@ from twisted.web.static import File
 from webrtcstack import __version__ as _version
 from webrtcstack.config import StackConfig
 from webrtcstack.httpsite import LimitedSite
+from webrtcstack.limits import ReplyRateLimiter
 from webrtcstack.rooms.model import RoomRegistry
 from webrtcstack.rooms.resource import RoomServerResource
 from webrtcstack.rooms.storage import MemoryStorage, Storage
@@ -127,6 +128,12 @@ class WebApp:
             factory.max_connections = sig.max_connections
             factory.max_connections_per_ip = sig.max_connections_per_ip
             factory.messages_per_second = sig.messages_per_second
+        for site in (self.site, self.collider_site):
+            if isinstance(site, LimitedSite):
+                site.max_body_bytes = config.http.max_body_bytes
+                site.request_timeout_s = config.http.request_timeout_seconds
+                if site.writes.per_second != config.http.writes_per_second_per_ip:
+                    site.writes = ReplyRateLimiter(config.http.writes_per_second_per_ip)
         if self.room_resource is not None:
             self.room_resource.config = config
             self.room_resource.auth_secrets = auth_secrets
@@ -190,12 +197,14 @@ def build_web(config: StackConfig, reactor: Any, auth_secrets: tuple[str, ...], 
         if sig.listen:
             collider_root = ColliderRootResource(runner, ws_resource, b"", sig.max_message_bytes)
             collider_site = LimitedSite(collider_root, max_body_bytes=config.http.max_body_bytes,
-                                        request_timeout_s=config.http.request_timeout_seconds, clock=reactor)
+                                        request_timeout_s=config.http.request_timeout_seconds, clock=reactor,
+                       writes_per_second=config.http.writes_per_second_per_ip)
 
     room_resource = RoomServerResource(config, runner, auth_secrets, version=_version) if registry is not None else None
     static_dir = str(importlib.resources.files("webrtcstack").joinpath("static"))
     root = WebRootResource(room_resource, ws_resource, collider_main, static_dir)
     site = LimitedSite(root, max_body_bytes=config.http.max_body_bytes,
-                       request_timeout_s=config.http.request_timeout_seconds, clock=reactor)
+                       request_timeout_s=config.http.request_timeout_seconds, clock=reactor,
+                       writes_per_second=config.http.writes_per_second_per_ip)
     return WebApp(site=site, collider_site=collider_site, runner=runner, hub=hub, signaling_factory=factory,
                   room_resource=room_resource)

@@ -298,3 +298,20 @@ class SaturatedHealthTests(StackCase):
             await proto.done.addTimeout(5, reactor)
         await freed.wait(5)
         self.assertEqual((await http("GET", health))[:2][0], 200)
+
+
+class WriteRateTests(WebCase, unittest.TestCase):
+    def setUp(self) -> None:
+        self.start_web(make_config(http={"writes_per_second_per_ip": "3"}))
+
+    @async_test
+    async def test_write_routes_are_rate_limited_per_address(self) -> None:
+        """Past writes_per_second_per_ip, joins and collider POSTs from one address get 429 (reads still work); a second later writes pass again."""
+        for _ in range(3):
+            self.assertEqual((await http("POST", f"{self.url}/join/room{_}"))[0], 200)
+        self.assertEqual((await http("POST", f"{self.url}/join/other"))[0], 429)
+        self.assertEqual((await http("POST", f"{self.url}/collider/room0/x", b"m"))[0], 429)
+        self.assertEqual((await http("GET", f"{self.url}/params"))[0], 200)
+        self.assertEqual(self.app.site.counters["writes_refused"], 2)
+        self.clock.advance(1)
+        self.assertEqual((await http("POST", f"{self.url}/join/other"))[0], 200)

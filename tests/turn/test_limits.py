@@ -1,8 +1,8 @@
-"""Tests for :mod:`webrtcstack.turn.limits`."""
+"""Tests for :mod:`webrtcstack.limits`."""
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from webrtcstack.turn.limits import ReplyRateLimiter, TokenBucket
+from webrtcstack.limits import ReplyRateLimiter, TokenBucket
 
 
 class TokenBucketTests(SynchronousTestCase):

@@ -161,7 +161,8 @@ class StackCollector(Collector):
         yield per_address
         http_refused = CounterMetricFamily(f"{PREFIX}_http_requests_refused",
                                            "HTTP requests refused before a resource saw them, by reason.", labels=["reason"])
-        for label, counter in (("body_too_large", "bodies_refused"), ("timeout", "request_timeouts")):
+        for label, counter in (("body_too_large", "bodies_refused"), ("timeout", "request_timeouts"),
+                               ("rate", "writes_refused")):
             http_refused.add_metric([label], sum(site.counters[counter] for site in rt.http_sites))
         yield http_refused
 

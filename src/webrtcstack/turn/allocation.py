@@ -39,7 +39,7 @@ from webrtcstack.stun.attributes import pack_address
 from webrtcstack.stun.constants import FINGERPRINT_XOR, MAGIC_COOKIE, MAGIC_COOKIE_BYTES, AttrType, Method, MessageClass
 from webrtcstack.stun.message import message_type
 from webrtcstack.turn.five_tuple import Address, FiveTuple
-from webrtcstack.turn.limits import TokenBucket
+from webrtcstack.limits import TokenBucket
 
 __all__ = [
     "Allocation",

@@ -59,7 +59,7 @@ from webrtcstack.turn.auth import (
     PasswordAlgorithm,
 )
 from webrtcstack.turn.five_tuple import Address, FiveTuple, Transport
-from webrtcstack.turn.limits import ReplyRateLimiter, TokenBucket
+from webrtcstack.limits import ReplyRateLimiter, TokenBucket
 from webrtcstack.turn.policy import PeerPolicy
 from webrtcstack.turn.ports import PortPool
 from webrtcstack.turn.transactions import TransactionCache
