@@ -324,6 +324,7 @@ class StackSection:
     max_open_files: int = _key("20000", _int_in(256, 1_048_576), "the soft limit on open files the process raises itself to at start (capped by the hard limit)", restart=True)
     drain_seconds: int = _key("30", _int_in(0, 86400), "on SIGTERM, refuse new allocations and joins and wait up to this long for existing ones to end")
     log_format: str = _key("text", _choice("text", "json"), "log lines as text, or one JSON object a line", restart=True)
+    max_buffered_bytes: int = _key("268435456", _int_in(1_048_576, 1 << 40), "the most bytes of clients' queued and stored messages the process holds in all; past it, messages are refused with an error")
 
 
 @attr.s(frozen=True, slots=True)
@@ -396,6 +397,7 @@ class RoomsSection:
     max_rooms: int = _key("10000", _int_in(1, 10_000_000), "rooms at once; a join beyond it gets ERROR")
     max_message_bytes: int = _key("65536", _int_in(256, 1_048_576), "the largest signaling message accepted")
     max_stored_messages: int = _key("256", _int_in(1, 10000), "messages stored for a client waiting alone in a room")
+    max_stored_bytes: int = _key("1048576", _int_in(1024, 1 << 30), "UTF-8 bytes of messages stored in one room (also bounds the next joiner's /join answer)")
     turn_credential_ttl_seconds: int = _key("86400", _int_in(60, 30 * 86400), "lifetime of the TURN REST credentials handed to clients")
     bypass_join_confirmation: bool = _key("no", _bool, "join at once instead of showing the join button")
     header_message: str = _key("", _text(512), "a message shown at the top of the call page")
@@ -411,6 +413,7 @@ class SignalingSection:
     allowed_origins: tuple[str, ...] = _key("", parse_origins, "origins allowed to open a WebSocket; empty: the site's own origin and localhost")
     register_timeout_seconds: int = _key("10", _int_in(1, 3600), "how long a client may stay unregistered before it is removed (collider: 10)")
     max_queued_messages: int = _key("1024", _int_in(1, 100000), "messages queued per client (collider: 1024)")
+    max_queued_bytes: int = _key("1048576", _int_in(1024, 1 << 30), "UTF-8 bytes of messages queued per client")
     max_message_bytes: int = _key("65536", _int_in(256, 1_048_576), "the largest WebSocket message accepted")
     max_connections: int = _key("10000", _int_in(1, 1_000_000), "WebSocket connections at once")
     max_connections_per_ip: int = _key("50", _int_in(1, 1_000_000), "WebSocket connections at once from one address")

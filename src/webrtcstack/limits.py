@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-__all__ = ["TokenBucket", "ReplyRateLimiter"]
+__all__ = ["TokenBucket", "ReplyRateLimiter", "ByteBudget"]
 
 
 class TokenBucket:
@@ -65,3 +65,34 @@ class ReplyRateLimiter:
 
     def __len__(self) -> int:
         return len(self._buckets)
+
+
+class ByteBudget:
+    """Bytes held for clients (queued and stored messages) across the process, with a ceiling.
+
+    Shared by the signaling hub and the room registry, so no mix of clients,
+    rooms and routes can make the process hold more than ``limit`` bytes of
+    their messages.
+
+    :param limit: the most bytes held at once.
+    """
+
+    __slots__ = ("limit", "held", "refused")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.held = 0
+        #: takes refused because the ceiling was reached
+        self.refused = 0
+
+    def take(self, amount: int) -> bool:
+        """Hold ``amount`` more bytes if the ceiling allows; say whether it did."""
+        if self.held + amount > self.limit:
+            self.refused += 1
+            return False
+        self.held += amount
+        return True
+
+    def release(self, amount: int) -> None:
+        """``amount`` bytes are no longer held."""
+        self.held = max(0, self.held - amount)

@@ -27,7 +27,7 @@ from twisted.web.static import File
 from webrtcstack import __version__ as _version
 from webrtcstack.config import StackConfig
 from webrtcstack.httpsite import LimitedSite
-from webrtcstack.limits import ReplyRateLimiter
+from webrtcstack.limits import ByteBudget, ReplyRateLimiter
 from webrtcstack.rooms.model import RoomRegistry
 from webrtcstack.rooms.resource import RoomServerResource
 from webrtcstack.rooms.storage import MemoryStorage, Storage
@@ -113,6 +113,8 @@ class WebApp:
         hub.capacity = rooms_cfg.capacity
         hub.register_timeout_s = sig.register_timeout_seconds
         hub.max_queued = sig.max_queued_messages
+        hub.max_queued_bytes = sig.max_queued_bytes
+        hub.buffers.limit = config.stack.max_buffered_bytes
         hub.max_rooms = rooms_cfg.max_rooms
         if hub.rooms is not None:
             hub.rooms.capacity = rooms_cfg.capacity
@@ -120,6 +122,7 @@ class WebApp:
             hub.rooms.max_rooms = rooms_cfg.max_rooms
             hub.rooms.max_stored_messages = rooms_cfg.max_stored_messages
             hub.rooms.max_message_bytes = rooms_cfg.max_message_bytes
+            hub.rooms.max_stored_bytes = rooms_cfg.max_stored_bytes
         factory = self.signaling_factory
         if factory is not None:
             factory.allowed_origins = sig.allowed_origins
@@ -156,6 +159,7 @@ def build_web(config: StackConfig, reactor: Any, auth_secrets: tuple[str, ...], 
     """
     storage = storage if storage is not None else MemoryStorage()
     rooms_cfg, sig = config.rooms, config.signaling
+    buffers = ByteBudget(config.stack.max_buffered_bytes)
     registry = None
     if rooms_cfg.enabled:
         registry = RoomRegistry(
@@ -165,6 +169,8 @@ def build_web(config: StackConfig, reactor: Any, auth_secrets: tuple[str, ...], 
             max_rooms=rooms_cfg.max_rooms,
             max_stored_messages=rooms_cfg.max_stored_messages,
             max_message_bytes=rooms_cfg.max_message_bytes,
+            max_stored_bytes=rooms_cfg.max_stored_bytes,
+            buffers=buffers,
         )
     hub = SignalingHub(
         storage,
@@ -172,7 +178,9 @@ def build_web(config: StackConfig, reactor: Any, auth_secrets: tuple[str, ...], 
         capacity=rooms_cfg.capacity,
         register_timeout_s=sig.register_timeout_seconds,
         max_queued=sig.max_queued_messages,
+        max_queued_bytes=sig.max_queued_bytes,
         max_rooms=rooms_cfg.max_rooms,
+        buffers=buffers,
     )
     runner = HubRunner(hub, reactor)
 

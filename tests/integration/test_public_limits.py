@@ -315,3 +315,20 @@ class WriteRateTests(WebCase, unittest.TestCase):
         self.assertEqual(self.app.site.counters["writes_refused"], 2)
         self.clock.advance(1)
         self.assertEqual((await http("POST", f"{self.url}/join/other"))[0], 200)
+
+
+class QueuedBytesTests(WebCase, unittest.TestCase):
+    def setUp(self) -> None:
+        self.start_web(make_config(http={"writes_per_second_per_ip": "1000"}))
+
+    @async_test
+    async def test_collider_posts_bounded_in_bytes(self) -> None:
+        """65,000-byte collider POSTs for a peer that never registers: the 17th passes max_queued_bytes (1 MiB) and gets collider's queue-full error; held bytes stay under it."""
+        client = (await self.join("room"))["params"]["client_id"]
+        await self.join("room")
+        answers = [await http("POST", f"{self.url}/collider/room/{client}", b"m" * 65000) for _ in range(20)]
+        codes = [code for code, _, _ in answers]
+        self.assertEqual(codes, [200] * 16 + [500] * 4)
+        self.assertIn(b"Too many messages queued", answers[-1][2])
+        self.assertLessEqual(self.app.hub.buffers.held, 1 << 20)
+        self.assertEqual(self.app.hub.buffers.held, 16 * 65000)

@@ -308,3 +308,59 @@ class CounterTests(unittest.TestCase):
         hub.handle_send("r", "a", "d", now=0)
         c = hub.counters
         self.assertEqual((c.messages_forwarded, c.messages_queued, c.messages_dropped), (2, 1, 1))
+
+
+class ByteBudgetTests(unittest.TestCase):
+    """Queued and stored messages are bounded in bytes, per client, per room and for the process."""
+
+    def setUp(self) -> None:
+        from webrtcstack.limits import ByteBudget
+
+        self.storage = MemoryStorage()
+        self.buffers = ByteBudget(10_000)
+        self.rooms = RoomRegistry(self.storage, make_client_id=iter(["A", "B", "C", "D"]).__next__,
+                                  max_stored_bytes=3000, buffers=self.buffers)
+        self.hub = SignalingHub(self.storage, rooms=self.rooms, max_queued_bytes=2500, buffers=self.buffers)
+
+    def test_queued_bytes_per_client(self) -> None:
+        """A client's queue refuses the message that would take it past max_queued_bytes; registering the peer delivers and frees them."""
+        self.hub.handle_join("room", now=0)
+        self.hub.handle_join("room", now=0)
+        self.hub.handle_register("room", "A", "ca", now=0)
+        for _ in range(2):
+            self.hub.handle_send("room", "A", "x" * 1000, now=0)
+        e = self.assertRaises(SignalingError, self.hub.handle_send, "room", "A", "x" * 1000, now=0)
+        self.assertEqual(str(e), Errors.QUEUE_FULL)
+        self.assertEqual(self.buffers.held, 2000)
+        self.assertEqual(len(delivered(self.hub.handle_register("room", "B", "cb", now=1), "B")), 2)
+        self.assertEqual(self.buffers.held, 0)
+
+    def test_stored_bytes_per_room_and_release(self) -> None:
+        """A room refuses the stored message that would take it past max_stored_bytes; the joiner takes them and the bytes are freed."""
+        self.hub.handle_join("room", now=0)
+        for _ in range(3):
+            self.assertEqual(self.rooms.handle_message("room", "A", "y" * 1000, now=0).result, Result.SUCCESS)
+        refused = self.rooms.handle_message("room", "A", "y", now=0)
+        self.assertEqual(refused.result, Result.ERROR)
+        self.assertIn("stored bytes", refused.error)
+        self.assertEqual(self.buffers.held, 3000)
+        self.assertEqual(len(self.hub.handle_join("room", now=1).messages), 3)
+        self.assertEqual(self.buffers.held, 0)
+
+    def test_process_ceiling(self) -> None:
+        """Across rooms, the process-wide ceiling refuses what the per-room limits would allow; leaving and expiry give the bytes back."""
+        for n in range(4):
+            self.hub.handle_join(f"r{n}", now=0)
+        client = {f"r{n}": c for n, c in enumerate("ABCD")}
+        for room in ("r0", "r1", "r2"):
+            for _ in range(3):
+                self.assertEqual(self.rooms.handle_message(room, client[room], "z" * 1000, now=0).result, Result.SUCCESS)
+        result = self.rooms.handle_message("r3", client["r3"], "z" * 2000, now=0)
+        self.assertEqual(result.result, Result.ERROR)
+        self.assertEqual((self.buffers.held, self.buffers.refused), (9000, 1))
+        self.hub.handle_leave("r0", client["r0"], now=1)
+        self.assertEqual(self.buffers.held, 6000)
+        self.rooms.room_ttl_s = 10
+        self.rooms._next_sweep = 0
+        self.hub.handle_timers(now=100_000)
+        self.assertEqual(self.buffers.held, 0)

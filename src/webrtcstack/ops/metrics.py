@@ -135,6 +135,11 @@ class StackCollector(Collector):
                                   value=sum(f.refused_origins for f in rt.signaling_factories))
         yield CounterMetricFamily(f"{PREFIX}_websocket_connections_opened", "Signaling WebSockets opened.",
                                   value=sum(h.counters.total_ws for h in rt.hubs))
+        yield GaugeMetricFamily(f"{PREFIX}_buffered_message_bytes", "Bytes of queued and stored client messages held now.",
+                                value=sum(h.buffers.held for h in rt.hubs))
+        yield CounterMetricFamily(f"{PREFIX}_buffered_message_refusals",
+                                  "Messages refused because [stack] max_buffered_bytes was reached.",
+                                  value=sum(h.buffers.refused for h in rt.hubs))
         yield CounterMetricFamily(f"{PREFIX}_websocket_errors", "Signaling WebSocket errors.",
                                   value=sum(h.counters.ws_errors for h in rt.hubs))
         messages = CounterMetricFamily(f"{PREFIX}_signaling_messages", "Signaling messages by outcome.", labels=["outcome"])

@@ -19,6 +19,7 @@ from collections.abc import Callable
 
 import attr
 
+from webrtcstack.limits import ByteBudget
 from webrtcstack.rooms.storage import Member, Room, Storage
 
 __all__ = [
@@ -62,6 +63,11 @@ def new_client_id() -> str:
     return "".join(secrets.choice("0123456789") for _ in range(8))
 
 
+def _stored_bytes(room: Room) -> int:
+    """UTF-8 bytes of every message stored in ``room``."""
+    return sum(len(m.encode("utf-8")) for member in room.members.values() for m in member.messages)
+
+
 @attr.s(frozen=True, slots=True, auto_attribs=True)
 class JoinResult:
     """What a join gave; ``client_id`` and the rest only on SUCCESS."""
@@ -93,6 +99,8 @@ class RoomRegistry:
     :param max_rooms: a join that would create one more room gets ERROR.
     :param max_stored_messages: messages stored for a client waiting alone.
     :param max_message_bytes: the largest message accepted (UTF-8 bytes).
+    :param max_stored_bytes: UTF-8 bytes stored in one room (also bounds a joiner's ``/join`` answer).
+    :param buffers: the process-wide byte ceiling (shared with the signaling hub).
     :param make_client_id: the client id source (tests pass their own).
     """
 
@@ -105,7 +113,9 @@ class RoomRegistry:
         max_rooms: int = 10000,
         max_stored_messages: int = 256,
         max_message_bytes: int = 65536,
+        max_stored_bytes: int = 1 << 20,
         make_client_id: Callable[[], str] = new_client_id,
+        buffers: ByteBudget | None = None,
     ) -> None:
         self.storage = storage
         self.capacity = capacity
@@ -113,6 +123,9 @@ class RoomRegistry:
         self.max_rooms = max_rooms
         self.max_stored_messages = max_stored_messages
         self.max_message_bytes = max_message_bytes
+        self.max_stored_bytes = max_stored_bytes
+        #: the process-wide ceiling on held message bytes (shared with the hub)
+        self.buffers = buffers if buffers is not None else ByteBudget(1 << 62)
         self._make_client_id = make_client_id
         self._next_sweep: float | None = None
 
@@ -166,7 +179,7 @@ class RoomRegistry:
             is_initiator = False
             for other in room.members.values():
                 messages.extend(other.messages)
-                other.messages.clear()
+                self._drop_stored(other)
             room.members[client_id] = Member(client_id, False)
         self._touch(room, now)
         return JoinResult(Result.SUCCESS, client_id, is_initiator, tuple(messages), created)
@@ -185,6 +198,11 @@ class RoomRegistry:
             return MessageResult(Result.SUCCESS, forward=True)
         if len(member.messages) >= self.max_stored_messages:
             return MessageResult(Result.ERROR, error=f"too many stored messages: at most {self.max_stored_messages}")
+        size = len(message.encode("utf-8"))
+        if _stored_bytes(room) + size > self.max_stored_bytes:
+            return MessageResult(Result.ERROR, error=f"too many stored bytes: at most {self.max_stored_bytes} a room")
+        if not self.buffers.take(size):
+            return MessageResult(Result.ERROR, error="the server holds too many messages; try again shortly")
         member.messages.append(message)
         self._touch(room, now)
         return MessageResult(Result.SUCCESS)
@@ -196,8 +214,10 @@ class RoomRegistry:
             return Result.UNKNOWN_ROOM
         if client_id not in room.members:
             return Result.UNKNOWN_CLIENT
-        del room.members[client_id]
-        room.members.pop(LOOPBACK_CLIENT_ID, None)
+        self._drop_stored(room.members.pop(client_id))
+        loopback = room.members.pop(LOOPBACK_CLIENT_ID, None)
+        if loopback is not None:
+            self._drop_stored(loopback)
         if not room.members:
             self.storage.delete_room(room_id)
             return Result.SUCCESS
@@ -224,6 +244,8 @@ class RoomRegistry:
                 if in_call is not None and in_call(room.room_id):
                     self._touch(room, now)
                     continue
+                for member in room.members.values():
+                    self._drop_stored(member)
                 self.storage.delete_room(room.room_id)
                 expired.append(room.room_id)
         self._plan_sweep(now)
@@ -241,6 +263,11 @@ class RoomRegistry:
             self.storage.put_room(room)
 
     # -- internals -----------------------------------------------------------
+
+    def _drop_stored(self, member: Member) -> None:
+        """Forget a member's stored messages and give their bytes back to the process budget."""
+        self.buffers.release(sum(len(m.encode("utf-8")) for m in member.messages))
+        member.messages.clear()
 
     def _touch(self, room: Room, now: float) -> None:
         room.expires_at = now + self.room_ttl_s

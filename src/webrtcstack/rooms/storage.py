@@ -60,6 +60,8 @@ class Peer:
     conn: object | None = None
     #: messages this client sent while nobody could take them, oldest first
     queue: list[str] = attr.ib(factory=list)
+    #: UTF-8 bytes in ``queue``
+    queued_bytes: int = 0
     #: when to remove this client if it still has no socket (None: never)
     remove_at: float | None = None
     #: the client left the room (POST /leave); it may still send its last

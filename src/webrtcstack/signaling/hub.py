@@ -39,6 +39,7 @@ import itertools
 import attr
 
 from webrtcstack.rooms.model import LOOPBACK_CLIENT_ID, JoinResult, MessageResult, Result, RoomRegistry, is_valid_id
+from webrtcstack.limits import ByteBudget
 from webrtcstack.rooms.storage import Channel, Peer, Storage
 from webrtcstack.signaling.messages import Errors, FrameError, envelope, parse_command
 
@@ -115,6 +116,8 @@ class SignalingHub:
     :param capacity: clients per room.
     :param register_timeout_s: how long a client may have no socket.
     :param max_queued: messages queued per sending client.
+    :param max_queued_bytes: UTF-8 bytes queued per sending client.
+    :param buffers: the process-wide byte ceiling (shared with the room registry).
     :param max_rooms: channels at once (without a registry; with one the
         registry's own limit applies at join).
     """
@@ -127,13 +130,18 @@ class SignalingHub:
         capacity: int = 2,
         register_timeout_s: float = 10.0,
         max_queued: int = 1024,
+        max_queued_bytes: int = 1 << 20,
         max_rooms: int = 10000,
+        buffers: ByteBudget | None = None,
     ) -> None:
         self.storage = storage
         self.rooms = rooms
         self.capacity = capacity
         self.register_timeout_s = register_timeout_s
         self.max_queued = max_queued
+        self.max_queued_bytes = max_queued_bytes
+        #: the process-wide ceiling on held message bytes (shared with the registry)
+        self.buffers = buffers if buffers is not None else ByteBudget(1 << 62)
         self.max_rooms = max_rooms
         self.counters = Counters()
         #: set by the shell while the service drains: new joins are refused
@@ -216,7 +224,7 @@ class SignalingHub:
                     for msg in other.queue:
                         effects.append(Deliver(room_id, client_id, envelope(msg)))
                     self.counters.messages_forwarded += len(other.queue)
-                    other.queue.clear()
+                    self._release_queue(other)
         self.storage.put_channel(channel)
         if self.rooms is not None:
             self.rooms.touch(room_id, now=now)
@@ -321,6 +329,12 @@ class SignalingHub:
 
     # -- internals -----------------------------------------------------------
 
+    def _release_queue(self, peer: Peer) -> None:
+        """Empty a client's queue and give its bytes back to the process budget."""
+        peer.queue.clear()
+        self.buffers.release(peer.queued_bytes)
+        peer.queued_bytes = 0
+
     def _in_call(self, room_id: str) -> bool:
         """Whether a call is in progress: two or more clients with live sockets (the room must not expire).
 
@@ -368,10 +382,15 @@ class SignalingHub:
             effects.append(Deliver(channel.room_id, other.client_id, frame))
         self.counters.messages_forwarded += len(effects)
         if frame is None or queue:
-            if len(sender.queue) >= self.max_queued:
+            size = len(msg.encode("utf-8"))
+            if len(sender.queue) >= self.max_queued or sender.queued_bytes + size > self.max_queued_bytes:
                 self.counters.messages_dropped += 1
                 raise SignalingError(Errors.QUEUE_FULL)
+            if not self.buffers.take(size):
+                self.counters.messages_dropped += 1
+                raise SignalingError(Errors.SERVER_FULL)
             sender.queue.append(msg)
+            sender.queued_bytes += size
             self.counters.messages_queued += 1
             self.storage.put_channel(channel)
         return effects
@@ -380,6 +399,7 @@ class SignalingHub:
         if channel.peers.get(peer.client_id) is not peer:
             return
         del channel.peers[peer.client_id]
+        self._release_queue(peer)
         peer.remove_at = None
         if peer.conn is not None:
             effects.append(Disconnect(channel.room_id, peer.client_id, peer.conn))
@@ -399,6 +419,7 @@ class SignalingHub:
             return
         for p in [p for p in channel.peers.values() if p.pseudo]:
             del channel.peers[p.client_id]
+            self._release_queue(p)
             if p.conn is not None:
                 effects.append(Disconnect(channel.room_id, p.client_id, p.conn))
                 p.conn = None

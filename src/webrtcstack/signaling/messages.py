@@ -34,6 +34,7 @@ class Errors:
     UNEXPECTED_CMD = "Invalid message: unexpected 'cmd'"
     JSON_PREFIX = "websocket.JSON.Receive error: "
     QUEUE_FULL = "Too many messages queued for the client"
+    SERVER_FULL = "The server holds too many messages; try again shortly"
     # ours, beyond collider
     NOT_ISSUED = "Invalid register request: the room server did not issue this 'clientid' for this 'roomid'"
     BAD_ID = "Invalid register request: 'roomid' and 'clientid' may use only letters, digits, '-' and '_' (1 to 64)"
