@@ -20,7 +20,11 @@ class FakeHub:
     def __init__(self) -> None:
         from webrtcstack.signaling.hub import Counters
 
+        from webrtcstack.limits import ByteBudget
+
         self.counters = Counters(open_ws=3, total_ws=10, ws_errors=1)
+        self.buffers = ByteBudget(1000)
+        self.buffers.take(300)
 
 
 class FakeRoom:
@@ -85,6 +89,7 @@ class MetricsTests(unittest.TestCase):
         self.assertEqual(after[("webrtcstack_rooms", ())], 2)
         self.assertEqual(after[("webrtcstack_room_clients", ())], 3)
         self.assertEqual(after[("webrtcstack_websocket_connections", ())], 3)
+        self.assertEqual(after[("webrtcstack_buffered_message_bytes", ())], 300)
 
     def test_connection_budgets_are_exported(self) -> None:
         """Each shell connection limit shows its open and refused counts."""
