@@ -417,7 +417,9 @@ class SignalingSection:
     max_message_bytes: int = _key("65536", _int_in(256, 1_048_576), "the largest WebSocket message accepted")
     max_connections: int = _key("10000", _int_in(1, 1_000_000), "WebSocket connections at once")
     max_connections_per_ip: int = _key("50", _int_in(1, 1_000_000), "WebSocket connections at once from one address")
-    messages_per_second: int = _key("50", _int_in(1, 100000), "messages a client may send per second")
+    messages_per_second: int = _key("50", _int_in(1, 100000), "messages (and pings) a client may send per second, on average")
+    message_burst: int = _key("100", _int_in(1, 1_000_000), "messages (and pings) a client may send at once above the average rate (the token bucket's size)")
+    max_send_buffer_bytes: int = _key("1048576", _int_in(65536, 1 << 30), "bytes a socket that does not read may have waiting beyond the kernel's and Twisted's buffers; past it the socket is closed (4009)")
     ping_interval_seconds: int = _key("30", _int_in(0, 3600), "idle WebSocket ping interval (0: no pings)")
 
 

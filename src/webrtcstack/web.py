@@ -131,6 +131,8 @@ class WebApp:
             factory.max_connections = sig.max_connections
             factory.max_connections_per_ip = sig.max_connections_per_ip
             factory.messages_per_second = sig.messages_per_second
+            factory.message_burst = sig.message_burst
+            factory.max_send_buffer_bytes = sig.max_send_buffer_bytes
         for site in (self.site, self.collider_site):
             if isinstance(site, LimitedSite):
                 site.max_body_bytes = config.http.max_body_bytes
@@ -198,6 +200,8 @@ def build_web(config: StackConfig, reactor: Any, auth_secrets: tuple[str, ...], 
             max_connections_per_ip=sig.max_connections_per_ip,
             messages_per_second=sig.messages_per_second,
             ping_interval_s=sig.ping_interval_seconds,
+            message_burst=sig.message_burst,
+            max_send_buffer_bytes=sig.max_send_buffer_bytes,
         )
         runner.factory = factory
         ws_resource = SignalingResource(factory)

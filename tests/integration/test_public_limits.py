@@ -19,7 +19,7 @@ from tests.ops.support import Collect, bound, read_http_response
 from tests.signaling.webcase import WebCase, make_config
 from tests.signaling.wsclient import async_test, http, ws_connect
 from tests.support import Event, after_each_call
-from webrtcstack.signaling.protocol import REGISTER_TIMEOUT_CODE
+from webrtcstack.signaling.protocol import REGISTER_TIMEOUT_CODE, TOO_MANY_PINGS_CODE, SignalingServerProtocol
 
 
 def upgrade_headers(origin: str | None) -> dict[str, str]:
@@ -332,3 +332,63 @@ class QueuedBytesTests(WebCase, unittest.TestCase):
         self.assertIn(b"Too many messages queued", answers[-1][2])
         self.assertLessEqual(self.app.hub.buffers.held, 1 << 20)
         self.assertEqual(self.app.hub.buffers.held, 16 * 65000)
+
+
+def masked_text_frame(payload: bytes) -> bytes:
+    """One client-to-server WebSocket text frame (masked, as RFC 6455 requires of clients)."""
+    mask = os.urandom(4)
+    n = len(payload)
+    head = bytes([0x81, 0x80 | n]) if n < 126 else bytes([0x81, 0x80 | 126]) + n.to_bytes(2, "big")
+    return head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+
+
+class SlowReaderTests(WebCase, unittest.TestCase):
+    def setUp(self) -> None:
+        self.start_web(make_config(signaling={"messages_per_second": "100000", "message_burst": "100000",
+                                              "max_send_buffer_bytes": "262144"}))
+
+    @async_test
+    async def test_peer_that_never_reads_is_closed(self) -> None:
+        """A room peer that never reads is closed (4009) once 256 KiB wait unread beyond the transport's buffer; the sender keeps its socket."""
+        a = (await self.join("room"))["params"]["client_id"]
+        b = (await self.join("room"))["params"]["client_id"]
+        handshake = (f"GET /ws HTTP/1.1\r\nHost: 127.0.0.1:{self.port}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
+                     f"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: {base64.b64encode(os.urandom(16)).decode()}\r\n\r\n")
+        register = json.dumps({"cmd": "register", "roomid": "room", "clientid": a}).encode()
+
+        def a_bound() -> bool:
+            peer = self.app.hub.peer("room", a)
+            return peer is not None and peer.conn is not None
+
+        bound_a = self.watch(a_bound, (SignalingServerProtocol, "onMessage"))
+        slow = Collect(handshake.encode())
+        await TCP4ClientEndpoint(reactor, "127.0.0.1", self.port).connect(Factory.forProtocol(lambda: slow))
+        self.addCleanup(lambda: slow.done)
+        self.addCleanup(lambda: slow.transport.abortConnection())
+        await slow.read_until(b"\r\n\r\n")  # 101 Switching Protocols
+        slow.transport.write(masked_text_frame(register))
+        slow.transport.pauseProducing()  # never read again
+        await bound_a.wait(5)
+        sender = await self.registered("room", b)
+        factory = self.app.signaling_factory
+        closed = self.watch(lambda: factory.slow_readers_closed > 0, (SignalingServerProtocol, "deliver"))
+        message = json.dumps({"cmd": "send", "msg": "s" * 60000})
+        for _ in range(400):  # 24 MB offered, far more than every buffer on the way holds
+            sender.send(message)
+        await closed.wait(30)
+        self.assertEqual(factory.slow_readers_closed, 1)
+        self.assertFalse(sender.is_closed)
+
+
+class PingFloodTests(WebCase, unittest.TestCase):
+    def setUp(self) -> None:
+        self.start_web(make_config(signaling={"messages_per_second": "5", "message_burst": "10"}))
+
+    @async_test
+    async def test_ping_flood_closed(self) -> None:
+        """Pings count against the message rate: past the burst the socket is closed with 4029; pings within it are answered."""
+        ws = await self.ws()
+        assert ws.proto is not None
+        for _ in range(100):
+            ws.proto.sendPing()
+        self.assertEqual(await ws.wait_closed(), TOO_MANY_PINGS_CODE)

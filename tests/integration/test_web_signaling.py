@@ -270,7 +270,7 @@ class ColliderSiteTests(WebCase, unittest.TestCase):
 class LimitTests(WebCase, unittest.TestCase):
     def setUp(self) -> None:
         self.start_web(make_config(signaling={"max_connections_per_ip": "2", "max_message_bytes": "256",
-                                              "messages_per_second": "3"}))
+                                              "messages_per_second": "3", "message_burst": "3"}))
 
     @async_test
     async def test_connections_per_ip(self) -> None:

@@ -131,6 +131,8 @@ class StackCollector(Collector):
                                 value=rt.websockets_unregistered())
         yield CounterMetricFamily(f"{PREFIX}_websocket_register_timeouts", "WebSockets closed for not registering in time.",
                                   value=sum(f.unregistered_closed for f in rt.signaling_factories))
+        yield CounterMetricFamily(f"{PREFIX}_websocket_slow_readers_closed", "WebSockets closed (4009) for not reading.",
+                                  value=sum(f.slow_readers_closed for f in rt.signaling_factories))
         yield CounterMetricFamily(f"{PREFIX}_websocket_refused_origins", "WebSocket handshakes refused by the Origin check.",
                                   value=sum(f.refused_origins for f in rt.signaling_factories))
         yield CounterMetricFamily(f"{PREFIX}_websocket_connections_opened", "Signaling WebSockets opened.",

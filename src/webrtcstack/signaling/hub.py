@@ -39,7 +39,7 @@ import itertools
 import attr
 
 from webrtcstack.rooms.model import LOOPBACK_CLIENT_ID, JoinResult, MessageResult, Result, RoomRegistry, is_valid_id
-from webrtcstack.limits import ByteBudget
+from webrtcstack.limits import ByteBudget, TokenBucket
 from webrtcstack.rooms.storage import Channel, Peer, Storage
 from webrtcstack.signaling.messages import Errors, FrameError, envelope, parse_command
 
@@ -436,13 +436,13 @@ class SignalingSession:
     """
 
     def __init__(self, hub: SignalingHub, conn: object, *, max_message_bytes: int = 65536,
-                 messages_per_second: int = 50, now: float) -> None:
+                 messages_per_second: int = 50, burst: int | None = None, now: float) -> None:
         self.hub = hub
         self.conn = conn
         self.max_message_bytes = max_message_bytes
         self.rate = float(messages_per_second)
-        self._tokens = self.rate
-        self._refilled_at = now
+        #: frames and pings from this socket: ``rate`` a second, bursts up to ``burst``
+        self.bucket = TokenBucket(self.rate, float(burst if burst is not None else messages_per_second), now)
         self.room_id: str | None = None
         self.client_id: str | None = None
         self._closed = False
@@ -461,13 +461,9 @@ class SignalingSession:
         if len(payload) > self.max_message_bytes:
             self.hub.counters.messages_dropped += 1
             return self._error(Errors.too_large(self.max_message_bytes))
-        # Token bucket: ``rate`` frames a second, bursts up to ``rate``.
-        self._tokens = min(self.rate, self._tokens + (now - self._refilled_at) * self.rate)
-        self._refilled_at = now
-        if self._tokens < 1.0:
+        if not self.bucket.take(1.0, now):
             self.hub.counters.messages_dropped += 1
             return self._error(Errors.too_fast(int(self.rate)), close=False)
-        self._tokens -= 1.0
         try:
             command = parse_command(payload.decode("utf-8"))
         except UnicodeDecodeError as e:
@@ -497,6 +493,13 @@ class SignalingSession:
             self.room_id, self.client_id = command.roomid, command.clientid
             return effects
         return self._error(Errors.UNEXPECTED_CMD, close=False)
+
+    def handle_ping(self, *, now: float) -> bool:
+        """A WebSocket ping from the client: whether to answer it (pings count against the message rate)."""
+        if self.bucket.take(1.0, now):
+            return True
+        self.hub.counters.ws_errors += 1
+        return False
 
     def handle_close(self, *, now: float) -> list[Effect]:
         """The socket is gone (any reason): start the client's grace period."""

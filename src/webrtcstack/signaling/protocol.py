@@ -18,7 +18,8 @@ from twisted.logger import Logger
 
 from webrtcstack.signaling.hub import Deliver, Disconnect, Effect, Reply, SignalingHub, SignalingSession
 
-__all__ = ["HubRunner", "SignalingServerProtocol", "SignalingServerFactory", "REGISTER_TIMEOUT_CODE"]
+__all__ = ["HubRunner", "SignalingServerProtocol", "SignalingServerFactory", "REGISTER_TIMEOUT_CODE",
+           "SLOW_READER_CODE", "TOO_MANY_PINGS_CODE"]
 
 log = Logger()
 
@@ -26,6 +27,26 @@ log = Logger()
 #: ``[signaling] register_timeout_seconds`` (4000-4999 are the
 #: application's own; Autobahn lets a server send no 1008)
 REGISTER_TIMEOUT_CODE = 4008
+#: the close code of a socket whose client does not read what it is sent
+SLOW_READER_CODE = 4009
+#: the close code of a socket that pings faster than its message rate
+TOO_MANY_PINGS_CODE = 4029
+
+
+class _SendWatch:
+    """The transport's push-producer hooks: tells whether its write buffer is full (a slow reader)."""
+
+    def __init__(self) -> None:
+        self.paused = False
+
+    def pauseProducing(self) -> None:
+        self.paused = True
+
+    def resumeProducing(self) -> None:
+        self.paused = False
+
+    def stopProducing(self) -> None:
+        self.paused = False
 
 
 class HubRunner:
@@ -56,7 +77,7 @@ class HubRunner:
             if type(effect) is Deliver:
                 proto = self.sockets.get((effect.room_id, effect.client_id))
                 if proto is not None:
-                    proto.sendMessage(effect.frame.encode("utf-8"), False)
+                    proto.deliver(effect.frame.encode("utf-8"))
             elif type(effect) is Disconnect:
                 key = (effect.room_id, effect.client_id)
                 if self.sockets.get(key) is effect.conn:
@@ -113,6 +134,8 @@ class SignalingServerProtocol(WebSocketServerProtocol):
     _peer_ip: str | None = None
     _closing = False
     _register_deadline: Any = None
+    _send_watch: _SendWatch | None = None
+    _unread = 0
 
     def onConnect(self, request: Any) -> None:
         # The Origin was checked by SignalingResource before the handshake.
@@ -134,12 +157,48 @@ class SignalingServerProtocol(WebSocketServerProtocol):
             runner.hub, self,
             max_message_bytes=self.factory.max_message_bytes,
             messages_per_second=self.factory.messages_per_second,
+            burst=self.factory.message_burst,
             now=runner.now(),
         )
+        # Learn when the transport's write buffer is full: Twisted pauses its
+        # producer.  The HTTP channel that carried the upgrade is registered
+        # there; the socket is ours now.
+        transport: Any = self.transport
+        self._send_watch = _SendWatch()
+        try:
+            transport.unregisterProducer()
+            transport.registerProducer(self._send_watch, True)
+        except (AttributeError, RuntimeError):  # pragma: no cover - a transport without producers
+            self._send_watch = None
         # collider closes a socket that has not registered in time; so do we
         # (with a close frame), and the socket is counted until then.
         self._register_deadline = runner.reactor.callLater(
             runner.hub.register_timeout_s, self._register_expired)
+
+    def deliver(self, payload: bytes) -> None:
+        """Send one text frame; close a client that lets more than ``max_send_buffer_bytes`` pile up unread."""
+        if self._closing:
+            return
+        watch = self._send_watch
+        if watch is not None and watch.paused:
+            self._unread += len(payload)
+            if self._unread > self.factory.max_send_buffer_bytes:
+                self.factory.slow_readers_closed += 1
+                self._closing = True
+                self.sendClose(SLOW_READER_CODE, "Client does not read its messages")
+                return
+        else:
+            self._unread = 0
+        self.sendMessage(payload, False)
+
+    def onPing(self, payload: bytes) -> None:
+        session = self.session
+        if session is not None and not session.handle_ping(now=self.factory.runner.now()):
+            if not self._closing:
+                self._closing = True
+                self.sendClose(TOO_MANY_PINGS_CODE, "Too many pings")
+            return
+        super().onPing(payload)
 
     def _register_expired(self) -> None:
         self._register_deadline = None
@@ -216,7 +275,8 @@ class SignalingServerFactory(WebSocketServerFactory):
     def __init__(self, runner: HubRunner, *, allowed_origins: tuple[str, ...] = (), public_url: str = "",
                  max_message_bytes: int = 65536, max_connections: int = 10000,
                  max_connections_per_ip: int = 50, messages_per_second: int = 50,
-                 ping_interval_s: int = 30) -> None:
+                 ping_interval_s: int = 30, message_burst: int = 100,
+                 max_send_buffer_bytes: int = 1 << 20) -> None:
         super().__init__()
         self.runner = runner
         self.allowed_origins = allowed_origins
@@ -230,6 +290,10 @@ class SignalingServerFactory(WebSocketServerFactory):
         self.refused_origins = 0
         #: sockets closed because they never registered
         self.unregistered_closed = 0
+        #: sockets closed because their client did not read
+        self.slow_readers_closed = 0
+        self.message_burst = message_burst
+        self.max_send_buffer_bytes = max_send_buffer_bytes
         self.per_ip: dict[str, int] = {}
         #: every accepted socket, registered or not (closed on stop)
         self.open_sockets: set[SignalingServerProtocol] = set()
