@@ -21,12 +21,18 @@ class TokenBucket:
         self.tokens = burst
         self.updated_at = now
 
-    def take(self, amount: float, now: float) -> bool:
-        """Remove ``amount`` tokens if that many are there; say whether it did."""
+    def take(self, amount: float, now: float, bonus: float = 0.0) -> bool:
+        """Remove ``amount`` tokens if that many are there; say whether it did.
+
+        :param bonus: tokens added after the refill, past ``burst`` if need
+            be (once, for what a client sent while the process was stalled:
+            it arrives all at once and should cost what it cost as sent).
+        """
         elapsed = now - self.updated_at
         if elapsed > 0:
             self.tokens = min(self.burst, self.tokens + elapsed * self.rate)
             self.updated_at = now
+        self.tokens += bonus
         if self.tokens >= amount:
             self.tokens -= amount
             return True

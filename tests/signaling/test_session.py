@@ -127,3 +127,26 @@ class EnvelopeTests(unittest.TestCase):
         """<, > and & are escaped as Go does; other text stays UTF-8."""
         self.assertEqual(envelope('<a&b>"é'), '{"msg":"\\u003ca\\u0026b\\u003e\\"é","error":""}\n')
         self.assertEqual(json.loads(envelope('<a&b>"é\u2028'))["msg"], '<a&b>"é\u2028')
+
+
+class StallCreditTests(unittest.TestCase):
+    """Frames that waited through a reactor stall are not a burst against the rate."""
+
+    def session(self):  # type: ignore[no-untyped-def]
+        hub = SignalingHub(MemoryStorage())
+        return SignalingSession(hub, "c", messages_per_second=5, burst=5, now=0)
+
+    def test_burst_without_stall_is_limited(self) -> None:
+        """20 frames at once with no stall: the burst (5) passes, the rest get the rate error."""
+        s = self.session()
+        errors = [e for _ in range(20) for e in s.handle_frame(b'{"cmd":"x"}', now=0) if "Too many" in e.frame]
+        self.assertEqual(len(errors), 15)
+
+    def test_frames_after_a_stall_pass(self) -> None:
+        """After a 15 s stall, the 75 frames a 5/s client sent meanwhile all pass; the stall is credited once."""
+        s = self.session()
+        stall = (1, 15.0)
+        errors = [e for _ in range(75) for e in s.handle_frame(b'{"cmd":"x"}', now=15, stall=stall) if "Too many" in e.frame]
+        self.assertEqual(errors, [])
+        more = [e for _ in range(20) for e in s.handle_frame(b'{"cmd":"x"}', now=15, stall=stall) if "Too many" in e.frame]
+        self.assertEqual(len(more), 15)  # credited once: what is left is the ordinary burst

@@ -446,6 +446,7 @@ class SignalingSession:
         self.room_id: str | None = None
         self.client_id: str | None = None
         self._closed = False
+        self._stall_seen = 0
 
     @property
     def registered(self) -> bool:
@@ -456,12 +457,24 @@ class SignalingSession:
         self.hub.counters.ws_errors += 1
         return [Reply(envelope(error=text), close)]
 
-    def handle_frame(self, payload: bytes, *, now: float) -> list[Effect]:
-        """One text or binary frame from the client."""
+    def _bonus(self, stall: tuple[int, float]) -> float:
+        """Tokens owed for a reactor stall not yet credited to this socket (``stall``: id, seconds)."""
+        if stall[0] == self._stall_seen:
+            return 0.0
+        self._stall_seen = stall[0]
+        return stall[1] * self.rate
+
+    def handle_frame(self, payload: bytes, *, now: float, stall: tuple[int, float] = (0, 0.0)) -> list[Effect]:
+        """One text or binary frame from the client.
+
+        :param stall: the last reactor stall the shell saw (a number that
+            changes with each stall, and its length in seconds): frames that
+            waited through it are not counted as a burst against the rate.
+        """
         if len(payload) > self.max_message_bytes:
             self.hub.counters.messages_dropped += 1
             return self._error(Errors.too_large(self.max_message_bytes))
-        if not self.bucket.take(1.0, now):
+        if not self.bucket.take(1.0, now, self._bonus(stall)):
             self.hub.counters.messages_dropped += 1
             return self._error(Errors.too_fast(int(self.rate)), close=False)
         try:
@@ -494,9 +507,9 @@ class SignalingSession:
             return effects
         return self._error(Errors.UNEXPECTED_CMD, close=False)
 
-    def handle_ping(self, *, now: float) -> bool:
+    def handle_ping(self, *, now: float, stall: tuple[int, float] = (0, 0.0)) -> bool:
         """A WebSocket ping from the client: whether to answer it (pings count against the message rate)."""
-        if self.bucket.take(1.0, now):
+        if self.bucket.take(1.0, now, self._bonus(stall)):
             return True
         self.hub.counters.ws_errors += 1
         return False

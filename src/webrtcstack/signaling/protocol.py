@@ -49,8 +49,22 @@ class _SendWatch:
         self.paused = False
 
 
+#: a timer this late (seconds) means the process was stalled (SIGSTOP, swapping, a long GC)
+STALL_S = 1.0
+#: how often the runner checks for stalls
+HEARTBEAT_S = 0.5
+
+
 class HubRunner:
     """Drives a :class:`SignalingHub`: time, the one timer, effects.
+
+    After a stall, the reactor runs every overdue timer before it reads the
+    sockets, so a register timeout would fire before the ``register`` frame
+    that arrived in time, and a client's frames would arrive as one burst.
+    So a timer found late by more than :data:`STALL_S` is put off by one
+    turn of the reactor (the waiting I/O is read first), and a heartbeat
+    notes each stall (:attr:`stall`), whose length is credited once to every
+    socket's rate bucket.
 
     :param reactor: gives ``seconds()`` and ``callLater`` (a ``task.Clock``
         in tests).
@@ -65,7 +79,26 @@ class HubRunner:
         #: (room_id, client_id) -> the protocol registered as that client
         self.sockets: dict[tuple[str, str], SignalingServerProtocol] = {}
         self._timer: Any = None
+        self._due = 0.0
+        self._put_off = False
         self._stopped = False
+        #: (a number that changes with each stall, its length in seconds)
+        self.stall: tuple[int, float] = (0, 0.0)
+        self._beat_due = self.now() + HEARTBEAT_S
+        self._beat: Any = reactor.callLater(HEARTBEAT_S, self._heartbeat)
+
+    def _heartbeat(self) -> None:
+        now = self.now()
+        late = now - self._beat_due
+        if late > STALL_S:
+            self.stall = (self.stall[0] + 1, late + HEARTBEAT_S)
+            log.warn("signaling: the process was stalled for {seconds:.1f} s", seconds=late + HEARTBEAT_S)
+        self._beat_due = now + HEARTBEAT_S
+        self._beat = self.reactor.callLater(HEARTBEAT_S, self._heartbeat)
+
+    def late(self, due: float) -> bool:
+        """Whether a timer due at ``due`` fires after a stall (see the class docstring)."""
+        return self.now() - due > STALL_S
 
     def now(self) -> float:
         """The reactor's time."""
@@ -100,6 +133,7 @@ class HubRunner:
                 self._timer.cancel()
             self._timer = None
             return
+        self._due = deadline
         delay = max(0.0, deadline - self.now())
         if self._timer is not None and self._timer.active():
             if abs(self._timer.getTime() - deadline) > 1e-6:
@@ -108,6 +142,11 @@ class HubRunner:
         self._timer = self.reactor.callLater(delay, self._fire)
 
     def _fire(self) -> None:
+        if self.late(self._due) and not self._put_off:
+            self._put_off = True  # read what waited through the stall first
+            self._timer = self.reactor.callLater(0, self._fire)
+            return
+        self._put_off = False
         self._timer = None
         self.apply(self.hub.handle_timers(now=self.now()))
         self.rearm()
@@ -118,6 +157,9 @@ class HubRunner:
         if self._timer is not None and self._timer.active():
             self._timer.cancel()
         self._timer = None
+        if self._beat is not None and self._beat.active():
+            self._beat.cancel()
+        self._beat = None
         protos = set(self.sockets.values())
         if self.factory is not None:
             protos |= self.factory.open_sockets
@@ -134,6 +176,8 @@ class SignalingServerProtocol(WebSocketServerProtocol):
     _peer_ip: str | None = None
     _closing = False
     _register_deadline: Any = None
+    _register_due = 0.0
+    _register_put_off = False
     _send_watch: _SendWatch | None = None
     _unread = 0
 
@@ -172,6 +216,7 @@ class SignalingServerProtocol(WebSocketServerProtocol):
             self._send_watch = None
         # collider closes a socket that has not registered in time; so do we
         # (with a close frame), and the socket is counted until then.
+        self._register_due = runner.now() + runner.hub.register_timeout_s
         self._register_deadline = runner.reactor.callLater(
             runner.hub.register_timeout_s, self._register_expired)
 
@@ -193,7 +238,8 @@ class SignalingServerProtocol(WebSocketServerProtocol):
 
     def onPing(self, payload: bytes) -> None:
         session = self.session
-        if session is not None and not session.handle_ping(now=self.factory.runner.now()):
+        runner = self.factory.runner
+        if session is not None and not session.handle_ping(now=runner.now(), stall=runner.stall):
             if not self._closing:
                 self._closing = True
                 self.sendClose(TOO_MANY_PINGS_CODE, "Too many pings")
@@ -201,6 +247,11 @@ class SignalingServerProtocol(WebSocketServerProtocol):
         super().onPing(payload)
 
     def _register_expired(self) -> None:
+        runner = self.factory.runner
+        if runner.late(self._register_due) and not self._register_put_off:
+            self._register_put_off = True  # read what waited through the stall first
+            self._register_deadline = runner.reactor.callLater(0, self._register_expired)
+            return
         self._register_deadline = None
         session = self.session
         if session is None or session.registered or self._closing:
@@ -222,7 +273,7 @@ class SignalingServerProtocol(WebSocketServerProtocol):
             return
         runner = self.factory.runner
         was_registered = session.client_id is not None
-        effects = session.handle_frame(payload, now=runner.now())
+        effects = session.handle_frame(payload, now=runner.now(), stall=runner.stall)
         if not was_registered and session.client_id is not None:
             assert session.room_id is not None
             self._cancel_register_deadline()
