@@ -8,17 +8,18 @@ cannot hide an absent peer; elsewhere the test is skipped with the reason.
 
 Waits: nothing here sleeps.  A socket is waited on until the reactor says it
 is readable (:func:`readable`), a subprocess until it prints a line
-(:func:`wait_line`), each with one overall deadline.
+(:class:`Lines`), each with one overall deadline.
 """
 
 from __future__ import annotations
 
 import os
 import re
-import select
 import shutil
 import socket
 import subprocess
+import sys
+import threading
 import time
 from typing import IO, Any, Callable
 
@@ -210,51 +211,131 @@ def after_each_call(obj: Any, name: str, event: Event) -> Callable[[], None]:
     return lambda: setattr(obj, name, original)
 
 
-# -- waits on events (blocking, for tests that drive subprocesses) --------------------
+# -- subprocesses: their output, and the stack itself ---------------------------
+
+#: ``twistd`` run by the interpreter running the tests
+TWISTD = [sys.executable, "-c", "import sys; sys.argv[0] = 'twistd'; from twisted.scripts.twistd import run; run()"]
+
 
 class Lines:
-    """A subprocess's output pipe read line by line, waiting in ``select`` (never sleeping).
+    """A subprocess's output read line by line, as it comes (never sleeping).
+
+    A daemon thread reads the pipe to its end, so the child never blocks on a
+    full pipe however long the test runs; :meth:`wait` blocks on a condition
+    the thread signals, and :meth:`when` is the same wait for a test running
+    in the reactor.
 
     :param stream: the pipe (``Popen(..., stdout=PIPE).stdout``).
     """
 
     def __init__(self, stream: IO[bytes]) -> None:
-        self.fd = stream.fileno()
+        self._stream = stream
         #: every line read so far (for failure messages)
         self.seen: list[str] = []
-        self._buffer = b""
         self._next = 0
+        self._eof = False
+        self._changed = threading.Condition()
+        self._reader = threading.Thread(target=self._read, name="lines", daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        try:
+            for raw in iter(self._stream.readline, b""):
+                with self._changed:
+                    self.seen.append(raw.decode(errors="replace").rstrip("\n"))
+                    self._changed.notify_all()
+        except (OSError, ValueError):  # the test closed the pipe
+            pass
+        with self._changed:
+            self._eof = True
+            self._changed.notify_all()
 
     def text(self, last: int = 60) -> str:
         """The last lines read, for a failure message."""
         return "\n".join(self.seen[-last:])
+
+    def close(self, timeout: float = 10) -> None:
+        """Wait for the end of the output (the process and its children gone), then close the pipe."""
+        self._reader.join(timeout)
+        if not self._reader.is_alive():
+            self._stream.close()
 
     def wait(self, pattern: str, timeout: float, *, rescan: bool = False) -> re.Match[str]:
         """The first line not yet matched against that matches ``pattern``.
 
         :param rescan: look at every line read so far too (for lines from
             several processes that may come in either order).
-        :raises AssertionError: at end of file, or when ``timeout`` s pass first.
+        :raises AssertionError: at end of output, or when ``timeout`` s pass first.
         """
         rx = re.compile(pattern)
-        if rescan:
-            self._next = 0
         deadline = time.monotonic() + timeout
-        while True:
-            while self._next < len(self.seen):
-                line = self.seen[self._next]
-                self._next += 1
-                m = rx.search(line)
-                if m:
-                    return m
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise AssertionError(f"no line matching {pattern!r} within {timeout} s:\n{self.text()}")
-            ready, _, _ = select.select([self.fd], [], [], left)
-            if ready:
-                chunk = os.read(self.fd, 65536)
-                if not chunk:
+        with self._changed:
+            if rescan:
+                self._next = 0
+            while True:
+                while self._next < len(self.seen):
+                    line = self.seen[self._next]
+                    self._next += 1
+                    m = rx.search(line)
+                    if m:
+                        return m
+                if self._eof:
                     raise AssertionError(f"the process closed its output before {pattern!r}:\n{self.text()}")
-                self._buffer += chunk
-                *complete, self._buffer = self._buffer.split(b"\n")
-                self.seen.extend(raw.decode(errors="replace") for raw in complete)
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError(f"no line matching {pattern!r} within {timeout} s:\n{self.text()}")
+                self._changed.wait(left)
+
+    def when(self, pattern: str, timeout: float, *, rescan: bool = False) -> defer.Deferred:
+        """:meth:`wait` for a test running in the reactor: a Deferred of the match."""
+        from twisted.internet import threads
+        return threads.deferToThread(self.wait, pattern, timeout, rescan=rescan)
+
+
+class StackProcess:
+    """``twistd -n webrtcstack`` in a child process, for one test.
+
+    Writes ``config`` to a file, starts the stack, waits for its ready line;
+    the test's cleanup kills it (by PID) if it still runs.
+
+    :param testcase: the running test (for ``mktemp`` and cleanups).
+    :param config: the stack.ini text.
+    """
+
+    def __init__(self, testcase: Any, config: str, *, ready: str = r"webrtcstack ready: ", timeout: float = 30) -> None:
+        self.path = os.path.abspath(testcase.mktemp())
+        with open(self.path, "w") as f:
+            f.write(config)
+        self.proc = subprocess.Popen(TWISTD + ["-n", "--pidfile=", "--logfile=-", "webrtcstack", "-c", self.path],
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=os.path.dirname(self.path))
+        testcase.addCleanup(self.stop)
+        assert self.proc.stdout is not None
+        self.lines = Lines(self.proc.stdout)
+        try:
+            self.lines.wait(ready, timeout)
+        except AssertionError:
+            self.stop()
+            raise
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def signal(self, signum: int) -> None:
+        """Send ``signum`` to the stack's process (by PID)."""
+        os.kill(self.proc.pid, signum)
+
+    def status(self, field: str) -> int:
+        """A ``/proc/<pid>/status`` figure in kB (``VmHWM``, ``VmRSS``, …)."""
+        with open(f"/proc/{self.proc.pid}/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+        raise KeyError(field)
+
+    def stop(self) -> None:
+        """Kill the process if it still runs and reap it."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+        self.lines.close()

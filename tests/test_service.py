@@ -7,18 +7,16 @@ import signal
 import socket
 import struct
 import subprocess
-import sys
 import time
 
 from twisted.internet import defer, reactor
 from twisted.trial import unittest
 
-from tests.support import free_port, recv_within
+from tests.support import TWISTD, free_port, recv_within
 from webrtcstack.config import parse_config
 from webrtcstack.service import build_service, effective_auth_secrets
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TWISTD = [sys.executable, "-c", "import sys; sys.argv[0] = 'twistd'; from twisted.scripts.twistd import run; run()"]
 
 
 def binding_request() -> tuple[bytes, bytes]:

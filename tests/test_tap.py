@@ -5,16 +5,15 @@ from __future__ import annotations
 import io
 import os
 import subprocess
-import sys
 from contextlib import redirect_stderr, redirect_stdout
 
 from twisted.trial import unittest
 
 from webrtcstack import cli, tap
 from webrtcstack.config import Endpoint
+from tests.support import TWISTD
 
 #: Runs twistd itself (the console script) with this interpreter.
-TWISTD = [sys.executable, "-c", "import sys; sys.argv[0] = 'twistd'; from twisted.scripts.twistd import run; run()"]
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 GOOD = "[turn]\nlisten = 127.0.0.1:0\nrealm = example.org\n[http]\nlisten = 127.0.0.1:0\n"
 BAD = "[turn]\nrealm = example.org\nlisten = 127.0.0.1\n"

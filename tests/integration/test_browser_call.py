@@ -15,7 +15,6 @@ import os
 import shlex
 import shutil
 import socket
-import threading
 import subprocess
 import sys
 import tempfile
@@ -170,38 +169,33 @@ enabled = no
 """
 
 
-def start_stack(ini_text: str, tmp: Path) -> tuple[subprocess.Popen[bytes], Any]:
+def start_stack(ini_text: str, tmp: Path) -> tuple[subprocess.Popen[bytes], Lines]:
     """Write the config into ``tmp``, start the stack in a child process and wait for its "ready" line.
 
-    Returns the process and its log file (the rest of its output is copied
-    there by a thread, so the pipe never fills).
+    Returns the process and its output (read by a thread as it comes, so the
+    pipe never fills).
     """
     ini = tmp / "stack.ini"
     ini.write_text(ini_text)
     env = dict(os.environ, PYTHONPATH=str(REPO / "src") + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    stack_log = open(tmp / "stack.log", "wb")
     stack = subprocess.Popen([sys.executable, "-c", STACK_SCRIPT, str(ini)], env=env, stdout=subprocess.PIPE,
                              stderr=subprocess.STDOUT)
     assert stack.stdout is not None
     lines = Lines(stack.stdout)
-    try:
-        lines.wait(r"webrtcstack ready: ", 30)
-    finally:
-        stack_log.write(("\n".join(lines.seen) + "\n").encode())
-        stack_log.flush()
-        threading.Thread(target=shutil.copyfileobj, args=(stack.stdout, stack_log), daemon=True).start()
-    return stack, stack_log
+    lines.wait(r"webrtcstack ready: ", 30)
+    return stack, lines
 
 
-def stop_stack(stack: subprocess.Popen[bytes], stack_log: Any, tmp: Path, report: dict[str, Any]) -> None:
+def stop_stack(stack: subprocess.Popen[bytes], lines: Lines, tmp: Path, report: dict[str, Any]) -> None:
     """Stop the stack, keep the tail of its log in the report, remove ``tmp``."""
     stack.terminate()
     try:
         stack.wait(10)
     except subprocess.TimeoutExpired:
         stack.kill()
-    stack_log.close()
-    report["stack_log_tail"] = (tmp / "stack.log").read_text(errors="replace")[-3000:]
+        stack.wait(10)
+    lines.close()
+    report["stack_log_tail"] = "\n".join(lines.seen)[-3000:]
     shutil.rmtree(tmp, ignore_errors=True)
 
 
@@ -264,7 +258,7 @@ def run_call(room: str = "browsertest", wait_s: float = 30.0) -> dict[str, Any]:
     """Start the stack and two tabs; return what the tabs reported (the script's work)."""
     tmp = Path(tempfile.mkdtemp(prefix="webrtcstack-browser-"))
     http_port, turn_port = free_port(socket.SOCK_STREAM), free_port(socket.SOCK_DGRAM)
-    stack, stack_log = start_stack(stack_ini(http_port, turn_port, 40000 + (turn_port % 20000)), tmp)
+    stack, stack_lines = start_stack(stack_ini(http_port, turn_port, 40000 + (turn_port % 20000)), tmp)
     report: dict[str, Any] = {"tabs": [], "namespace": os.environ.get("WEBRTCSTACK_NETNS", "no")}
     try:
         base = f"http://127.0.0.1:{http_port}"
@@ -275,7 +269,7 @@ def run_call(room: str = "browsertest", wait_s: float = 30.0) -> dict[str, Any]:
         urls = [f"{base}/r/{room}?it=relay", f"http://localhost:{http_port}/r/{room}?it=relay"]
         drive_tabs(urls, tmp / "profile", report, wait_s=wait_s)
     finally:
-        stop_stack(stack, stack_log, tmp, report)
+        stop_stack(stack, stack_lines, tmp, report)
     return report
 
 

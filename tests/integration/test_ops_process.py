@@ -7,16 +7,14 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 import urllib.request
 
 from twisted.trial import unittest
 
 from tests.ops.support import make_cert
-from tests.support import free_port
+from tests.support import TWISTD, free_port
 
-TWISTD = [sys.executable, "-c", "import sys; sys.argv[0] = 'twistd'; from twisted.scripts.twistd import run; run()"]
 
 
 class TwistdUnderSystemdTests(unittest.TestCase):

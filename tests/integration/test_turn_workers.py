@@ -8,19 +8,17 @@ import signal
 import socket
 import select
 import subprocess
-import sys
 import time
 import urllib.request
 
 from twisted.trial import unittest
 
 from tests.turn import msgs
-from tests.support import Lines, free_port
+from tests.support import TWISTD, Lines, free_port
 from webrtcstack.stun.constants import AttrType, MessageClass, Method
 from webrtcstack.turn.adapters.workers import REPORT_INTERVAL_S
 from webrtcstack.turn.auth import long_term_key
 
-TWISTD = [sys.executable, "-c", "import sys; sys.argv[0] = 'twistd'; from twisted.scripts.twistd import run; run()"]
 USER, PASSWORD, REALM = "glokta", "practical-frost", "adua"
 KEY = long_term_key(USER, REALM, PASSWORD)
 CLIENTS = 64
@@ -120,11 +118,11 @@ class TurnWorkersTests(unittest.TestCase):
                     f"[metrics]\nlisten = 127.0.0.1:{self.metrics_port}\n")
         self.proc = subprocess.Popen(TWISTD + ["-n", "--pidfile=", "--logfile=-", "webrtcstack", "-c", self.path],
                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=os.path.dirname(self.path))
-        self.addCleanup(self.kill_all)
         assert self.proc.stdout is not None
-        self.addCleanup(self.proc.stdout.close)
-        # The processes say when they serve; the test reads those lines (a pipe, waited on in select).
+        # The processes say when they serve; the test reads those lines (read by a thread as they come).
         self.lines = Lines(self.proc.stdout)
+        self.addCleanup(self.lines.close)  # runs after kill_all: the pipe is at its end by then
+        self.addCleanup(self.kill_all)
         self.lines.wait(r"TURN worker 1 of 2 ready", 30)
         self.lines.wait(r"^(?!.*turn-worker-1).*webrtcstack ready: ", 30, rescan=True)
         self.children = children_of(self.proc.pid)
