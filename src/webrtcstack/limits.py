@@ -30,7 +30,8 @@ class TokenBucket:
         """
         elapsed = now - self.updated_at
         if elapsed > 0:
-            self.tokens = min(self.burst, self.tokens + elapsed * self.rate)
+            if self.tokens < self.burst:  # a refill fills up to burst; it never takes back a bonus
+                self.tokens = min(self.burst, self.tokens + elapsed * self.rate)
             self.updated_at = now
         self.tokens += bonus
         if self.tokens >= amount:

@@ -150,3 +150,11 @@ class StallCreditTests(unittest.TestCase):
         self.assertEqual(errors, [])
         more = [e for _ in range(20) for e in s.handle_frame(b'{"cmd":"x"}', now=15, stall=stall) if "Too many" in e.frame]
         self.assertEqual(len(more), 15)  # credited once: what is left is the ordinary burst
+
+    def test_credit_survives_the_next_refill(self) -> None:
+        """Frames read one after another after a stall (the clock moving between them) keep the credit: a refill never takes a bonus back."""
+        s = self.session()
+        stall = (1, 15.0)
+        errors = [e for i in range(75) for e in s.handle_frame(b'{"cmd":"x"}', now=15 + i * 1e-4, stall=stall)
+                  if "Too many" in e.frame]
+        self.assertEqual(errors, [])

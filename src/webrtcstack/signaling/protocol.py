@@ -53,6 +53,8 @@ class _SendWatch:
 STALL_S = 1.0
 #: how often the runner checks for stalls
 HEARTBEAT_S = 0.5
+#: how long a timer found late is put off, so the reactor reads the I/O that waited first
+PUT_OFF_S = 0.01
 
 
 class HubRunner:
@@ -61,10 +63,11 @@ class HubRunner:
     After a stall, the reactor runs every overdue timer before it reads the
     sockets, so a register timeout would fire before the ``register`` frame
     that arrived in time, and a client's frames would arrive as one burst.
-    So a timer found late by more than :data:`STALL_S` is put off by one
-    turn of the reactor (the waiting I/O is read first), and a heartbeat
-    notes each stall (:attr:`stall`), whose length is credited once to every
-    socket's rate bucket.
+    So a timer found late by more than :data:`STALL_S` is put off by
+    :data:`PUT_OFF_S` (the reactor reads the waiting I/O meanwhile), and each stall is
+    noted (:attr:`stall`, by a heartbeat or by the first frame read after
+    it, whichever runs first), its length credited once to every socket's
+    rate bucket.
 
     :param reactor: gives ``seconds()`` and ``callLater`` (a ``task.Clock``
         in tests).
@@ -88,13 +91,26 @@ class HubRunner:
         self._beat: Any = reactor.callLater(HEARTBEAT_S, self._heartbeat)
 
     def _heartbeat(self) -> None:
+        self.check_stall()
+        self._beat_due = self.now() + HEARTBEAT_S
+        self._beat = self.reactor.callLater(HEARTBEAT_S, self._heartbeat)
+
+    def check_stall(self) -> tuple[int, float]:
+        """Note a stall as soon as anything runs after it; the last stall seen.
+
+        The reactor may read the sockets before it runs the overdue
+        heartbeat (Python retries an interrupted ``epoll_wait``, so after
+        SIGCONT the waiting frames usually come first): every frame asks
+        here, so the stall is known before the first frame after it is
+        counted against its sender's rate.
+        """
         now = self.now()
         late = now - self._beat_due
         if late > STALL_S:
             self.stall = (self.stall[0] + 1, late + HEARTBEAT_S)
             log.warn("signaling: the process was stalled for {seconds:.1f} s", seconds=late + HEARTBEAT_S)
-        self._beat_due = now + HEARTBEAT_S
-        self._beat = self.reactor.callLater(HEARTBEAT_S, self._heartbeat)
+            self._beat_due = now + HEARTBEAT_S  # the heartbeat's next turn measures from here
+        return self.stall
 
     def late(self, due: float) -> bool:
         """Whether a timer due at ``due`` fires after a stall (see the class docstring)."""
@@ -144,7 +160,7 @@ class HubRunner:
     def _fire(self) -> None:
         if self.late(self._due) and not self._put_off:
             self._put_off = True  # read what waited through the stall first
-            self._timer = self.reactor.callLater(0, self._fire)
+            self._timer = self.reactor.callLater(PUT_OFF_S, self._fire)
             return
         self._put_off = False
         self._timer = None
@@ -239,7 +255,7 @@ class SignalingServerProtocol(WebSocketServerProtocol):
     def onPing(self, payload: bytes) -> None:
         session = self.session
         runner = self.factory.runner
-        if session is not None and not session.handle_ping(now=runner.now(), stall=runner.stall):
+        if session is not None and not session.handle_ping(now=runner.now(), stall=runner.check_stall()):
             if not self._closing:
                 self._closing = True
                 self.sendClose(TOO_MANY_PINGS_CODE, "Too many pings")
@@ -250,7 +266,7 @@ class SignalingServerProtocol(WebSocketServerProtocol):
         runner = self.factory.runner
         if runner.late(self._register_due) and not self._register_put_off:
             self._register_put_off = True  # read what waited through the stall first
-            self._register_deadline = runner.reactor.callLater(0, self._register_expired)
+            self._register_deadline = runner.reactor.callLater(PUT_OFF_S, self._register_expired)
             return
         self._register_deadline = None
         session = self.session
@@ -273,7 +289,7 @@ class SignalingServerProtocol(WebSocketServerProtocol):
             return
         runner = self.factory.runner
         was_registered = session.client_id is not None
-        effects = session.handle_frame(payload, now=runner.now(), stall=runner.stall)
+        effects = session.handle_frame(payload, now=runner.now(), stall=runner.check_stall())
         if not was_registered and session.client_id is not None:
             assert session.room_id is not None
             self._cancel_register_deadline()
