@@ -267,6 +267,19 @@ class AdapterUnitTests(unittest.SynchronousTestCase):
         self.assertEqual(self.driver.stream_connections, 0)
         self.assertEqual(self.clock.getDelayedCalls(), [])
 
+    def test_tcp_connection_limit(self) -> None:
+        """Past max_connections (the [turn] max_tcp_connections budget) a connection is aborted at once and counted as a quota hit."""
+        first, _, factory = self.connect_tcp(max_connections=1)
+        proto = factory.buildProtocol(None)
+        transport = StringTransport()
+        proto.makeConnection(transport)
+        self.assertTrue(transport.disconnecting)
+        self.assertEqual((factory.refused, self.engine.counters.quota_hits["tcp_connections"]), (1, 1))
+        self.assertEqual(self.driver.stream_connections, 1)
+        proto.connectionLost()
+        first.connectionLost()
+        self.assertEqual(self.driver.stream_connections, 0)
+
     def test_tcp_oversize_closes(self) -> None:
         """A frame longer than max_frame_bytes closes the connection and is counted."""
         proto, transport, factory = self.connect_tcp(max_frame_bytes=64)

@@ -279,6 +279,7 @@ class LimitTests(WebCase, unittest.TestCase):
         await self.ws()
         with self.assertRaises(ConnectionError):
             await self.ws()
+        self.assertEqual(self.app.signaling_factory.refused_per_address, 1)  # counted for the metric
         freed = self.sockets_closed(below=2)
         await first.close()
         await freed.wait(5)

@@ -102,6 +102,21 @@ class MetricsTests(unittest.TestCase):
         self.assertEqual(after[("webrtcstack_connections", (("limit", "http"),))], 4)
         self.assertEqual(after[("webrtcstack_connections_refused_total", (("limit", "http"),))], 2)
 
+    def test_websocket_limits_are_exported(self) -> None:
+        """Each signaling factory's refusals and closes show in the scrape, summed over factories."""
+        from types import SimpleNamespace
+
+        for n in (1, 2):
+            self.runtime.signaling_factories.append(SimpleNamespace(
+                refused_full=n, refused_per_address=10 * n, unregistered_closed=100 * n, slow_readers_closed=1000 * n,
+                refused_origins=5 * n, unregistered_count=n))
+        after = samples(render(self.registry))
+        self.assertEqual(after[("webrtcstack_websocket_connections_refused_total", (("limit", "total"),))], 3)
+        self.assertEqual(after[("webrtcstack_websocket_connections_refused_total", (("limit", "per_address"),))], 30)
+        self.assertEqual(after[("webrtcstack_websocket_register_timeouts_total", ())], 300)
+        self.assertEqual(after[("webrtcstack_websocket_slow_readers_closed_total", ())], 3000)
+        self.assertEqual(after[("webrtcstack_websocket_refused_origins_total", ())], 15)
+
     def test_no_label_names_a_user_or_address(self) -> None:
         """Only fixed, low-cardinality label names appear."""
         self.counters.allocations_active[("ipv6", "tls")] = 1

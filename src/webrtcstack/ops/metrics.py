@@ -135,6 +135,11 @@ class StackCollector(Collector):
                                   value=sum(f.slow_readers_closed for f in rt.signaling_factories))
         yield CounterMetricFamily(f"{PREFIX}_websocket_refused_origins", "WebSocket handshakes refused by the Origin check.",
                                   value=sum(f.refused_origins for f in rt.signaling_factories))
+        ws_refused = CounterMetricFamily(f"{PREFIX}_websocket_connections_refused",
+                                         "WebSocket handshakes refused by a connection limit.", labels=["limit"])
+        ws_refused.add_metric(["total"], sum(f.refused_full for f in rt.signaling_factories))
+        ws_refused.add_metric(["per_address"], sum(f.refused_per_address for f in rt.signaling_factories))
+        yield ws_refused
         yield CounterMetricFamily(f"{PREFIX}_websocket_connections_opened", "Signaling WebSockets opened.",
                                   value=sum(h.counters.total_ws for h in rt.hubs))
         yield GaugeMetricFamily(f"{PREFIX}_buffered_message_bytes", "Bytes of queued and stored client messages held now.",

@@ -202,8 +202,10 @@ class SignalingServerProtocol(WebSocketServerProtocol):
         factory = self.factory
         ip = getattr(self.transport.getPeer(), "host", "?")
         if factory.open_count >= factory.max_connections:
+            factory.refused_full += 1
             raise ConnectionDeny(ConnectionDeny.SERVICE_UNAVAILABLE, "Too many WebSocket connections")
         if factory.per_ip.get(ip, 0) >= factory.max_connections_per_ip:
+            factory.refused_per_address += 1
             raise ConnectionDeny(429, "Too many WebSocket connections from this address")
         factory.open_count += 1
         factory.per_ip[ip] = factory.per_ip.get(ip, 0) + 1
@@ -355,6 +357,10 @@ class SignalingServerFactory(WebSocketServerFactory):
         self.open_count = 0
         #: handshakes refused by the Origin check (SignalingResource)
         self.refused_origins = 0
+        #: handshakes refused (503) because max_connections sockets were open
+        self.refused_full = 0
+        #: handshakes refused (429) because their address had max_connections_per_ip open
+        self.refused_per_address = 0
         #: sockets closed because they never registered
         self.unregistered_closed = 0
         #: sockets closed because their client did not read

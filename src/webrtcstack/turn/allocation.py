@@ -107,6 +107,10 @@ class TurnCounters:
         """Count one dropped packet."""
         self.dropped[reason] = self.dropped.get(reason, 0) + 1
 
+    def quota_hit(self, kind: str) -> None:
+        """Count one refusal by the ``kind`` quota (the ``quota`` label of ``turn_quota_hits``)."""
+        self.quota_hits[kind] = self.quota_hits.get(kind, 0) + 1
+
     def relayed(self) -> dict[str, dict[str, int]]:
         """Relayed packets and bytes by direction."""
         return {

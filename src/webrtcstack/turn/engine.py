@@ -691,7 +691,7 @@ class TurnEngine:
         return float(max(s.default_lifetime_s, min(requested, s.max_lifetime_s)))
 
     def _quota_hit(self, kind: str) -> None:
-        self.counters.quota_hits[kind] = self.counters.quota_hits.get(kind, 0) + 1
+        self.counters.quota_hit(kind)
 
     def _open(self, allocation: Allocation, family: int, port: int, dont_fragment: bool) -> Relay | None:
         return self.relay_opener.open_relay(self.settings.relay_hosts[family], port, allocation, dont_fragment)

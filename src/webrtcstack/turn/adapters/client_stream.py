@@ -72,6 +72,7 @@ class TurnStreamProtocol(Protocol):
         driver = factory.driver
         if driver.stream_connections >= factory.max_connections:
             factory.refused += 1
+            driver.engine.counters.quota_hit("tcp_connections")
             self.transport.abortConnection()
             return
         driver.stream_connections += 1
