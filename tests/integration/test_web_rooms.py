@@ -45,6 +45,15 @@ class RoomRouteTests(WebCase, unittest.TestCase):
         self.assertIs(p["bypassJoinConfirmation"], False)
 
     @async_test
+    async def test_crafted_link_keeps_our_servers(self) -> None:
+        """GET /r/<room>?wshpp=evil…&ts=evil…: the page served still names only our own signaling and ICE servers."""
+        _, _, body = await http("GET", self.url + "/r/room?wshpp=evil.example:443&ts=https://evil.example/ice")
+        p = loading_params(body)
+        self.assertEqual((p["wssUrl"], p["wssPostUrl"], p["iceServerRequestUrl"]),
+                         (f"ws://127.0.0.1:{self.port}/ws", f"{self.url}/collider", f"{self.url}/v1alpha/iceconfig?key="))
+        self.assertNotIn("evil.example", json.dumps({k: v for k, v in p.items() if k != "roomLink"}).replace("warningMessages", ""))
+
+    @async_test
     async def test_page_escapes_script(self) -> None:
         """Query values cannot break out of the page's script element."""
         _, _, body = await http("GET", self.url + "/r/room?x=%3C/script%3E%3Cscript%3Ealert(1)")
