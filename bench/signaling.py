@@ -53,6 +53,10 @@ reactor.run()
 def server_config(clients: int, rate: int) -> str:
     """Limits wide enough for the benchmark; everything else default."""
     return f"""
+[http]
+max_connections = {clients + 100}
+max_connections_per_ip = {clients + 100}
+writes_per_second_per_ip = 1000000
 [rooms]
 max_rooms = {clients}
 [signaling]
