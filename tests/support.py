@@ -339,3 +339,80 @@ class StackProcess:
             self.proc.kill()
             self.proc.wait(10)
         self.lines.close()
+
+
+class RedisServer:
+    """``redis-server`` (Debian's) on a free loopback port, in a temp dir, with no persistence, for one test.
+
+    :meth:`command` talks to it over a plain blocking socket (our own RESP
+    codec), so a test can look at or break the server (``CLIENT KILL``)
+    without going through the code under test.  :meth:`kill` stops it by
+    PID (SIGKILL); :meth:`start` starts it again on the same port, empty.
+    """
+
+    def __init__(self, testcase: Any, port: int | None = None, *, start: bool = True) -> None:
+        self.binary = need_tool("redis-server", "redis-server")
+        self.port = port or free_port(socket.SOCK_STREAM)
+        self.dir = os.path.abspath(testcase.mktemp())
+        os.makedirs(self.dir, exist_ok=True)
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.lines: Lines | None = None
+        testcase.addCleanup(self.kill)
+        if start:
+            self.start()
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        """Start (or restart, empty) and wait for it to accept connections."""
+        self.proc = subprocess.Popen(
+            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", self.dir, "--save", "",
+             "--appendonly", "no", "--maxmemory-policy", "noeviction", "--protected-mode", "no"],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        assert self.proc.stdout is not None
+        self.lines = Lines(self.proc.stdout)
+        self.lines.wait(r"Ready to accept connections", 20)
+
+    def kill(self) -> None:
+        """SIGKILL the server (by PID) and reap it."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+        if self.lines is not None:
+            self.lines.close()
+
+    def pause(self, signum: int) -> None:
+        """Send ``signum`` (SIGSTOP, SIGCONT) to the server."""
+        assert self.proc is not None
+        os.kill(self.proc.pid, signum)
+
+    def command(self, *args: object) -> Any:
+        """One command on a fresh connection; its reply (an error reply is returned, not raised)."""
+        from webrtcstack.cluster.resp import RespParser, encode
+
+        with socket.create_connection(("127.0.0.1", self.port), timeout=10) as sock:
+            sock.sendall(encode(*args))
+            parser = RespParser()
+            while True:
+                data = sock.recv(65536)
+                if not data:
+                    raise ConnectionError("redis closed the connection")
+                replies = parser.feed(data)
+                if replies:
+                    return replies[0]
+
+    def clients(self, name_part: str = "") -> list[dict[str, str]]:
+        """``CLIENT LIST`` as dicts, those whose name contains ``name_part``."""
+        text = self.command("CLIENT", "LIST").decode()
+        out = []
+        for line in text.splitlines():
+            fields = dict(kv.split("=", 1) for kv in line.split() if "=" in kv)
+            if name_part in fields.get("name", ""):
+                out.append(fields)
+        return out
+
+    def kill_clients(self, name_part: str) -> int:
+        """``CLIENT KILL ID`` each connection whose name contains ``name_part``; how many were killed."""
+        return sum(int(self.command("CLIENT", "KILL", "ID", c["id"])) for c in self.clients(name_part))

@@ -283,10 +283,32 @@ def parse_url(text: str) -> str:
 
 
 def parse_redis_url(text: str) -> str:
-    """``redis://host:port/db``."""
+    """empty (in memory), or `redis://[user:password@]host[:port][/db]`, `rediss://…` (TLS), `unix:///path[?db=N]`"""
     value = text.strip()
-    if not re.match(r"^redis://[^/\s]+(:\d+)?(/\d+)?$", value):
-        raise _ValueError(f"{value!r} is not a URL such as redis://127.0.0.1:6379/0")
+    if not value:
+        return ""
+    from webrtcstack.cluster.resp import parse_url
+
+    try:
+        parse_url(value)
+    except ValueError as e:
+        raise _ValueError(str(e)) from None
+    return value
+
+
+def parse_node_id(text: str) -> str:
+    """empty (derived from the host name and listen addresses), or 1 to 64 letters, digits, `.`, `-`, `_`"""
+    value = text.strip()
+    if value and not re.match(r"^[A-Za-z0-9._-]{1,64}$", value):
+        raise _ValueError(f"{value!r} may use only letters, digits, '.', '-' and '_' (1 to 64)")
+    return value
+
+
+def parse_key_prefix(text: str) -> str:
+    """text of 1 to 64 printable characters with no spaces"""
+    value = text.strip()
+    if not re.match(r"^[!-~]{1,64}$", value):
+        raise _ValueError(f"{value!r} must be 1 to 64 printable characters with no spaces")
     return value
 
 
@@ -424,6 +446,18 @@ class SignalingSection:
 
 
 @attr.s(frozen=True, slots=True)
+class RedisSection:
+    """``[redis]``: share state with other nodes through one Redis (empty `url`: this process alone, in memory). See docs/scaling.md."""
+
+    url: str = _key("", parse_redis_url, "where Redis is; empty keeps everything in this process (the default). A password may be in the URL or in password_file", restart=True)
+    password_file: str = _key("", _text(4096), "a file whose first line is the Redis password (used when the URL has none)", restart=True)
+    key_prefix: str = _key("webrtcstack:", parse_key_prefix, "put before every key this stack writes (several stacks may share one Redis with different prefixes)", restart=True)
+    node_id: str = _key("", parse_node_id, "this node's name in the cluster; empty: derived from the host name and the listen addresses. Two live nodes with one id is an error", restart=True)
+    lease_seconds: int = _key("10", _int_in(2, 3600), "a node that has not renewed its lease for this long is dead to the others (and fences itself)", restart=True)
+    renew_seconds: int = _key("2", _int_in(1, 1800), "how often a node renews its lease (at most half of lease_seconds)", restart=True)
+
+
+@attr.s(frozen=True, slots=True)
 class MetricsSection:
     """``[metrics]``: Prometheus `/metrics`, `/healthz` and `/status` on their own listener."""
 
@@ -438,6 +472,7 @@ _SECTIONS: dict[str, type] = {
     "tls": TlsSection,
     "rooms": RoomsSection,
     "signaling": SignalingSection,
+    "redis": RedisSection,
     "metrics": MetricsSection,
 }
 
@@ -452,6 +487,7 @@ class StackConfig:
     tls: TlsSection = attr.ib(factory=TlsSection)
     rooms: RoomsSection = attr.ib(factory=RoomsSection)
     signaling: SignalingSection = attr.ib(factory=SignalingSection)
+    redis: RedisSection = attr.ib(factory=RedisSection)
     metrics: MetricsSection = attr.ib(factory=MetricsSection)
     filename: str = attr.ib(default="<defaults>")
 
@@ -629,6 +665,9 @@ def _check_consistency(config: StackConfig, lines: dict[str, dict[str, int]]) ->
         if config.tls_enabled and not getattr(config.tls, key):
             needs = "turn tls_listen" if config.turn.tls_listen else "http tls_listen"
             fail("tls", key, f"is required because {needs} is set")
+    if config.redis.renew_seconds * 2 > config.redis.lease_seconds:
+        fail("redis", "renew_seconds", f"{config.redis.renew_seconds} is more than half of lease_seconds "
+                                       f"({config.redis.lease_seconds}); a lease must survive a missed renewal")
     if config.http.redirect_listen and not config.http.tls_listen:
         fail("http", "redirect_listen", "redirects to HTTPS, so [http] tls_listen must be set too")
     # One-port mode: a [turn] tls_listen endpoint also in [http] tls_listen is one shared listener.

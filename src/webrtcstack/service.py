@@ -20,7 +20,7 @@ from typing import Any
 from twisted.application import service
 from twisted.logger import Logger
 
-from webrtcstack.config import StackConfig
+from webrtcstack.config import ConfigError, StackConfig
 from webrtcstack.ops.demux import DemuxFactory
 from webrtcstack.ops.health import build_ops_site
 from webrtcstack.ops.lifecycle import StackService
@@ -281,6 +281,9 @@ def build_service(config: StackConfig, reactor: Any, *, notifier: Any = None,
     if store is not None:
         children += _tls_listeners(config, reactor, store, runtime, app, turn_tls_maker, http_budget)
 
+    if config.redis.url:
+        children.append(_wire_cluster(runtime, config, reactor, app))
+
     if config.metrics.enabled:
         site = build_ops_site(runtime, make_registry(runtime))
         for ep in config.metrics.listen:
@@ -291,6 +294,72 @@ def build_service(config: StackConfig, reactor: Any, *, notifier: Any = None,
         if hasattr(child, "endpoint") and hasattr(child, "bound_port"):
             runtime.listeners.append(child)
     return top
+
+
+class ClusterService(service.Service):
+    """Keeps this node's lease in Redis while the stack runs (``[redis] url``)."""
+
+    def __init__(self, node: Any) -> None:
+        self.setName("cluster")
+        self.node = node
+
+    def startService(self) -> None:
+        service.Service.startService(self)
+        self.node.start()
+
+    def stopService(self) -> Any:
+        service.Service.stopService(self)
+        return self.node.stop()
+
+
+def node_listen_addresses(config: StackConfig) -> list[str]:
+    """Every address this process listens on (for the default node id)."""
+    out = []
+    for section, key in (("turn", "listen"), ("turn", "tls_listen"), ("http", "listen"), ("http", "tls_listen"),
+                         ("signaling", "listen"), ("metrics", "listen")):
+        sec = getattr(config, section)
+        if getattr(sec, "enabled", True):
+            out += [f"{section}.{key}={ep}" for ep in getattr(sec, key)]
+    return out
+
+
+def _wire_cluster(runtime: StackRuntime, config: StackConfig, reactor: Any, app: Any) -> service.IService:
+    import socket as _socket
+
+    from webrtcstack.cluster.client import RedisClient
+    from webrtcstack.cluster.lease import NodeLease, default_node_id
+    from webrtcstack.cluster.node import ClusterNode
+    from webrtcstack.cluster.resp import parse_url
+
+    cfg = config.redis
+    node_id = cfg.node_id or default_node_id(_socket.gethostname(), node_listen_addresses(config))
+    password = None
+    if cfg.password_file:
+        try:
+            with open(cfg.password_file, encoding="utf-8") as f:
+                password = f.readline().rstrip("\r\n")
+        except OSError as e:
+            raise ConfigError(f"cannot read the password file {cfg.password_file}: {e.strerror}",
+                              filename=config.filename, section="redis", key="password_file") from None
+    client = RedisClient(parse_url(cfg.url), reactor, name="commands", node_id=node_id, password=password)
+
+    def record() -> dict[str, Any]:
+        return {"public_url": config.http.public_url, "turn": [str(ep) for ep in config.turn.listen] if config.turn.enabled else [],
+                "allocations": runtime.allocations(), "websockets": runtime.websockets()}
+
+    def conflict(why: str) -> None:
+        # Two live processes with one node id would corrupt each other's state: stop, and exit non-zero.
+        import os as _os
+        reactor.addSystemEventTrigger("after", "shutdown", _os._exit, 1)
+        reactor.callLater(0, reactor.stop)
+
+    node = ClusterNode(client, NodeLease(node_id, lease_s=cfg.lease_seconds, renew_s=cfg.renew_seconds), reactor,
+                       prefix=cfg.key_prefix, record=record, on_conflict=conflict)
+    runtime.cluster = node
+    if app is not None:
+        app.runner.unavailable = node.not_ready_reason
+    log.info("cluster: node {node} sharing state through {url}", node=node_id, url=client.url.display())
+    return ClusterService(node)
 
 
 def _wire_workers(runtime: StackRuntime, config: StackConfig, reactor: Any, nonce_key: bytes,

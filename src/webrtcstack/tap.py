@@ -97,4 +97,9 @@ def makeService(options: Any) -> IService:
 
     from webrtcstack.service import build_service
 
-    return build_service(options.config, reactor)
+    try:
+        return build_service(options.config, reactor)
+    except ConfigError as e:  # found while building (a password file that cannot be read): before binding
+        sys.stderr.write(f"webrtcstack: invalid config: {e}\n")
+        sys.stderr.flush()
+        raise SystemExit(2)

@@ -25,6 +25,9 @@ OTHER_VALUES = {
     ("http", "enabled"): "no", ("http", "listen"): "127.0.0.1:8081", ("http", "tls_listen"): "127.0.0.1:8444",
     ("http", "redirect_listen"): "127.0.0.1:8082", ("rooms", "enabled"): "no", ("signaling", "enabled"): "no",
     ("signaling", "listen"): "127.0.0.1:8089", ("metrics", "enabled"): "no", ("metrics", "listen"): "127.0.0.1:9642",
+    ("redis", "url"): "redis://127.0.0.1:6390/0", ("redis", "password_file"): "/etc/webrtcstack/redis.pw",
+    ("redis", "key_prefix"): "other:", ("redis", "node_id"): "node-b", ("redis", "lease_seconds"): "20",
+    ("redis", "renew_seconds"): "3",
 }
 
 

@@ -34,6 +34,7 @@ class MetricsResource(resource.Resource):
 
 class HealthResource(resource.Resource):
     """``GET /healthz``: ``ok`` (200) while running; ``draining`` (503) after SIGTERM;
+    ``not ready: …`` (503) while shared state (``[redis]``) is out of reach;
     ``degraded: …`` (503) while a connection limit is reached (new clients are being refused),
     so a load balancer sends them elsewhere."""
 
@@ -48,6 +49,11 @@ class HealthResource(resource.Resource):
         request.setHeader(b"cache-control", b"no-store")
         state = self.runtime.state
         if state in ("starting", "running"):
+            cluster = self.runtime.cluster
+            why = cluster.not_ready_reason() if cluster is not None else ""
+            if why:
+                request.setResponseCode(503)
+                return ("not ready: " + why + "\n").encode()
             full = sorted(name for name, budget in self.runtime.connection_budgets.items() if budget.saturated)
             if not full:
                 return b"ok\n"

@@ -78,6 +78,8 @@ class StackRuntime:
         #: :class:`webrtcstack.sockets.ConnectionBudget` of each connection limit
         #: the shell enforces ("http", "one-port"), for metrics.
         self.connection_budgets: dict[str, Any] = {}
+        #: :class:`webrtcstack.cluster.node.ClusterNode` with ``[redis] url``, else None
+        self.cluster: Any = None
 
     def uptime_s(self) -> float:
         """Seconds since the stack was built."""
@@ -131,4 +133,6 @@ class StackRuntime:
                                   "sha256": info.fingerprint_sha256}
         if self.last_reload is not None:
             out["last_reload"] = self.last_reload
+        if self.cluster is not None:
+            out["cluster"] = self.cluster.status()
         return out

@@ -180,6 +180,10 @@ class RoomServerResource(Resource):
             return self._json(request, {"result": "ERROR", "params": {"messages": []},
                                         "error": "the server is shutting down; try again shortly"})
         runner = self.runner
+        why = runner.unavailable()
+        if why:
+            return self._json(request, {"result": "ERROR", "params": {"messages": []},
+                                        "error": f"the service is unavailable ({why}); try again shortly"})
         result = self.hub.handle_join(room_id, loopback=params["is_loopback"] == "true", now=runner.now())
         runner.rearm()
         if result.result is not Result.SUCCESS:
@@ -200,6 +204,9 @@ class RoomServerResource(Resource):
         except UnicodeDecodeError:
             return self._json(request, {"result": "ERROR", "error": "the message is not UTF-8"})
         runner = self.runner
+        why = runner.unavailable()
+        if why:
+            return self._json(request, {"result": "ERROR", "error": f"the service is unavailable ({why}); try again shortly"})
         result, effects = self.hub.handle_message(room_id, client_id, text, now=runner.now())
         runner.apply(effects)
         runner.rearm()

@@ -9,7 +9,7 @@ per socket; each feeds its frames to a sans-IO
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
@@ -89,6 +89,9 @@ class HubRunner:
         self.stall: tuple[int, float] = (0, 0.0)
         self._beat_due = self.now() + HEARTBEAT_S
         self._beat: Any = reactor.callLater(HEARTBEAT_S, self._heartbeat)
+        #: why the service cannot take new work now ("" when it can); set by
+        #: the shell when shared state is out of reach (``[redis]``)
+        self.unavailable: Callable[[], str] = lambda: ""
 
     def _heartbeat(self) -> None:
         self.check_stall()

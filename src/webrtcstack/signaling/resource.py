@@ -108,6 +108,12 @@ class ColliderClientResource(Resource):
             return _http_error(request, self.runner, "Invalid path: " + html.escape(path))
         room_id, client_id = parts[1], parts[2]
         runner = self.runner
+        why = runner.unavailable()
+        if why and request.method in (b"POST", b"DELETE"):
+            request.setResponseCode(503)
+            request.setHeader(b"Retry-After", b"5")
+            request.setHeader(b"Content-Type", b"text/plain; charset=utf-8")
+            return f"Service unavailable: {why}\n".encode()
         if request.method == b"POST":
             body = request.content.read() if request.content is not None else b""
             if not body:
