@@ -416,3 +416,47 @@ class RedisServer:
     def kill_clients(self, name_part: str) -> int:
         """``CLIENT KILL ID`` each connection whose name contains ``name_part``; how many were killed."""
         return sum(int(self.command("CLIENT", "KILL", "ID", c["id"])) for c in self.clients(name_part))
+
+    def keyspace_events(self, *keys: str) -> "KeyEvents":
+        """Subscribe to the keys' keyspace notifications (turned on here); wait with :meth:`KeyEvents.next`."""
+        self.command("CONFIG", "SET", "notify-keyspace-events", "KA")
+        return KeyEvents(self.port, keys)
+
+
+class KeyEvents:
+    """A blocking subscription to some keys' keyspace events (``set``, ``del``, ``expired``, …), in Redis's order."""
+
+    def __init__(self, port: int, keys: tuple[str, ...]) -> None:
+        from webrtcstack.cluster.resp import RespParser, encode
+
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        self.parser = RespParser()
+        self.pending: list[Any] = []
+        self.sock.sendall(encode("SUBSCRIBE", *(f"__keyspace@0__:{key}" for key in keys)))
+        for _ in keys:
+            self._reply(10)  # the subscribe confirmations
+
+    def _reply(self, timeout: float) -> Any:
+        deadline = time.monotonic() + timeout
+        while not self.pending:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError(f"no keyspace event within {timeout} s")
+            self.sock.settimeout(left)
+            data = self.sock.recv(65536)
+            if not data:
+                raise ConnectionError("redis closed the subscription")
+            self.pending += self.parser.feed(data)
+        return self.pending.pop(0)
+
+    def next(self, key: str, event: str, timeout: float = 10) -> None:
+        """Wait for the next ``event`` on ``key`` (events before it, on any key, are skipped)."""
+        deadline = time.monotonic() + timeout
+        channel = f"__keyspace@0__:{key}".encode()
+        while True:
+            message = self._reply(max(0.0, deadline - time.monotonic()))
+            if message[0] == b"message" and message[1] == channel and message[2].decode() == event:
+                return
+
+    def close(self) -> None:
+        self.sock.close()

@@ -203,6 +203,7 @@ class ClusterNode:
             if self.on_conflict is not None:
                 self.on_conflict(self.conflict)
             return
+        first = self.lease.renewed_at is None
         self.lease.renewed(now)
         self.renewals += 1
         self.redis_now_ms = int(reply[1])
@@ -215,6 +216,9 @@ class ClusterNode:
                 record = {}
             nodes[items[i].decode()] = {"expires_ms": int(float(items[i + 1])), "record": record}
         self.nodes = nodes
+        if first:
+            log.info("cluster: node {node} holds its lease (incarnation {inc}); {count} live node(s)",
+                     node=self.lease.node_id, inc=self.lease.incarnation, count=len(nodes))
 
     def _failed(self, failure: Any) -> None:
         self.renew_failures += 1

@@ -1,0 +1,85 @@
+"""Stack processes (``twistd``) with ``[redis] url``: start without Redis, become ready when it comes, see each other."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import urllib.error
+import urllib.request
+
+from twisted.trial import unittest
+
+from tests.support import TWISTD, RedisServer, StackProcess, free_port
+
+
+def get(url: str, method: str = "GET") -> tuple[int, bytes]:
+    request = urllib.request.Request(url, method=method, data=b"" if method == "POST" else None)
+    try:
+        with urllib.request.urlopen(request, timeout=10) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
+def node_config(redis_url: str, http: int, metrics: int, node_id: str = "") -> str:
+    return ("[turn]\nenabled = no\n"
+            f"[http]\nlisten = 127.0.0.1:{http}\n"
+            f"[redis]\nurl = {redis_url}\nkey_prefix = t:\nnode_id = {node_id}\nlease_seconds = 4\nrenew_seconds = 1\n"
+            f"[metrics]\nlisten = 127.0.0.1:{metrics}\n")
+
+
+class StackNodeTests(unittest.TestCase):
+    timeout = 90
+
+    def start_node(self, redis: RedisServer, node_id: str = "") -> tuple[StackProcess, int, int]:
+        http, metrics = free_port(socket.SOCK_STREAM), free_port(socket.SOCK_STREAM)
+        return StackProcess(self, node_config(redis.url, http, metrics, node_id)), http, metrics
+
+    def test_starts_without_redis_then_serves(self) -> None:
+        """Redis absent at start: the stack starts, logs the back-off, /healthz says not ready (503) and /join answers ERROR; once Redis runs, it is ready and joins succeed."""
+        redis = RedisServer(self, start=False)
+        stack, http, metrics = self.start_node(redis, "n1")
+        stack.lines.wait(r"redis: cannot reach redis://127\.0\.0\.1:\d+/0 for the commands connection .*retrying in 0\.1 s", 10)
+        code, body = get(f"http://127.0.0.1:{metrics}/healthz")
+        self.assertEqual(code, 503)
+        self.assertIn(b"not ready: redis unavailable", body)
+        code, body = get(f"http://127.0.0.1:{http}/join/room", "POST")
+        self.assertEqual(json.loads(body)["result"], "ERROR")
+        self.assertIn("unavailable", json.loads(body)["error"])
+        redis.start()
+        stack.lines.wait(r"cluster: node n1 holds its lease", 15)
+        code, body = get(f"http://127.0.0.1:{metrics}/healthz")
+        self.assertEqual((code, body), (200, b"ok\n"))
+        code, body = get(f"http://127.0.0.1:{http}/join/room", "POST")
+        self.assertEqual(json.loads(body)["result"], "SUCCESS")
+        self.assertNotIn("Traceback", stack.lines.text(500))
+
+    def test_two_nodes_in_status(self) -> None:
+        """Two stacks on one Redis each list both nodes in /status, with lease and public URL."""
+        redis = RedisServer(self)
+        a, _, metrics_a = self.start_node(redis, "node-a")
+        leases = redis.keyspace_events("t:node:node-a", "t:node:node-b")
+        self.addCleanup(leases.close)
+        self.start_node(redis, "node-b")
+        leases.next("t:node:node-b", "set")  # b holds its lease ...
+        leases.next("t:node:node-a", "set")  # ... a renewed after that (its reply lists both) ...
+        leases.next("t:node:node-a", "set")  # ... and renewed again, so it has read that reply  # a renewed after b's lease existed: its view has both
+        status = json.loads(get(f"http://127.0.0.1:{metrics_a}/status")[1])
+        self.assertEqual({n["node_id"] for n in status["cluster"]["nodes"]}, {"node-a", "node-b"})
+        self.assertTrue(status["cluster"]["ready"])
+        self.assertEqual(status["cluster"]["node_id"], "node-a")
+
+    def test_duplicate_node_id_exits(self) -> None:
+        """A second process with a live node's id logs why and exits non-zero; the first keeps serving."""
+        redis = RedisServer(self)
+        first, _, metrics = self.start_node(redis, "same")
+        http, metrics2 = free_port(socket.SOCK_STREAM), free_port(socket.SOCK_STREAM)
+        path = self.mktemp()
+        with open(path, "w") as f:
+            f.write(node_config(redis.url, http, metrics2, "same"))
+        proc = subprocess.run(TWISTD + ["-n", "--pidfile=", "--logfile=-", "webrtcstack", "-c", path],
+                              capture_output=True, text=True, timeout=60)
+        self.assertNotEqual(proc.returncode, 0)
+        self.assertIn("[redis] node_id 'same' is held by another live node", proc.stdout + proc.stderr)
+        self.assertEqual(get(f"http://127.0.0.1:{metrics}/healthz"), (200, b"ok\n"))
