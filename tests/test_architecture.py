@@ -18,7 +18,7 @@ SRC = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 
 SHELL = [
     "tap.py", "service.py", "sockets.py", "cli.py", "web.py", "httpsite.py", "tls.py",
     "turn/adapters/*", "signaling/protocol*.py", "signaling/factory*.py", "signaling/resource*.py",
-    "rooms/resource*.py", "rooms/page*.py", "ops/*",
+    "rooms/resource*.py", "rooms/page*.py", "ops/*", "cluster/client.py", "cluster/node.py", "cluster/rooms.py",
 ]
 FORBIDDEN = ("twisted.internet", "twisted.web", "twisted.application", "autobahn", "socket", "time", "asyncio", "select")
 

@@ -143,3 +143,26 @@ class LimitedSite(Site):
         self.displayTracebacks = False
         #: refusals, for metrics
         self.counters = {"bodies_refused": 0, "request_timeouts": 0, "writes_refused": 0}
+
+
+def finish_deferred(request: Any, d: Any) -> bytes | int:
+    """A resource's answer: the body now if ``d`` (a Deferred of bytes) has fired, else written when it does.
+
+    In one process the hub answers at once and this returns the bytes as a
+    plain ``render`` would; with shared rooms (``[redis]``) it returns
+    ``NOT_DONE_YET`` and finishes the request when Redis has answered.
+    """
+    box: list[bytes] = []
+    d.addCallback(box.append)
+    if box:
+        return box[0]
+    from twisted.web.server import NOT_DONE_YET
+
+    def write(_: Any) -> None:
+        if not request._disconnected:
+            request.write(box[0])
+            request.finish()
+
+    d.addCallback(write)
+    d.addErrback(lambda f: log.failure("http: a deferred answer failed", f))
+    return NOT_DONE_YET

@@ -242,3 +242,24 @@ class RedisClient:
             for callback in list(self.on_down):
                 callback()
         self._schedule(self.last_error or "connection lost")
+
+
+class Script:
+    """A Lua script run with EVALSHA, sent whole (EVAL) when Redis does not have it (after a restart)."""
+
+    def __init__(self, text: str) -> None:
+        import hashlib
+
+        self.text = text
+        self.sha = hashlib.sha1(text.encode()).hexdigest()
+
+    @defer.inlineCallbacks
+    def __call__(self, client: RedisClient, keys: tuple[object, ...], args: tuple[object, ...]) -> Any:
+        """Run it on ``client``: one round trip (two the first time after Redis lost its script cache)."""
+        try:
+            reply = yield client.execute("EVALSHA", self.sha, len(keys), *keys, *args)
+        except RedisError as e:
+            if e.kind != "NOSCRIPT":
+                raise
+            reply = yield client.execute("EVAL", self.text, len(keys), *keys, *args)
+        return reply

@@ -25,9 +25,8 @@ from typing import Any
 from twisted.internet import defer
 from twisted.logger import Logger
 
-from webrtcstack.cluster.client import RedisClient, RedisUnavailable
+from webrtcstack.cluster.client import RedisClient, RedisUnavailable, Script
 from webrtcstack.cluster.lease import NodeLease
-from webrtcstack.cluster.resp import RedisError
 
 __all__ = ["ClusterNode", "RENEW_SCRIPT"]
 
@@ -88,7 +87,6 @@ class ClusterNode:
         self.renew_failures = 0
         self._timer: Any = None
         self._running = False
-        self._sha: str | None = None
         self._in_flight = False
         client.on_up.append(self._connected)
 
@@ -157,7 +155,6 @@ class ClusterNode:
             self._timer = self.reactor.callLater(delay, self._renew)
 
     def _connected(self) -> None:
-        self._sha = None  # Redis may have restarted: its script cache is empty
         self._renew()
 
     def _renew(self) -> None:
@@ -177,22 +174,12 @@ class ClusterNode:
     def _done(self, result: Any) -> None:
         self._in_flight = False
 
-    @defer.inlineCallbacks
-    def _call(self, now: float) -> Any:
+    def _call(self, now: float) -> defer.Deferred:
         lease = self.lease
         keys = (self.key("node", lease.node_id), self.key("node", lease.node_id, "info"), self.key("nodes"))
         args = (lease.incarnation, lease.previous, int(lease.lease_s * 1000),
                 json.dumps(dict(self.record(), pid=os.getpid(), incarnation=lease.incarnation)), lease.node_id, self.prefix)
-        if self._sha is not None:
-            try:
-                reply = yield self.client.execute("EVALSHA", self._sha, 3, *keys, *args)
-                return reply
-            except RedisError as e:
-                if e.kind != "NOSCRIPT":
-                    raise
-        reply = yield self.client.execute("EVAL", RENEW_SCRIPT, 3, *keys, *args)
-        self._sha = _sha1(RENEW_SCRIPT)
-        return reply
+        return _RENEW(self.client, keys, args)
 
     def _renewed(self, reply: Any, now: float) -> None:
         if not reply or reply[0] == 0:
@@ -236,7 +223,4 @@ end
 return 0
 """
 
-
-def _sha1(text: str) -> str:
-    import hashlib
-    return hashlib.sha1(text.encode()).hexdigest()
+_RENEW = Script(RENEW_SCRIPT)

@@ -21,6 +21,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import Request
 
 from webrtcstack.config import StackConfig
+from webrtcstack.httpsite import finish_deferred
 from webrtcstack.rooms.credentials import ice_servers
 from webrtcstack.rooms.model import ID_PATTERN, Result
 from webrtcstack.rooms.params import Query, SiteUrls, room_parameters
@@ -163,15 +164,25 @@ class RoomServerResource(Resource):
         """``GET /``: the landing page (create a random room or name one)."""
         return self._page(request, self._params(request))
 
-    def room_page(self, request: Request, room_id: str) -> bytes:
+    def room_page(self, request: Request, room_id: str) -> bytes | int:
         """``GET /r/<room>``: the call page, or the "room is full" page."""
-        if self.hub.rooms is not None and self.hub.rooms.is_full(room_id):
-            request.setHeader(b"Content-Type", b"text/html; charset=utf-8")
-            request.setHeader(b"Cache-Control", b"no-store")
-            return render_template("full.html", {})
-        return self._page(request, self._params(request, room_id))
+        def page(full: bool) -> bytes:
+            if full:
+                request.setHeader(b"Content-Type", b"text/html; charset=utf-8")
+                request.setHeader(b"Cache-Control", b"no-store")
+                return render_template("full.html", {})
+            return self._page(request, self._params(request, room_id))
 
-    def join(self, request: Request, room_id: str) -> bytes:
+        rooms = self.hub.rooms
+        cluster = self.runner.cluster
+        if rooms is None or cluster is None:
+            return page(rooms is not None and rooms.is_full(room_id))
+        d = cluster.peek(room_id)
+        d.addCallback(lambda records: records[0] is not None and len(records[0].members) >= rooms.capacity)
+        d.addErrback(lambda _: False)  # the page itself needs no shared state; /join will say what is wrong
+        return finish_deferred(request, d.addCallback(page))
+
+    def join(self, request: Request, room_id: str) -> bytes | int:
         """``POST /join/<room>``: a new client id, the initiator flag and the stored messages."""
         params = self._params(request, room_id)
         assert self.hub.rooms is not None
@@ -184,19 +195,34 @@ class RoomServerResource(Resource):
         if why:
             return self._json(request, {"result": "ERROR", "params": {"messages": []},
                                         "error": f"the service is unavailable ({why}); try again shortly"})
-        result = self.hub.handle_join(room_id, loopback=params["is_loopback"] == "true", now=runner.now())
-        runner.rearm()
-        if result.result is not Result.SUCCESS:
-            answer: dict[str, Any] = {"result": result.result.value, "params": {"messages": []}}
-            if result.error:
-                answer["error"] = result.error
-            return self._json(request, answer)
-        params["client_id"] = result.client_id
-        params["is_initiator"] = json.dumps(result.is_initiator)
-        params["messages"] = list(result.messages)
-        return self._json(request, {"result": "SUCCESS", "params": params})
+        loopback = params["is_loopback"] == "true"
+        d = runner.in_room(room_id, lambda: (self.hub.handle_join(room_id, loopback=loopback, now=runner.now()), []))
 
-    def message(self, request: Request, room_id: str, client_id: str) -> bytes:
+        def answer(outcome: Any) -> bytes:
+            result = outcome[0]
+            runner.rearm()
+            if result.result is not Result.SUCCESS:
+                out: dict[str, Any] = {"result": result.result.value, "params": {"messages": []}}
+                if result.error:
+                    out["error"] = result.error
+                return self._json(request, out)
+            params["client_id"] = result.client_id
+            params["is_initiator"] = json.dumps(result.is_initiator)
+            params["messages"] = list(result.messages)
+            return self._json(request, {"result": "SUCCESS", "params": params})
+
+        d.addCallback(answer)
+        d.addErrback(self._unavailable, request, {"params": {"messages": []}})
+        return finish_deferred(request, d)
+
+    def _unavailable(self, failure: Any, request: Request, extra: dict[str, Any]) -> bytes:
+        """Shared state out of reach (``[redis]``): apprtc's ERROR, and nothing half done."""
+        log.warn("rooms: {path} failed: {error}", path=request.path.decode("utf-8", "replace"),
+                 error=failure.getErrorMessage())
+        return self._json(request, {"result": "ERROR", **extra,
+                                    "error": f"the service is unavailable ({failure.getErrorMessage()}); try again shortly"})
+
+    def message(self, request: Request, room_id: str, client_id: str) -> bytes | int:
         """``POST /message/<room>/<client>``: store while alone, else pass on through the hub."""
         body = request.content.read() if request.content is not None else b""
         try:
@@ -207,23 +233,38 @@ class RoomServerResource(Resource):
         why = runner.unavailable()
         if why:
             return self._json(request, {"result": "ERROR", "error": f"the service is unavailable ({why}); try again shortly"})
-        result, effects = self.hub.handle_message(room_id, client_id, text, now=runner.now())
-        runner.apply(effects)
-        runner.rearm()
-        answer: dict[str, Any] = {"result": result.result.value}
-        if result.error:
-            answer["error"] = result.error
-        return self._json(request, answer)
+        d = runner.in_room(room_id, lambda: self.hub.handle_message(room_id, client_id, text, now=runner.now()))
 
-    def leave(self, request: Request, room_id: str, client_id: str) -> bytes:
+        def answer(outcome: Any) -> bytes:
+            result, effects = outcome
+            runner.apply(effects)
+            runner.rearm()
+            out: dict[str, Any] = {"result": result.result.value}
+            if result.error:
+                out["error"] = result.error
+            return self._json(request, out)
+
+        d.addCallback(answer)
+        d.addErrback(self._unavailable, request, {})
+        return finish_deferred(request, d)
+
+    def leave(self, request: Request, room_id: str, client_id: str) -> bytes | int:
         """``POST /leave/<room>/<client>`` (and ``/bye``): leave; always an empty 200."""
         runner = self.runner
-        result, effects = self.hub.handle_leave(room_id, client_id, now=runner.now())
-        runner.apply(effects)
-        runner.rearm()
-        if result is not Result.SUCCESS:
-            log.debug("leave {room}/{client}: {result}", room=room_id, client=client_id, result=result.value)
-        return b""
+        d = runner.in_room(room_id, lambda: self.hub.handle_leave(room_id, client_id, now=runner.now()))
+
+        def done(outcome: Any) -> bytes:
+            result, effects = outcome
+            runner.apply(effects)
+            runner.rearm()
+            if result is not Result.SUCCESS:
+                log.debug("leave {room}/{client}: {result}", room=room_id, client=client_id, result=result.value)
+            return b""
+
+        d.addCallback(done)
+        d.addErrback(lambda f: log.warn("rooms: leave {room}/{client} failed: {error}", room=room_id,
+                                        client=client_id, error=f.getErrorMessage()) or b"")
+        return finish_deferred(request, d)
 
     def params(self, request: Request) -> bytes:
         """``GET /params``: the room-independent parameters."""
@@ -234,3 +275,4 @@ class RoomServerResource(Resource):
         host = (request.getHeader(b"host") or b"").decode("utf-8", "replace")
         secret = self.auth_secrets[0] if self.auth_secrets else ""
         return self._json(request, ice_servers(self.config, secret, host, now=self.runner.now()))
+

@@ -286,9 +286,29 @@ class SignalingHub:
             self.storage.put_channel(channel)
         return effects
 
-    def handle_timers(self, *, now: float) -> list[Effect]:
-        """Remove clients whose time without a socket ran out; expire idle rooms."""
+    def due_rooms(self, *, now: float) -> set[str]:
+        """The rooms with a client whose time without a socket has run out."""
+        return {room_id for at, _, room_id, _ in self._timers if at <= now}
+
+    def handle_timers(self, *, now: float, only_room: str | None = None) -> list[Effect]:
+        """Remove clients whose time without a socket ran out; expire idle rooms.
+
+        :param only_room: handle that room's clients only (a node of a
+            cluster changes one room at a time; see :mod:`webrtcstack.cluster`).
+        """
         effects: list[Effect] = []
+        if only_room is not None:
+            due = [t for t in self._timers if t[0] <= now and t[2] == only_room]
+            if due:
+                self._timers = [t for t in self._timers if not (t[0] <= now and t[2] == only_room)]
+                heapq.heapify(self._timers)
+            for at, _, room_id, client_id in sorted(due):
+                channel = self.storage.get_channel(room_id)
+                peer = channel.peers.get(client_id) if channel is not None else None
+                if channel is None or peer is None or peer.remove_at != at:
+                    continue
+                self._remove(channel, peer, effects, notify=True, now=now)
+            return effects
         while self._timers and self._timers[0][0] <= now:
             at, _, room_id, client_id = heapq.heappop(self._timers)
             channel = self.storage.get_channel(room_id)
@@ -362,6 +382,16 @@ class SignalingHub:
         self._arm(channel.room_id, peer, now + self.register_timeout_s)
         self.storage.put_channel(channel)
         return peer
+
+    def arm_overdue(self, channel: Channel, now: float) -> None:
+        """Put on this node's timers every client of ``channel`` whose removal time has passed.
+
+        In a cluster the node that set a client's timer may be gone; any
+        node that loads the room finishes what that timer would have done.
+        """
+        for peer in channel.peers.values():
+            if peer.remove_at is not None and peer.remove_at <= now:
+                heapq.heappush(self._timers, (peer.remove_at, next(self._seq), channel.room_id, peer.client_id))
 
     def _arm(self, room_id: str, peer: Peer, at: float) -> None:
         peer.remove_at = at

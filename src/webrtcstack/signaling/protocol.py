@@ -14,6 +14,7 @@ from typing import Any
 
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 from autobahn.websocket.types import ConnectionDeny
+from twisted.internet import defer
 from twisted.logger import Logger
 
 from webrtcstack.signaling.hub import Deliver, Disconnect, Effect, Reply, SignalingHub, SignalingSession
@@ -77,6 +78,8 @@ class HubRunner:
         self.hub = hub
         #: the factory whose sockets :meth:`stop` closes (set by build_web)
         self.factory: SignalingServerFactory | None = None
+        #: the shared rooms (:class:`webrtcstack.cluster.rooms.ClusterRooms`) with ``[redis]``, else None
+        self.cluster: Any = None
         self.reactor = reactor
         self.started_at = reactor.seconds()
         #: (room_id, client_id) -> the protocol registered as that client
@@ -167,8 +170,31 @@ class HubRunner:
             return
         self._put_off = False
         self._timer = None
+        if self.cluster is not None:
+            self._fire_cluster()
+            return
         self.apply(self.hub.handle_timers(now=self.now()))
         self.rearm()
+
+    def _fire_cluster(self) -> None:
+        """Timers with shared rooms: each room with due clients is changed on its shared record."""
+        now = self.now()
+        for room_id in sorted(self.hub.due_rooms(now=now)):
+            d = self.in_room(room_id, lambda room_id=room_id: (None, self.hub.handle_timers(now=now, only_room=room_id)))
+            d.addCallback(lambda result: self.apply(result[1]))
+            d.addErrback(self._cluster_failed, f"timers of room {room_id}")
+        if self.hub.rooms is not None:
+            self.hub.rooms.handle_timers(now=now)  # rooms expire in Redis; this only moves the sweep on
+        self.rearm()
+
+    def in_room(self, room_id: str, operation: Callable[[], tuple[Any, list[Effect]]]) -> Any:
+        """Run a hub operation on ``room_id``: at once (a fired Deferred) in one process, or on the shared record."""
+        if self.cluster is None:
+            return defer.succeed(operation())
+        return self.cluster.run(room_id, operation)
+
+    def _cluster_failed(self, failure: Any, what: str) -> None:
+        log.warn("cluster: {what} could not be changed: {error}", what=what, error=failure.getErrorMessage())
 
     def stop(self) -> None:
         """Cancel the timer and drop every socket (the service is stopping)."""
@@ -294,15 +320,62 @@ class SignalingServerProtocol(WebSocketServerProtocol):
             return
         runner = self.factory.runner
         was_registered = session.client_id is not None
+        if runner.cluster is not None:
+            room_id = session.room_id or _register_room(payload)
+            if room_id is not None:
+                frame_now, stall = runner.now(), runner.check_stall()
+                self._pending += 1
+                d = runner.in_room(room_id, lambda: (None, session.handle_frame(payload, now=frame_now, stall=stall)))
+                d.addCallback(lambda result: self._handled(was_registered, result[1]))
+                d.addErrback(self._cluster_error)
+                d.addBoth(self._op_done)
+                return
         effects = session.handle_frame(payload, now=runner.now(), stall=runner.check_stall())
+        self._handled(was_registered, effects)
+
+    def _handled(self, was_registered: bool, effects: list[Effect]) -> None:
+        session = self.session
+        assert session is not None
+        runner = self.factory.runner
         if not was_registered and session.client_id is not None:
             assert session.room_id is not None
             self._cancel_register_deadline()
+            if self._closing or self.session_closed:
+                # The socket closed while its register was being written: undo it.
+                runner.sockets.pop((session.room_id, session.client_id), None)
+                self._close_in_room()
+                return
             runner.sockets[(session.room_id, session.client_id)] = self
             runner.apply(effects, self)
             runner.rearm()
         else:
             runner.apply(effects, self)
+
+    def _cluster_error(self, failure: Any) -> None:
+        """Shared state out of reach: the client is told, nothing is half done."""
+        log.warn("cluster: a signaling frame could not be handled: {error}", error=failure.getErrorMessage())
+        if not self._closing and not self.session_closed:
+            from webrtcstack.signaling.messages import envelope
+            self.sendMessage(envelope(error="The service is unavailable; try again shortly").encode("utf-8"), False)
+
+    session_closed = False
+    _pending = 0
+
+    def _op_done(self, _: Any) -> None:
+        self._pending -= 1
+        session = self.session
+        if self._pending == 0 and self.session_closed and session is not None and not session.registered:
+            self.factory.runner.cluster.forget(self)  # closed before it ever registered
+
+    def _close_in_room(self) -> None:
+        session = self.session
+        runner = self.factory.runner
+        if session is None or session.room_id is None:
+            return
+        d = runner.in_room(session.room_id, lambda: (None, session.handle_close(now=runner.now())))
+        d.addCallback(lambda result: (runner.apply(result[1]), runner.rearm()))
+        d.addErrback(runner._cluster_failed, f"the close of a socket in room {session.room_id}")
+        d.addBoth(lambda _: runner.cluster.forget(self))
 
     def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
         self._cancel_register_deadline()
@@ -320,10 +393,18 @@ class SignalingServerProtocol(WebSocketServerProtocol):
         if session is None:
             return
         runner = factory.runner
+        self.session_closed = True
         if session.room_id is not None and session.client_id is not None:
             key = (session.room_id, session.client_id)
             if runner.sockets.get(key) is self:
                 del runner.sockets[key]
+        if runner.cluster is not None:
+            if session.registered:
+                self._close_in_room()
+            elif self._pending == 0:
+                runner.cluster.forget(self)
+            # else: a register is being written; _handled closes it in its room when it lands
+            return
         runner.apply(session.handle_close(now=runner.now()))
         runner.rearm()
 
@@ -399,3 +480,19 @@ class SignalingServerFactory(WebSocketServerFactory):
             autoPingInterval=float(ping_interval_s or 0),
             autoPingTimeout=float(ping_interval_s or 0),
         )
+
+
+def _register_room(payload: bytes) -> str | None:
+    """The room a ``register`` frame names (None if it is not one: the session answers it alone)."""
+    import json
+
+    if b'"register"' not in payload:
+        return None
+    try:
+        command = json.loads(payload)
+    except ValueError:
+        return None
+    if isinstance(command, dict) and command.get("cmd") == "register" and isinstance(command.get("roomid"), str):
+        from webrtcstack.rooms.model import is_valid_id
+        return command["roomid"] if is_valid_id(command["roomid"]) else None
+    return None

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import html
 import json
+from typing import Any
 
 from autobahn.twisted.resource import WebSocketResource
 from twisted.logger import Logger
 from twisted.web.resource import Resource
 from twisted.web.server import Request
 
+from webrtcstack.httpsite import finish_deferred
 from webrtcstack.rooms.model import is_valid_id
 from webrtcstack.signaling.hub import SignalingError
 from webrtcstack.signaling.messages import Errors
@@ -57,6 +59,14 @@ class SignalingResource(WebSocketResource):
             return b"Origin not allowed\n"
         request.requestHeaders.removeHeader(b"origin")
         return super().render(request)  # type: ignore[no-any-return]
+
+
+def _unavailable(request: Request, failure: Any) -> bytes:
+    """Shared state out of reach (``[redis]``): 503, nothing half done."""
+    request.setResponseCode(503)
+    request.setHeader(b"Retry-After", b"5")
+    request.setHeader(b"Content-Type", b"text/plain; charset=utf-8")
+    return f"Service unavailable: {failure.getErrorMessage()}\n".encode()
 
 
 def _http_error(request: Request, runner: HubRunner, text: str) -> bytes:
@@ -120,19 +130,34 @@ class ColliderClientResource(Resource):
                 return _http_error(request, runner, "Empty request body")
             if len(body) > self.max_message_bytes:
                 return _http_error(request, runner, "Failed to send the message: " + Errors.too_large(self.max_message_bytes))
-            try:
-                effects = runner.hub.handle_post(room_id, client_id, body.decode("utf-8", "replace"), now=runner.now())
-            except SignalingError as e:
-                return _http_error(request, runner, f"Failed to send the message: {e}")
-            runner.apply(effects)
-            runner.rearm()
-            request.setHeader(b"Content-Type", b"text/plain; charset=utf-8")
-            return b"OK\n"
+            text = body.decode("utf-8", "replace")
+
+            def post() -> tuple[str | None, list[Any]]:
+                try:
+                    return None, runner.hub.handle_post(room_id, client_id, text, now=runner.now())
+                except SignalingError as e:
+                    return str(e), []
+
+            def posted(outcome: Any) -> bytes:
+                error, effects = outcome
+                if error is not None:
+                    return _http_error(request, runner, f"Failed to send the message: {error}")
+                runner.apply(effects)
+                runner.rearm()
+                request.setHeader(b"Content-Type", b"text/plain; charset=utf-8")
+                return b"OK\n"
+
+            return finish_deferred(request, runner.in_room(room_id, post).addCallback(posted).addErrback(
+                lambda f: _unavailable(request, f)))
         if request.method == b"DELETE":
-            runner.apply(runner.hub.handle_delete(room_id, client_id, now=runner.now()))
-            runner.rearm()
-            request.setHeader(b"Content-Type", b"text/plain; charset=utf-8")
-            return b"OK\n"
+            def deleted(outcome: Any) -> bytes:
+                runner.apply(outcome[1])
+                runner.rearm()
+                request.setHeader(b"Content-Type", b"text/plain; charset=utf-8")
+                return b"OK\n"
+
+            d = runner.in_room(room_id, lambda: (None, runner.hub.handle_delete(room_id, client_id, now=runner.now())))
+            return finish_deferred(request, d.addCallback(deleted).addErrback(lambda f: _unavailable(request, f)))
         return b""
 
 

@@ -1,0 +1,305 @@
+"""Rooms and signaling shared through Redis: one room changed at a time, deliveries to other nodes' inboxes.
+
+How a node changes a room (:meth:`ClusterRooms.run`):
+
+1. one script call locks the room (a short ``SET NX PX`` lock) and returns
+   its record and the number of rooms in the cluster;
+2. the record is loaded into :class:`~webrtcstack.cluster.records.ClusterStorage`
+   and the unchanged room registry and hub run the operation (the same rules
+   as a single process);
+3. one script call writes the record back (or deletes it), appends each
+   delivery for a socket on another node to that node's inbox stream, and
+   releases the lock — all or nothing, and only while the lock is still ours.
+
+So a change costs two round trips whatever it is (``/join``, a message to
+a peer on another node, a register), and two nodes racing for one room take
+turns.  Operations on one room in one node run in order (a local lock), so a
+client's messages keep their order.
+
+Each node reads its inbox (``inbox:<node id>``, a stream bounded with
+``MAXLEN ~``) on a connection of its own with ``XREAD BLOCK`` from the last
+id it saw: a dropped connection is re-made and reading resumes where it
+stopped, so nothing is lost or read twice while Redis stays up.
+
+Keys, under ``[redis] key_prefix``: ``room:<id>`` (the record; expires with
+the room), ``lock:<id>`` (a few seconds at most), ``rooms`` (room ids scored
+by expiry, for the cluster-wide room count), ``inbox:<node id>``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from twisted.internet import defer, task
+from twisted.logger import Logger
+
+from webrtcstack.cluster.client import RedisClient, RedisUnavailable, Script
+from webrtcstack.cluster.records import ClusterStorage, dump, load, token_node
+from webrtcstack.signaling.hub import Deliver, Disconnect, Effect
+
+__all__ = ["ClusterRooms", "ClusterBusy"]
+
+log = Logger()
+
+#: KEYS: lock, room, rooms index.  ARGV: lock token, lock ms.
+#: {1, record or "", rooms in the cluster} when locked; {0, ms the lock still lives} when not.
+LOCK = Script("""
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
+  return {1, redis.call('GET', KEYS[2]) or '', redis.call('ZCARD', KEYS[3])}
+end
+return {0, redis.call('PTTL', KEYS[1])}
+""")
+
+#: KEYS: lock, room, rooms index.  ARGV: lock token, record ("" deletes), record ms, room id,
+#: inbox MAXLEN, then (inbox key, entry) pairs.  1 when written; 0 when the lock was no longer ours.
+COMMIT = Script("""
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+if ARGV[2] == '' then
+  redis.call('DEL', KEYS[2])
+  redis.call('ZREM', KEYS[3], ARGV[4])
+else
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
+  redis.call('ZADD', KEYS[3], now + tonumber(ARGV[3]), ARGV[4])
+end
+local i = 6
+while i < #ARGV do
+  redis.call('XADD', ARGV[i], 'MAXLEN', '~', ARGV[5], '*', 'e', ARGV[i + 1])
+  i = i + 2
+end
+redis.call('DEL', KEYS[1])
+return 1
+""")
+
+#: KEYS: lock.  ARGV: lock token.  Releases the lock if it is still ours.
+UNLOCK = Script("""
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+""")
+
+#: how long a room lock lives if its node dies holding it
+LOCK_MS = 2000
+#: how long a node waits for a room another node has locked before giving up
+LOCK_WAIT_S = 5.0
+#: entries an inbox keeps at most (approximately)
+INBOX_MAXLEN = 100000
+
+
+class ClusterBusy(Exception):
+    """The room stayed locked by another node too long, or the lock was lost mid-change."""
+
+
+class ClusterRooms:
+    """This node's side of the shared rooms (see the module docstring).
+
+    :param client: the command connection.
+    :param inbox_client: a second connection, for the blocking inbox reads.
+    :param node_id: this node's id; :param incarnation: returns its current incarnation.
+    :param runner: the hub runner (``hub``, ``sockets``, ``apply``).
+    :param storage: the :class:`ClusterStorage` the hub and registry were built on.
+    """
+
+    def __init__(self, client: RedisClient, inbox_client: RedisClient, *, node_id: str,
+                 incarnation: Callable[[], str], runner: Any, storage: ClusterStorage, prefix: str,
+                 reactor: Any) -> None:
+        self.client = client
+        self.inbox_client = inbox_client
+        self.node_id = node_id
+        self.incarnation = incarnation
+        self.runner = runner
+        self.storage = storage
+        self.prefix = prefix
+        self.reactor = reactor
+        #: socket token -> this node's socket
+        self.tokens: dict[str, Any] = {}
+        self._serial = 0
+        self._locks: dict[str, defer.DeferredLock] = {}
+        self._reading = False
+        self._last_id = "$"
+        self.inbox_key = self.key("inbox", node_id)
+        #: deliveries sent to other nodes' inboxes, and read from ours
+        self.sent = 0
+        self.received = 0
+        #: inbox entries for a socket no longer here (closed meanwhile)
+        self.undeliverable = 0
+        #: room changes that found the room locked by another node at first
+        self.lock_waits = 0
+        inbox_client.on_up.append(self._start_reading)
+
+    def key(self, *parts: str) -> str:
+        return self.prefix + ":".join(parts)
+
+    # -- sockets -------------------------------------------------------------
+
+    def token_of(self, conn: object) -> str:
+        """The token stored for a socket (made on first use); strings (other nodes' tokens) stay as they are."""
+        if isinstance(conn, str):
+            return conn
+        token = getattr(conn, "conn_token", None)
+        if token is None:
+            self._serial += 1
+            token = f"{self.node_id}/{self.incarnation()}/{self._serial}"
+            conn.conn_token = token  # type: ignore[attr-defined]
+            self.tokens[token] = conn
+        return str(token)
+
+    def resolve(self, token: str) -> object:
+        """This node's socket for a token, or the token (another node's, or a socket gone)."""
+        return self.tokens.get(token, token)
+
+    def forget(self, conn: object) -> None:
+        """A socket closed: its token no longer resolves."""
+        token = getattr(conn, "conn_token", None)
+        if token is not None:
+            self.tokens.pop(token, None)
+
+    # -- changing a room -----------------------------------------------------
+
+    @defer.inlineCallbacks
+    def run(self, room_id: str, operation: Callable[[], tuple[Any, list[Effect]]]) -> Any:
+        """Run ``operation`` (the hub or registry call) on the room's shared record; its value and effects.
+
+        Deliveries to sockets on other nodes are already on their way when
+        this fires; the caller applies the effects (the local ones act).
+
+        :raises RedisUnavailable: Redis is out of reach (nothing changed).
+        :raises ClusterBusy: see the class.
+        """
+        lock = self._locks.get(room_id)
+        if lock is None:
+            lock = self._locks[room_id] = defer.DeferredLock()
+        yield lock.acquire()
+        try:
+            result = yield self._run_locked(room_id, operation)
+        finally:
+            lock.release()
+            if not lock.locked and not lock.waiting:
+                self._locks.pop(room_id, None)
+        return result
+
+    @defer.inlineCallbacks
+    def _run_locked(self, room_id: str, operation: Callable[[], tuple[Any, list[Effect]]]) -> Any:
+        keys = (self.key("lock", room_id), self.key("room", room_id), self.key("rooms"))
+        token = f"{self.node_id}/{self.incarnation()}/{id(operation)}"
+        deadline = self.reactor.seconds() + LOCK_WAIT_S
+        waited = False
+        while True:
+            reply = yield LOCK(self.client, keys, (token, LOCK_MS))
+            if reply[0] == 1:
+                break
+            if not waited:
+                self.lock_waits += 1
+                waited = True
+            if self.reactor.seconds() >= deadline:
+                raise ClusterBusy(f"room {room_id} stayed locked by another node for {LOCK_WAIT_S} s")
+            yield task.deferLater(self.reactor, min(0.02, max(0.001, int(reply[1]) / 1000.0)), lambda: None)
+        try:
+            room, channel = load(room_id, reply[1], self.resolve)
+        except (ValueError, KeyError, TypeError) as e:
+            log.error("cluster: the record of room {room} is not ours ({error}); starting it afresh",
+                      room=room_id, error=str(e))
+            room = channel = None
+        hub = self.runner.hub
+        now = self.runner.now()
+        self.storage.begin(room_id, room, channel, int(reply[2]))
+        try:
+            effects: list[Effect] = []
+            if channel is not None:
+                hub.arm_overdue(channel, now)
+                effects += hub.handle_timers(now=now, only_room=room_id)
+            value, more = operation()
+            effects += more
+        finally:
+            room_after, channel_after = self.storage.end()
+        record = dump(room_after, channel_after, self.token_of)
+        ttl_ms = self._ttl_ms(room_after, now)
+        args: list[object] = [token, record, ttl_ms, room_id, INBOX_MAXLEN]
+        peers = dict(channel.peers) if channel is not None else {}
+        if channel_after is not None:
+            peers.update(channel_after.peers)
+        remote = 0
+        for effect in effects:
+            entry = None
+            if type(effect) is Deliver:
+                peer = peers.get(effect.client_id)
+                if peer is not None and isinstance(peer.conn, str):
+                    entry = {"k": "d", "r": effect.room_id, "c": effect.client_id, "t": peer.conn, "f": effect.frame}
+            elif type(effect) is Disconnect and isinstance(effect.conn, str):
+                entry = {"k": "c", "t": effect.conn}
+            if entry is not None:
+                args += [self.key("inbox", token_node(entry["t"])), json.dumps(entry, separators=(",", ":"))]
+                remote += 1
+        try:
+            written = yield COMMIT(self.client, keys, tuple(args))
+        except Exception:
+            UNLOCK(self.client, keys[:1], (token,)).addErrback(lambda _: None)
+            raise
+        if written != 1:
+            raise ClusterBusy(f"the lock on room {room_id} lapsed before the change was written")
+        self.sent += remote
+        return value, effects
+
+    def _ttl_ms(self, room: Any, now: float) -> int:
+        rooms = self.runner.hub.rooms
+        if room is not None:
+            return max(1000, int((room.expires_at - now) * 1000) + 60_000)
+        ttl = rooms.room_ttl_s if rooms is not None else 86400
+        return int(ttl * 1000)
+
+    def peek(self, room_id: str) -> defer.Deferred:
+        """The room's record as it is (no lock): a Deferred of (Room or None, Channel or None)."""
+        d = self.client.execute("GET", self.key("room", room_id))
+        d.addCallback(lambda text: load(room_id, text or b"", self.resolve))
+        return d
+
+    # -- the inbox -----------------------------------------------------------
+
+    def _start_reading(self) -> None:
+        if not self._reading:
+            self._reading = True
+            self._read()
+
+    def _read(self) -> None:
+        d = self.inbox_client.execute("XREAD", "COUNT", 512, "BLOCK", 2000, "STREAMS", self.inbox_key, self._last_id)
+        d.addCallbacks(self._entries, self._read_failed)
+
+    def _entries(self, reply: Any) -> None:
+        for _stream, entries in reply or ():
+            for entry_id, fields in entries:
+                self._last_id = entry_id.decode()
+                try:
+                    self._handle(json.loads(fields[1]))
+                except (ValueError, KeyError, IndexError, TypeError) as e:
+                    log.warn("cluster: dropped an inbox entry that is not ours: {error}", error=str(e))
+        self._read()
+
+    def _read_failed(self, failure: Any) -> None:
+        self._reading = False  # on_up starts it again
+        if not failure.check(RedisUnavailable):
+            log.warn("cluster: reading the inbox failed: {error}", error=failure.getErrorMessage())
+            if self.inbox_client.up:
+                self.reactor.callLater(1.0, self._start_reading)
+
+    def _handle(self, entry: dict[str, Any]) -> None:
+        self.received += 1
+        proto = self.tokens.get(entry["t"])
+        if entry["k"] == "d":
+            if proto is None or self.runner.sockets.get((entry["r"], entry["c"])) is not proto:
+                self.undeliverable += 1
+                return
+            proto.deliver(entry["f"].encode("utf-8"))
+        elif entry["k"] == "c" and proto is not None:
+            proto.close_soon()
+
+    def stop(self) -> defer.Deferred:
+        """Delete this node's inbox (nothing will read it) and close both connections."""
+        d = self.client.execute("DEL", self.inbox_key) if self.client.up else defer.succeed(None)
+        d.addErrback(lambda _: None)
+        d.addCallback(lambda _: self.inbox_client.stop())
+        return d
