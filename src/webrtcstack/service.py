@@ -260,7 +260,12 @@ def build_service(config: StackConfig, reactor: Any, *, notifier: Any = None,
     if config.http.enabled:
         from webrtcstack.web import build_web
 
-        app = build_web(config, reactor, auth_secrets)
+        storage = None
+        if config.redis.url:
+            from webrtcstack.cluster.records import ClusterStorage
+
+            storage = ClusterStorage()
+        app = build_web(config, reactor, auth_secrets, storage=storage)
         _wire_web(runtime, app, auth_secrets)
         children.append(CallbackService("web-timers", app.stop))
         # One budget for every HTTP(S) listener: [http] max_connections counts them all.
@@ -282,7 +287,7 @@ def build_service(config: StackConfig, reactor: Any, *, notifier: Any = None,
         children += _tls_listeners(config, reactor, store, runtime, app, turn_tls_maker, http_budget)
 
     if config.redis.url:
-        children.append(_wire_cluster(runtime, config, reactor, app))
+        children.insert(0, _wire_cluster(runtime, config, reactor, app))  # up first, down last
 
     if config.metrics.enabled:
         site = build_ops_site(runtime, make_registry(runtime))
@@ -306,10 +311,15 @@ class ClusterService(service.Service):
     def startService(self) -> None:
         service.Service.startService(self)
         self.node.start()
+        if self.node.rooms is not None:
+            self.node.rooms.inbox_client.start()
 
     def stopService(self) -> Any:
         service.Service.stopService(self)
-        return self.node.stop()
+        d = self.node.rooms.stop() if self.node.rooms is not None else None
+        if d is None:
+            return self.node.stop()
+        return d.addBoth(lambda _: self.node.stop())
 
 
 def node_listen_addresses(config: StackConfig) -> list[str]:
@@ -353,11 +363,22 @@ def _wire_cluster(runtime: StackRuntime, config: StackConfig, reactor: Any, app:
         reactor.addSystemEventTrigger("after", "shutdown", _os._exit, 1)
         reactor.callLater(0, reactor.stop)
 
-    node = ClusterNode(client, NodeLease(node_id, lease_s=cfg.lease_seconds, renew_s=cfg.renew_seconds), reactor,
-                       prefix=cfg.key_prefix, record=record, on_conflict=conflict)
+    lease = NodeLease(node_id, lease_s=cfg.lease_seconds, renew_s=cfg.renew_seconds)
+    node = ClusterNode(client, lease, reactor, prefix=cfg.key_prefix, record=record, on_conflict=conflict)
     runtime.cluster = node
+    rooms = None
     if app is not None:
+        from webrtcstack.cluster.rooms import ClusterRooms
+
+        inbox = RedisClient(parse_url(cfg.url), reactor, name="inbox", node_id=node_id, password=password)
+        rooms = ClusterRooms(client, inbox, node_id=node_id, incarnation=lambda: lease.incarnation, runner=app.runner,
+                             storage=app.hub.storage, prefix=cfg.key_prefix, reactor=reactor)
+        app.runner.cluster = rooms
         app.runner.unavailable = node.not_ready_reason
+        # Per-room and per-client byte limits hold on the shared records; a process-wide
+        # ceiling cannot be kept per process when records move between nodes.
+        app.hub.buffers.limit = 1 << 62
+        node.rooms = rooms
     log.info("cluster: node {node} sharing state through {url}", node=node_id, url=client.url.display())
     return ClusterService(node)
 

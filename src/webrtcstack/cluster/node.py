@@ -81,6 +81,8 @@ class ClusterNode:
         self.nodes: dict[str, dict[str, Any]] = {}
         #: Redis's clock (ms) at the last renewal, and ours then
         self.redis_now_ms = 0
+        #: the shared rooms (:class:`webrtcstack.cluster.rooms.ClusterRooms`) when the web side runs
+        self.rooms: Any = None
         #: set when another live node holds our id (the node must not serve)
         self.conflict = ""
         self.renewals = 0

@@ -297,9 +297,25 @@ class ClusterRooms:
         elif entry["k"] == "c" and proto is not None:
             proto.close_soon()
 
+    def release_sockets(self) -> defer.Deferred:
+        """Every socket this node holds leaves its room's record as a closed socket would (at stop)."""
+        runner = self.runner
+        ops = []
+        for (room_id, client_id), proto in list(runner.sockets.items()):
+            session = getattr(proto, "session", None)
+            if session is None:
+                continue
+            d = self.run(room_id, lambda session=session: (None, session.handle_close(now=runner.now())))
+            d.addCallback(lambda result: runner.apply(result[1]))
+            d.addErrback(lambda f: log.warn("cluster: a socket could not leave its room at stop: {error}",
+                                            error=f.getErrorMessage()))
+            ops.append(d)
+        return defer.DeferredList(ops)
+
     def stop(self) -> defer.Deferred:
-        """Delete this node's inbox (nothing will read it) and close both connections."""
-        d = self.client.execute("DEL", self.inbox_key) if self.client.up else defer.succeed(None)
+        """Release this node's sockets, delete its inbox (nothing will read it), close both connections."""
+        d = self.release_sockets()
+        d.addCallback(lambda _: self.client.execute("DEL", self.inbox_key) if self.client.up else None)
         d.addErrback(lambda _: None)
         d.addCallback(lambda _: self.inbox_client.stop())
         return d

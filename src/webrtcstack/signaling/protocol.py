@@ -321,8 +321,10 @@ class SignalingServerProtocol(WebSocketServerProtocol):
         runner = self.factory.runner
         was_registered = session.client_id is not None
         if runner.cluster is not None:
-            room_id = session.room_id or _register_room(payload)
+            # A frame after a register still being written goes to the same room, after it.
+            room_id = session.room_id or self._register_room or _register_room(payload)
             if room_id is not None:
+                self._register_room = room_id
                 frame_now, stall = runner.now(), runner.check_stall()
                 self._pending += 1
                 d = runner.in_room(room_id, lambda: (None, session.handle_frame(payload, now=frame_now, stall=stall)))
@@ -360,6 +362,7 @@ class SignalingServerProtocol(WebSocketServerProtocol):
 
     session_closed = False
     _pending = 0
+    _register_room: str | None = None
 
     def _op_done(self, _: Any) -> None:
         self._pending -= 1
