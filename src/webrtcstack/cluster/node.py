@@ -34,8 +34,8 @@ log = Logger()
 
 #: KEYS: lease, info, nodes index.  ARGV: incarnation, previous incarnation,
 #: lease ms, record JSON, node id, key prefix.  Returns {0, holder} when
-#: another live incarnation holds the id, else {1, now_ms, id, expiry, record, ...}
-#: for every live node.
+#: another live incarnation holds the id, else {1, now_ms, {id, expiry, record, ...}
+#: for every live node, {ids of nodes whose lease lapsed}}.
 RENEW_SCRIPT = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -49,13 +49,13 @@ redis.call('SET', KEYS[2], ARGV[4], 'PX', ms)
 redis.call('ZADD', KEYS[3], now + ms, ARGV[5])
 redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now - 10 * ms)
 local live = redis.call('ZRANGEBYSCORE', KEYS[3], now, '+inf', 'WITHSCORES')
-local out = {1, now}
+local nodes = {}
 for i = 1, #live, 2 do
-  out[#out + 1] = live[i]
-  out[#out + 1] = live[i + 1]
-  out[#out + 1] = redis.call('GET', ARGV[6] .. 'node:' .. live[i] .. ':info') or ''
+  nodes[#nodes + 1] = live[i]
+  nodes[#nodes + 1] = live[i + 1]
+  nodes[#nodes + 1] = redis.call('GET', ARGV[6] .. 'node:' .. live[i] .. ':info') or ''
 end
-return out
+return {1, now, nodes, redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', '(' .. now)}
 """
 
 
@@ -197,7 +197,7 @@ class ClusterNode:
         self.renewals += 1
         self.redis_now_ms = int(reply[1])
         nodes: dict[str, dict[str, Any]] = {}
-        items = reply[2:]
+        items = reply[2]
         for i in range(0, len(items) - 2, 3):
             try:
                 record = json.loads(items[i + 2] or b"{}")
@@ -208,6 +208,13 @@ class ClusterNode:
         if first:
             log.info("cluster: node {node} holds its lease (incarnation {inc}); {count} live node(s)",
                      node=self.lease.node_id, inc=self.lease.incarnation, count=len(nodes))
+        if self.rooms is not None:
+            if first:
+                # Sockets held before a lapse are checked against the records (kept or closed),
+                # and what an earlier life of this node left behind is cleared.
+                self.rooms.after_claim(self.lease.incarnation)
+            for dead in reply[3]:
+                self.rooms.reap(dead.decode())
 
     def _failed(self, failure: Any) -> None:
         self.renew_failures += 1

@@ -55,10 +55,17 @@ end
 return {0, redis.call('PTTL', KEYS[1])}
 """)
 
-#: KEYS: lock, room, rooms index.  ARGV: lock token, record ("" deletes), record ms, room id,
-#: inbox MAXLEN, then (inbox key, entry) pairs.  1 when written; 0 when the lock was no longer ours.
+#: KEYS: lock, room, rooms index, this node's room set.  ARGV: lock token, record ("" deletes), record ms,
+#: room id, inbox MAXLEN, "1" if this node holds a socket in the room now, then (inbox key, entry) pairs.
+#: 1 when written; 0 when the lock was no longer ours.
 COMMIT = Script("""
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+if ARGV[6] == '1' then
+  redis.call('SADD', KEYS[4], ARGV[4])
+  redis.call('PEXPIRE', KEYS[4], 86400000)
+else
+  redis.call('SREM', KEYS[4], ARGV[4])
+end
 if ARGV[2] == '' then
   redis.call('DEL', KEYS[2])
   redis.call('ZREM', KEYS[3], ARGV[4])
@@ -68,7 +75,7 @@ else
   redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
   redis.call('ZADD', KEYS[3], now + tonumber(ARGV[3]), ARGV[4])
 end
-local i = 6
+local i = 7
 while i < #ARGV do
   redis.call('XADD', ARGV[i], 'MAXLEN', '~', ARGV[5], '*', 'e', ARGV[i + 1])
   i = i + 2
@@ -82,6 +89,26 @@ UNLOCK = Script("""
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 """)
+
+#: KEYS: reap lock, the dead node's lease, its room set.  ARGV: token, lock ms.
+#: {1, rooms} when this node is to reap it; {0} when it is alive again or another node reaps it.
+REAP_LOCK = Script("""
+if redis.call('EXISTS', KEYS[2]) == 1 then return {0} end
+if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return {0} end
+return {1, redis.call('SMEMBERS', KEYS[3])}
+""")
+
+#: KEYS: reap lock, room set, inbox, nodes index, info.  ARGV: token, node id.  The node is gone for good.
+REAP_DONE = Script("""
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('DEL', KEYS[2], KEYS[3], KEYS[5])
+redis.call('ZREM', KEYS[4], ARGV[2])
+redis.call('DEL', KEYS[1])
+return 1
+""")
+
+#: how long one node may take to reap a dead one before another may
+REAP_MS = 30000
 
 #: how long a room lock lives if its node dies holding it
 LOCK_MS = 2000
@@ -130,6 +157,9 @@ class ClusterRooms:
         self.undeliverable = 0
         #: room changes that found the room locked by another node at first
         self.lock_waits = 0
+        #: dead nodes this node reaped
+        self.reaped = 0
+        self._reaping: set[str] = set()
         inbox_client.on_up.append(self._start_reading)
 
     def key(self, *parts: str) -> str:
@@ -219,7 +249,9 @@ class ClusterRooms:
             room_after, channel_after = self.storage.end()
         record = dump(room_after, channel_after, self.token_of)
         ttl_ms = self._ttl_ms(room_after, now)
-        args: list[object] = [token, record, ttl_ms, room_id, INBOX_MAXLEN]
+        holds = channel_after is not None and any(
+            p.conn is not None and not isinstance(p.conn, str) for p in channel_after.peers.values())
+        args: list[object] = [token, record, ttl_ms, room_id, INBOX_MAXLEN, "1" if holds else "0"]
         peers = dict(channel.peers) if channel is not None else {}
         if channel_after is not None:
             peers.update(channel_after.peers)
@@ -236,7 +268,7 @@ class ClusterRooms:
                 args += [self.key("inbox", token_node(entry["t"])), json.dumps(entry, separators=(",", ":"))]
                 remote += 1
         try:
-            written = yield COMMIT(self.client, keys, tuple(args))
+            written = yield COMMIT(self.client, keys + (self.key("node", self.node_id, "rooms"),), tuple(args))
         except Exception:
             UNLOCK(self.client, keys[:1], (token,)).addErrback(lambda _: None)
             raise
@@ -244,6 +276,89 @@ class ClusterRooms:
             raise ClusterBusy(f"the lock on room {room_id} lapsed before the change was written")
         self.sent += remote
         return value, effects
+
+    # -- dead nodes ----------------------------------------------------------
+
+    def _drop_node_clients(self, room_id: str, node_id: str) -> list[Effect]:
+        """Inside a room change: remove the clients whose socket was on ``node_id`` and is gone.
+
+        A token of a socket this node still holds loads as the socket itself,
+        so only the tokens of sockets that are gone are strings here.
+
+        The others in the room get a ``bye`` as if the client had hung up,
+        and the client leaves the room (a new joiner is admitted).
+        """
+        from webrtcstack.signaling.messages import envelope
+
+        hub = self.runner.hub
+        channel = self.storage.get_channel(room_id)
+        if channel is None:
+            return []
+        effects: list[Effect] = []
+        now = self.runner.now()
+        for peer in list(channel.peers.values()):
+            conn = peer.conn
+            if not isinstance(conn, str) or token_node(conn) != node_id:
+                continue
+            bye = envelope(json.dumps({"type": "bye"}))
+            for other in channel.peers.values():
+                if other is not peer and other.conn is not None and not other.left:
+                    effects.append(Deliver(room_id, other.client_id, bye))
+            effects += hub.handle_delete(room_id, peer.client_id, now=now)
+        return effects
+
+    def reap(self, node_id: str) -> None:
+        """A node's lease lapsed: if no other node does it, remove its clients from their rooms, then the node."""
+        if node_id in self._reaping or node_id == self.node_id:
+            return
+        self._reaping.add(node_id)
+        d = self._reap(node_id)
+        d.addErrback(lambda f: log.warn("cluster: reaping node {node} failed: {error}", node=node_id,
+                                        error=f.getErrorMessage()))
+        d.addBoth(lambda _: self._reaping.discard(node_id))
+
+    @defer.inlineCallbacks
+    def _reap(self, node_id: str) -> Any:
+        token = f"{self.node_id}/{self.incarnation()}/reap"
+        locked = yield REAP_LOCK(self.client, (self.key("reap", node_id), self.key("node", node_id),
+                                               self.key("node", node_id, "rooms")), (token, REAP_MS))
+        if locked[0] != 1:
+            return
+        rooms = [r.decode() for r in locked[1]]
+        for room_id in rooms:
+            _, effects = yield self.run(room_id, lambda room_id=room_id: (None, self._drop_node_clients(room_id, node_id)))
+            self.runner.apply(effects)
+        yield REAP_DONE(self.client, (self.key("reap", node_id), self.key("node", node_id, "rooms"),
+                                      self.key("inbox", node_id), self.key("nodes"), self.key("node", node_id, "info")),
+                        (token, node_id))
+        self.reaped += 1
+        log.warn("cluster: node {node} stopped renewing its lease; its clients left {count} room(s)",
+                 node=node_id, count=len(rooms))
+
+    def after_claim(self, incarnation: str) -> None:
+        """The lease is claimed (at start, or after a lapse): keep the sockets the records still name, close the rest."""
+        d = self._after_claim(incarnation)
+        d.addErrback(lambda f: log.warn("cluster: checking this node's sockets failed: {error}", error=f.getErrorMessage()))
+
+    @defer.inlineCallbacks
+    def _after_claim(self, incarnation: str) -> Any:
+        runner = self.runner
+        for (room_id, client_id), proto in list(runner.sockets.items()):
+            def check(room_id: str = room_id, client_id: str = client_id) -> tuple[bool, list[Effect]]:
+                channel = self.storage.get_channel(room_id)
+                peer = channel.peers.get(client_id) if channel is not None else None
+                return peer is not None and peer.conn is proto, []
+            kept, _ = yield self.run(room_id, check)
+            if not kept:  # reaped while this node was away: never resurrected
+                runner.sockets.pop((room_id, client_id), None)
+                proto.close_soon()
+        # What an earlier life of this node (a crash, then a restart within the lease) left in rooms.
+        members = yield self.client.execute("SMEMBERS", self.key("node", self.node_id, "rooms"))
+        for raw in members or ():
+            room_id = raw.decode()
+            _, effects = yield self.run(room_id, lambda room_id=room_id: (
+                None, self._drop_node_clients(room_id, self.node_id)))
+            runner.apply(effects)
 
     def _ttl_ms(self, room: Any, now: float) -> int:
         rooms = self.runner.hub.rooms

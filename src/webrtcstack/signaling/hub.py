@@ -275,7 +275,7 @@ class SignalingHub:
         effects: list[Effect] = []
         channel = self.storage.get_channel(room_id)
         peer = channel.peers.get(client_id) if channel is not None else None
-        if channel is None or peer is None or peer.conn is not conn:
+        if channel is None or peer is None or peer.conn != conn:
             return effects
         peer.conn = None
         self.counters.open_ws -= 1
