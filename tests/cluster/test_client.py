@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from twisted.internet import reactor
+from twisted.internet import reactor, task
 from twisted.logger import globalLogPublisher
 from twisted.trial import unittest
 
@@ -67,6 +67,28 @@ class ClientTests(unittest.TestCase):
         await again.wait(10)
         self.assertEqual(await client.execute("PING"), b"PONG")
         self.assertEqual(client.reconnects, 1)
+
+    @async_test
+    async def test_command_from_a_lost_reply_does_not_hang(self) -> None:
+        """A command sent from the errback of a reply lost with its connection fails at once (it is not written to the dead connection)."""
+        server = RedisServer(self)
+        client = self.client(server)
+        up = self.went_up(client)
+        client.start()
+        await up.wait(10)
+        retried: list[object] = []
+
+        def lost(failure: object) -> object:
+            d = client.execute("PING")
+            d.addErrback(lambda f: retried.append(f.type))  # type: ignore[attr-defined]
+            return d
+
+        blocked = client.execute("BLPOP", "nothing", 0)  # waits in Redis until the connection is killed
+        blocked.addErrback(lost)
+        await task.deferLater(reactor, 0, lambda: None)
+        server.kill_clients("webrtcstack:t:commands")
+        await blocked
+        self.assertEqual(retried, [RedisUnavailable])
 
     @async_test
     async def test_redis_absent_at_start(self) -> None:

@@ -45,6 +45,8 @@ class _RedisProtocol(protocol.Protocol):
         self.lost = False
 
     def send(self, args: tuple[object, ...]) -> defer.Deferred:
+        if self.lost:
+            return defer.fail(RedisUnavailable("the connection to Redis was lost"))
         d: defer.Deferred = defer.Deferred()
         self.pending.append(d)
         self.transport.write(encode(*args))
@@ -69,10 +71,11 @@ class _RedisProtocol(protocol.Protocol):
 
     def connectionLost(self, reason: Any = None) -> None:
         self.lost = True
+        # The client learns first, so what the errbacks below send waits for the next connection.
+        self.client._lost(self)
         pending, self.pending = self.pending, deque()
         for d in pending:
             d.errback(RedisUnavailable("the connection to Redis was lost before the reply"))
-        self.client._lost(self)
 
 
 class RedisClient:
@@ -155,6 +158,35 @@ class RedisClient:
                                                + (f" ({self.last_error})" if self.last_error else "")))
         self.round_trips += 1
         return proto.send(args)
+
+    def when_up(self, timeout_s: float) -> defer.Deferred:
+        """Fires once the connection is up (at once if it is); fails with :class:`RedisUnavailable` after ``timeout_s``."""
+        if self._up:
+            return defer.succeed(None)
+        if self._stopped:
+            return defer.fail(RedisUnavailable(f"the connection to {self.url.display()} is stopped"))
+        d: defer.Deferred = defer.Deferred()
+
+        def up() -> None:
+            if not d.called:
+                d.callback(None)
+
+        def give_up() -> None:
+            if not d.called:
+                d.errback(RedisUnavailable(f"Redis at {self.url.display()} did not come back within {timeout_s} s"
+                                           + (f" ({self.last_error})" if self.last_error else "")))
+
+        timer = self.reactor.callLater(timeout_s, give_up)
+        self.on_up.append(up)
+
+        def done(result: Any) -> Any:
+            if up in self.on_up:
+                self.on_up.remove(up)
+            if timer.active():
+                timer.cancel()
+            return result
+
+        return d.addBoth(done)
 
     def kill(self) -> None:
         """Drop the connection now (as a network failure would); it is re-made with back-off."""

@@ -46,7 +46,9 @@ log = Logger()
 #: KEYS: lock, room, rooms index.  ARGV: lock token, lock ms.
 #: {1, record or "", rooms in the cluster} when locked; {0, ms the lock still lives} when not.
 LOCK = Script("""
-if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+local cur = redis.call('GET', KEYS[1])
+if not cur or string.sub(cur, 1, 5) == 'done:' then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
   local t = redis.call('TIME')
   local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
   redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
@@ -57,7 +59,8 @@ return {0, redis.call('PTTL', KEYS[1])}
 
 #: KEYS: lock, room, rooms index, this node's room set.  ARGV: lock token, record ("" deletes), record ms,
 #: room id, inbox MAXLEN, "1" if this node holds a socket in the room now, then (inbox key, entry) pairs.
-#: 1 when written; 0 when the lock was no longer ours.
+#: 1 when written; 0 when the lock was no longer ours.  The lock key is left as "done:<token>" for a
+#: few seconds, so a node that lost the reply can tell whether the change was made.
 COMMIT = Script("""
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 if ARGV[6] == '1' then
@@ -80,7 +83,7 @@ while i < #ARGV do
   redis.call('XADD', ARGV[i], 'MAXLEN', '~', ARGV[5], '*', 'e', ARGV[i + 1])
   i = i + 2
 end
-redis.call('DEL', KEYS[1])
+redis.call('SET', KEYS[1], 'done:' .. ARGV[1], 'PX', 10000)
 return 1
 """)
 
@@ -114,6 +117,8 @@ REAP_MS = 30000
 LOCK_MS = 2000
 #: how long a node waits for a room another node has locked before giving up
 LOCK_WAIT_S = 5.0
+#: how long a change waits for a dropped Redis connection to come back before it fails
+RECONNECT_WAIT_S = 5.0
 #: entries an inbox keeps at most (approximately)
 INBOX_MAXLEN = 100000
 
@@ -220,7 +225,12 @@ class ClusterRooms:
         deadline = self.reactor.seconds() + LOCK_WAIT_S
         waited = False
         while True:
-            reply = yield LOCK(self.client, keys, (token, LOCK_MS))
+            try:
+                reply = yield LOCK(self.client, keys, (token, LOCK_MS))
+            except RedisUnavailable:
+                # A dropped connection is re-made within a few back-off steps: wait for it (bounded).
+                yield self.client.when_up(RECONNECT_WAIT_S)
+                continue
             if reply[0] == 1:
                 break
             if not waited:
@@ -267,11 +277,7 @@ class ClusterRooms:
             if entry is not None:
                 args += [self.key("inbox", token_node(entry["t"])), json.dumps(entry, separators=(",", ":"))]
                 remote += 1
-        try:
-            written = yield COMMIT(self.client, keys + (self.key("node", self.node_id, "rooms"),), tuple(args))
-        except Exception:
-            UNLOCK(self.client, keys[:1], (token,)).addErrback(lambda _: None)
-            raise
+        written = yield self._commit(keys + (self.key("node", self.node_id, "rooms"),), tuple(args), token)
         if written != 1:
             raise ClusterBusy(f"the lock on room {room_id} lapsed before the change was written")
         self.sent += remote
@@ -359,6 +365,24 @@ class ClusterRooms:
             _, effects = yield self.run(room_id, lambda room_id=room_id: (
                 None, self._drop_node_clients(room_id, self.node_id)))
             runner.apply(effects)
+
+    @defer.inlineCallbacks
+    def _commit(self, keys: tuple[object, ...], args: tuple[object, ...], token: str) -> Any:
+        """COMMIT once, even across a dropped connection (the lock key tells whether it was made)."""
+        while True:
+            try:
+                written = yield COMMIT(self.client, keys, args)
+                return written
+            except RedisUnavailable:
+                yield self.client.when_up(RECONNECT_WAIT_S)
+                state = yield self.client.execute("GET", keys[0])
+                if state == f"done:{token}".encode():
+                    return 1  # it was made; only the reply was lost
+                if state != token.encode():
+                    return 0  # the lock lapsed meanwhile: nothing was made
+            except Exception:
+                UNLOCK(self.client, keys[:1], (token,)).addErrback(lambda _: None)
+                raise
 
     def _ttl_ms(self, room: Any, now: float) -> int:
         rooms = self.runner.hub.rooms
