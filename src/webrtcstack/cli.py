@@ -158,6 +158,15 @@ def cmd_status(args: argparse.Namespace) -> int:
     cert = status.get("certificate")
     if cert:
         print(f"  certificate: {', '.join(cert['names'])}, expires {time.strftime('%Y-%m-%d', time.gmtime(cert['not_after']))}")
+    cluster = status.get("cluster")
+    if cluster:
+        state = "ready" if cluster.get("ready") else "NOT READY"
+        print(f"  cluster: node {cluster.get('node_id')} ({state}), redis {cluster.get('redis')}"
+              f" ({'up' if cluster.get('redis_up') else 'DOWN'}), {len(cluster.get('nodes', []))} live node(s)")
+        for node in cluster.get("nodes", []):
+            print(f"    {node.get('node_id')}: lease {node.get('lease_left_s', 0):.1f}s left, "
+                  f"{node.get('websockets', 0)} websockets, {node.get('allocations', 0)} allocations"
+                  + (f", {node['public_url']}" if node.get("public_url") else ""))
     return 0
 
 

@@ -69,6 +69,20 @@ class StackNodeTests(unittest.TestCase):
         self.assertEqual({n["node_id"] for n in status["cluster"]["nodes"]}, {"node-a", "node-b"})
         self.assertTrue(status["cluster"]["ready"])
         self.assertEqual(status["cluster"]["node_id"], "node-a")
+        node_b = [n for n in status["cluster"]["nodes"] if n["node_id"] == "node-b"][0]
+        self.assertTrue(0 < node_b["lease_left_s"] <= 4, node_b)
+        self.assertEqual(node_b["websockets"], 0)
+        metrics = get(f"http://127.0.0.1:{metrics_a}/metrics")[1].decode()
+        for line in ("webrtcstack_cluster_nodes 2.0", 'webrtcstack_redis_up{connection="commands"} 1.0',
+                     'webrtcstack_redis_up{connection="inbox"} 1.0', "webrtcstack_cluster_ready 1.0"):
+            self.assertIn(line, metrics)
+        from tests.ops.test_cli import run
+
+        code, out, _ = run("status", "--url", f"http://127.0.0.1:{metrics_a}/status")
+        self.assertEqual(code, 0)
+        self.assertIn("cluster: node node-a (ready)", out)
+        self.assertIn("2 live node(s)", out)
+        self.assertRegex(out, r"node-b: lease \d\.\ds left, 0 websockets")
 
     def test_duplicate_node_id_exits(self) -> None:
         """A second process with a live node's id logs why and exits non-zero; the first keeps serving."""

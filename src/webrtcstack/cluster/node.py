@@ -142,6 +142,10 @@ class ClusterNode:
             "redis_up": self.client.up,
             "ready": self.ready,
             "lease_age_s": None if self.lease.renewed_at is None else round(self.lease.age(self.reactor.seconds()) or 0.0, 3),
+            "redis_commands": self.client.round_trips,
+            "messages_sent": self.rooms.sent if self.rooms is not None else 0,
+            "messages_received": self.rooms.received if self.rooms is not None else 0,
+            "reaped_nodes": self.rooms.reaped if self.rooms is not None else 0,
             "nodes": [{"node_id": node_id, "lease_left_s": round((info["expires_ms"] - now_ms) / 1000.0, 3),
                        **info["record"]} for node_id, info in sorted(self.nodes.items())],
         }

@@ -164,6 +164,8 @@ class ClusterRooms:
         self.lock_waits = 0
         #: dead nodes this node reaped
         self.reaped = 0
+        #: room records changed (committed) by this node
+        self.changes = 0
         self._reaping: set[str] = set()
         inbox_client.on_up.append(self._start_reading)
 
@@ -281,6 +283,7 @@ class ClusterRooms:
         if written != 1:
             raise ClusterBusy(f"the lock on room {room_id} lapsed before the change was written")
         self.sent += remote
+        self.changes += 1
         return value, effects
 
     # -- dead nodes ----------------------------------------------------------

@@ -60,6 +60,7 @@ class StackCollector(Collector):
         yield from self._turn(rt)
         yield from self._web(rt)
         yield from self._tls(rt)
+        yield from self._cluster(rt)
 
     def _lifecycle(self, rt: StackRuntime) -> Iterator[Metric]:
         from webrtcstack import __version__
@@ -177,6 +178,44 @@ class StackCollector(Collector):
                                ("rate", "writes_refused")):
             http_refused.add_metric([label], sum(site.counters[counter] for site in rt.http_sites))
         yield http_refused
+
+    def _cluster(self, rt: StackRuntime) -> Iterator[Metric]:
+        node = rt.cluster
+        if node is None:
+            return
+        clients = [node.client] + ([node.rooms.inbox_client] if node.rooms is not None else [])
+        up = GaugeMetricFamily(f"{PREFIX}_redis_up", "1 while the Redis connection is up, by role.", labels=["connection"])
+        trips = CounterMetricFamily(f"{PREFIX}_redis_commands", "Redis commands sent (round trips), by connection.",
+                                    labels=["connection"])
+        reconnects = CounterMetricFamily(f"{PREFIX}_redis_reconnects", "Redis connections made again after a loss.",
+                                         labels=["connection"])
+        for client in clients:
+            up.add_metric([client.name], 1 if client.up else 0)
+            trips.add_metric([client.name], client.round_trips)
+            reconnects.add_metric([client.name], client.reconnects)
+        yield up
+        yield trips
+        yield reconnects
+        yield GaugeMetricFamily(f"{PREFIX}_cluster_ready", "1 while this node holds its lease and reaches Redis.",
+                                value=1 if node.ready else 0)
+        yield GaugeMetricFamily(f"{PREFIX}_cluster_nodes", "Live nodes, as of this node's last lease renewal.",
+                                value=len(node.nodes))
+        yield CounterMetricFamily(f"{PREFIX}_cluster_lease_renewals", "Lease renewals written.", value=node.renewals)
+        yield CounterMetricFamily(f"{PREFIX}_cluster_fences", "Times this node found its lease lapsed and fenced itself.",
+                                  value=node.lease.fences)
+        rooms = node.rooms
+        if rooms is not None:
+            messages = CounterMetricFamily(f"{PREFIX}_cluster_messages", "Deliveries between nodes, by direction.",
+                                           labels=["direction"])
+            messages.add_metric(["sent"], rooms.sent)
+            messages.add_metric(["received"], rooms.received)
+            messages.add_metric(["undeliverable"], rooms.undeliverable)
+            yield messages
+            yield CounterMetricFamily(f"{PREFIX}_cluster_reaped_nodes", "Dead nodes this node reaped.", value=rooms.reaped)
+            yield CounterMetricFamily(f"{PREFIX}_cluster_room_changes", "Changes of shared room records made by this node.",
+                                      value=rooms.changes)
+            yield CounterMetricFamily(f"{PREFIX}_cluster_lock_waits", "Room changes that waited for another node's lock.",
+                                      value=rooms.lock_waits)
 
     def _tls(self, rt: StackRuntime) -> Iterator[Metric]:
         store = rt.cert_store
