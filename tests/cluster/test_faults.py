@@ -24,7 +24,7 @@ def node_config(redis_url: str, http_port: int, node_id: str) -> str:
             f"[http]\nlisten = 127.0.0.1:{http_port}\n"
             "[signaling]\nping_interval_seconds = 0\n"
             f"[redis]\nurl = {redis_url}\nkey_prefix = t:\nnode_id = {node_id}\nlease_seconds = {LEASE_S}\n"
-            "renew_seconds = 1\n[metrics]\nenabled = no\n")
+            "renew_seconds = 1\n[stack]\ndrain_seconds = 1\n[metrics]\nenabled = no\n")
 
 
 class FaultTests(unittest.TestCase):
@@ -70,6 +70,17 @@ class FaultTests(unittest.TestCase):
                                     rescan=True)
         self.assertEqual(self.redis.command("EXISTS", "t:node:node-a", "t:node:node-a:rooms", "t:inbox:node-a"), 0)
         self.assertIsNone(self.redis.command("ZSCORE", "t:nodes", "node-a"))
+
+    @async_test
+    async def test_clean_stop_leaves_nothing_behind(self) -> None:
+        """SIGTERM node a: after its drain it takes its socket out of the room's record, gives its lease back and deletes its inbox and room set."""
+        c1, ws1, c2, ws2 = await self.call("room")
+        self.stacks["a"].signal(signal.SIGTERM)
+        self.assertIn(self.stacks["a"].proc.wait(20), (0, -signal.SIGTERM))  # twistd exits by the signal it got
+        self.assertEqual(self.redis.command("EXISTS", "t:node:node-a", "t:node:node-a:rooms", "t:inbox:node-a"), 0)
+        record = json.loads(self.redis.command("GET", "t:room:room"))
+        peer = [p for p in record["peers"] if p[0] == c1][0]
+        self.assertIsNone(peer[1])  # no socket token of the stopped node is left in the record
 
     @async_test
     async def test_paused_node_fences_itself(self) -> None:

@@ -167,6 +167,8 @@ class ClusterRooms:
         #: room records changed (committed) by this node
         self.changes = 0
         self._reaping: set[str] = set()
+        #: the sockets the runner held when it stopped (released by :meth:`stop`)
+        self.leaving: list[tuple[tuple[str, str], Any]] = []
         inbox_client.on_up.append(self._start_reading)
 
     def key(self, *parts: str) -> str:
@@ -443,7 +445,7 @@ class ClusterRooms:
         """Every socket this node holds leaves its room's record as a closed socket would (at stop)."""
         runner = self.runner
         ops = []
-        for (room_id, client_id), proto in list(runner.sockets.items()):
+        for (room_id, client_id), proto in self.leaving or list(runner.sockets.items()):
             session = getattr(proto, "session", None)
             if session is None:
                 continue

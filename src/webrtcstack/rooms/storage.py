@@ -11,12 +11,12 @@ fetched from a :class:`Storage` and written back after each change:
   no socket is to be removed.
 
 Delivery to a socket is not state: the hub returns ``Deliver`` effects and the
-shell that owns the socket sends the frame.  A Redis storage will keep the same
-records as hashes (serialised with :func:`attr.asdict`) and turn ``Deliver``
-for a socket held by another process into a publish; nothing in the room model
-or the hub changes.  Every method here is synchronous because the in-memory
-store answers at once; the Redis store will keep a local write-through cache
-of the rooms this process serves.
+shell that owns the socket sends the frame.  With ``[redis]`` a room's two
+records live in one Redis key; the shell locks the room, loads them into a
+:class:`webrtcstack.cluster.records.ClusterStorage` (this interface, holding
+that one room), runs the hub, and writes them back, turning ``Deliver`` for a
+socket on another node into an entry in that node's inbox (docs/scaling.md).
+Every method here stays synchronous: the I/O happens before and after.
 
 This module is part of the sans-IO core.
 """

@@ -208,6 +208,8 @@ class HubRunner:
         protos = set(self.sockets.values())
         if self.factory is not None:
             protos |= self.factory.open_sockets
+        if self.cluster is not None:
+            self.cluster.leaving = list(self.sockets.items())  # they leave their rooms' records at stop
         for proto in protos:
             proto.close_soon()
         self.sockets.clear()
