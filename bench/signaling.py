@@ -101,8 +101,10 @@ class BenchClientProtocol(WebSocketClientProtocol):
 
 
 class Bench:
-    def __init__(self, port: int, clients: int) -> None:
-        self.port = port
+    def __init__(self, ports: list[int], clients: int) -> None:
+        #: one port per node: client i joins and connects through node i % len(ports), so with two
+        #: nodes the two clients of every room sit on different nodes
+        self.ports = ports
         self.clients = clients
         self.protos: list[BenchClientProtocol | None] = [None] * clients
         self.ids: list[tuple[str, str]] = []
@@ -143,9 +145,8 @@ class Bench:
         pool = HTTPConnectionPool(reactor, persistent=True)
         pool.maxPersistentPerHost = 64
         agent = Agent(reactor, pool=pool)
-        base = f"http://127.0.0.1:{self.port}"
-
-        async def join(room: str) -> str:
+        async def join(room: str, which: int) -> str:
+            base = f"http://127.0.0.1:{self.ports[which % len(self.ports)]}"
             response = await agent.request(b"POST", f"{base}/join/{room}".encode())
             body = json.loads(await readBody(response))
             assert body["result"] == "SUCCESS", body
@@ -155,15 +156,16 @@ class Bench:
         ids: list[tuple[str, str]] = []
         for start in range(0, len(rooms), 64):
             batch = rooms[start:start + 64]
-            firsts = await defer.gatherResults([defer.ensureDeferred(join(r)) for r in batch])
-            seconds = await defer.gatherResults([defer.ensureDeferred(join(r)) for r in batch])
+            firsts = await defer.gatherResults([defer.ensureDeferred(join(r, 0)) for r in batch])
+            seconds = await defer.gatherResults([defer.ensureDeferred(join(r, 1)) for r in batch])
             for room, a, b in zip(batch, firsts, seconds):
                 ids += [(room, a), (room, b)]
         self.ids = ids
         await pool.closeCachedConnections()
 
     def connect_one(self, index: int) -> defer.Deferred:
-        factory = WebSocketClientFactory(f"ws://127.0.0.1:{self.port}/ws")
+        port = self.ports[index % len(self.ports)]
+        factory = WebSocketClientFactory(f"ws://127.0.0.1:{port}/ws")
         factory.setProtocolOptions(openHandshakeTimeout=60)
 
         def build(addr: Any) -> BenchClientProtocol:
@@ -176,7 +178,7 @@ class Bench:
         factory.buildProtocol = build  # type: ignore[method-assign]
         d: defer.Deferred = defer.Deferred()
         self._waiting[index] = d
-        reactor.connectTCP("127.0.0.1", self.port, factory, timeout=60)
+        reactor.connectTCP("127.0.0.1", port, factory, timeout=60)
         return d
 
     async def connect_all(self, concurrency: int = 200) -> None:
@@ -225,32 +227,105 @@ def percentile(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
 
 
+def node_config(clients: int, rate: int, port: int, redis_port: int, node: int, metrics_port: int) -> str:
+    """A cluster node's config: the benchmark's limits, TURN off, [redis] on."""
+    text = server_config(clients, rate)
+    text = text.replace("[http]\n", f"[http]\nlisten = 127.0.0.1:{port}\n", 1)
+    text = text.replace("[turn]\nlisten = 127.0.0.1:3478", "[turn]\nenabled = no")
+    return text + (f"[redis]\nurl = redis://127.0.0.1:{redis_port}/0\nnode_id = bench-{node}\n"
+                   f"[metrics]\nlisten = 127.0.0.1:{metrics_port}\n[stack]\ndrain_seconds = 0\n")
+
+
+def free_port() -> int:
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def round_trips(metrics_ports: list[int]) -> int:
+    """Redis commands the nodes sent on their command connections (from their /metrics): one round trip each."""
+    import urllib.request
+
+    total = 0.0
+    for port in metrics_ports:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
+            for line in r.read().decode().splitlines():
+                if line.startswith('webrtcstack_redis_commands_total{connection="commands"}'):
+                    total += float(line.split()[-1])
+    return int(total)
+
+
+async def start_servers(args: argparse.Namespace, clients: int, tmp: str) -> tuple[list[Any], list[int], list[int]]:
+    """The servers to measure: one in-memory process, or ``--nodes`` twistd processes on a redis-server."""
+    env = dict(os.environ, PYTHONPATH=str(REPO / "src") + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    if args.nodes == 0:
+        server = subprocess.Popen([sys.executable, "-c", SERVER, server_config(clients, args.rate)],
+                                  stdout=subprocess.PIPE, env=env)
+        assert server.stdout is not None
+        return [server], [int(server.stdout.readline())], []
+    redis_port = free_port()
+    redis = subprocess.Popen(["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "",
+                              "--appendonly", "no", "--dir", tmp], stdout=subprocess.DEVNULL)
+    procs: list[Any] = [redis]
+    ports = []
+    metrics_ports = []
+    for node in range(args.nodes):
+        port, metrics_port = free_port(), free_port()
+        path = os.path.join(tmp, f"node{node}.ini")
+        with open(path, "w") as f:
+            f.write(node_config(clients, args.rate, port, redis_port, node, metrics_port))
+        metrics_ports.append(metrics_port)
+        procs.append(subprocess.Popen(
+            [sys.executable, "-c", "import sys; sys.argv[0] = 'twistd'; from twisted.scripts.twistd import run; run()",
+             "-n", "--pidfile=", "--logfile", os.path.join(tmp, f"node{node}.log"), "webrtcstack", "-c", path],
+            env=env, cwd=tmp))
+        ports.append(port)
+    for node in range(args.nodes):  # wait for each node's lease
+        log = os.path.join(tmp, f"node{node}.log")
+        for _ in range(300):
+            if os.path.exists(log) and "holds its lease" in open(log).read():
+                break
+            await task.deferLater(reactor, 0.1, lambda: None)
+        else:
+            raise SystemExit(f"node {node} did not start: see {log}")
+    return procs, ports, metrics_ports
+
+
 async def main(args: argparse.Namespace) -> None:
+    import tempfile
+
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     clients = args.clients - args.clients % 2
-    env = dict(os.environ, PYTHONPATH=str(REPO / "src") + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    server = subprocess.Popen([sys.executable, "-c", SERVER, server_config(clients, args.rate)],
-                              stdout=subprocess.PIPE, env=env)
+    tmp = tempfile.mkdtemp(prefix="bench-signaling-")
+    procs, ports, metrics_ports = await start_servers(args, clients, tmp)
+    cluster = bool(metrics_ports)
+    servers = procs[1:] if cluster else procs
     try:
-        assert server.stdout is not None
-        port = int(server.stdout.readline())
         await task.deferLater(reactor, 0.5, lambda: None)
-        rss_start = rss_kib(server.pid)
-        bench = Bench(port, clients)
+        rss_start = sum(rss_kib(p.pid) for p in servers)
+        bench = Bench(ports, clients)
+        calls0 = round_trips(metrics_ports) if cluster else 0
         t0 = time.perf_counter()
         await bench.join_all()
         t1 = time.perf_counter()
+        calls1 = round_trips(metrics_ports) if cluster else 0
         print(f"joined {clients} clients", file=sys.stderr)
         await bench.connect_all()
         t2 = time.perf_counter()
         print(f"connected {bench.open_count} sockets", file=sys.stderr)
         await task.deferLater(reactor, 2.0, lambda: None)  # registrations settle
-        rss_idle = rss_kib(server.pid)
-        cpu_before = cpu_s(server.pid)
+        rss_idle = sum(rss_kib(p.pid) for p in servers)
+        cpu_before = sum(cpu_s(p.pid) for p in servers)
+        calls2 = round_trips(metrics_ports) if cluster else 0
         sent, elapsed = await bench.load(args.rate, args.duration)
-        cpu_used = cpu_s(server.pid) - cpu_before
+        cpu_used = sum(cpu_s(p.pid) for p in servers) - cpu_before
+        calls3 = round_trips(metrics_ports) if cluster else 0
+        redis_cpu = cpu_s(procs[0].pid) if cluster else 0.0
         lat = bench.latencies
+        mode = f"{args.nodes} node(s) on one redis-server" if cluster else "one process, in memory"
+        print(f"servers                      {mode}")
         print(f"clients requested            {clients}")
         print(f"connections held             {bench.open_count} (lost {bench.lost})")
         print(f"joins over HTTP              {clients} in {t1 - t0:.1f} s")
@@ -262,10 +337,21 @@ async def main(args: argparse.Namespace) -> None:
         print(f"forwarding latency           p50 {percentile(lat, 50) * 1000:.2f} ms, p99 {percentile(lat, 99) * 1000:.2f} ms,"
               f" max {max(lat) * 1000 if lat else float('nan'):.2f} ms")
         print(f"server CPU during load       {cpu_used:.2f} s ({cpu_used / elapsed * 100:.0f} % of one core,"
-              f" {cpu_used / max(1, bench.received_count) * 1e6:.0f} µs per message)")
+              f" {cpu_used / max(1, bench.received_count) * 1e6:.0f} µs per message, all nodes)")
+        if cluster:
+            print(f"redis round trips per join   {(calls1 - calls0) / clients:.2f} (lease renewals included)")
+            print(f"redis round trips per message {(calls3 - calls2) / max(1, bench.received_count):.2f}"
+                  " (sender's node; the receiver's blocking inbox reads not counted)")
+            print(f"redis-server CPU (whole run) {redis_cpu:.2f} s")
     finally:
-        server.terminate()
-        server.wait(10)
+        for proc in reversed(procs):
+            proc.terminate()
+        for proc in procs:
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(10)
 
 
 if __name__ == "__main__":
@@ -273,6 +359,8 @@ if __name__ == "__main__":
     parser.add_argument("--clients", type=int, default=5000, help="WebSocket clients (two per room)")
     parser.add_argument("--rate", type=int, default=1000, help="messages per second during the load phase")
     parser.add_argument("--duration", type=float, default=20.0, help="seconds of load")
+    parser.add_argument("--nodes", type=int, default=0,
+                        help="0: one in-memory process (default); N: N twistd nodes sharing a redis-server it starts")
     arguments = parser.parse_args()
 
     def run() -> defer.Deferred:
