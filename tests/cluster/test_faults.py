@@ -40,6 +40,10 @@ class FaultTests(unittest.TestCase):
             self.stacks[name].lines.wait(rf"cluster: node node-{name} holds its lease", 15)
             self.ports[name] = port
 
+    def record(self, room: str) -> dict:  # type: ignore[type-arg]
+        """The room's shared record as stored (``<version>|<json>``), parsed."""
+        return json.loads(self.redis.command("GET", f"t:room:{room}").split(b"|", 1)[1])
+
     def url(self, node: str) -> str:
         return f"http://127.0.0.1:{self.ports[node]}"
 
@@ -78,7 +82,7 @@ class FaultTests(unittest.TestCase):
         self.stacks["a"].signal(signal.SIGTERM)
         self.assertIn(self.stacks["a"].proc.wait(20), (0, -signal.SIGTERM))  # twistd exits by the signal it got
         self.assertEqual(self.redis.command("EXISTS", "t:node:node-a", "t:node:node-a:rooms", "t:inbox:node-a"), 0)
-        record = json.loads(self.redis.command("GET", "t:room:room"))
+        record = self.record("room")
         peer = [p for p in record["peers"] if p[0] == c1][0]
         self.assertIsNone(peer[1])  # no socket token of the stopped node is left in the record
 
@@ -93,7 +97,7 @@ class FaultTests(unittest.TestCase):
         await ws1.wait_closed(15)  # type: ignore[attr-defined]
         self.stacks["a"].lines.wait(r"could not renew its lease for over 4 s; .* new incarnation", 10, rescan=True)
         self.stacks["a"].lines.wait(r"cluster: node node-a holds its lease", 10)
-        record = json.loads(self.redis.command("GET", "t:room:room"))
+        record = self.record("room")
         self.assertNotIn(c1, [p[0] for p in record["peers"]])
         joined = await http_json("POST", self.url("a") + "/join/room")
         self.assertEqual(joined["result"], "SUCCESS")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import urllib.request
 
 from twisted.trial import unittest
 
@@ -12,12 +13,13 @@ from tests.support import RedisServer, StackProcess, free_port
 MESSAGES = 10000
 
 
-def node_config(redis_url: str, http_port: int, node_id: str) -> str:
+def node_config(redis_url: str, http_port: int, node_id: str, metrics_port: int) -> str:
     return ("[turn]\nenabled = no\n"
             f"[http]\nlisten = 127.0.0.1:{http_port}\n"
             "[signaling]\nping_interval_seconds = 0\nmessages_per_second = 100000\nmessage_burst = 100000\n"
+            f"[metrics]\nlisten = 127.0.0.1:{metrics_port}\n"
             f"[redis]\nurl = {redis_url}\nkey_prefix = t:\nnode_id = {node_id}\nlease_seconds = 10\n"
-            "renew_seconds = 1\n[metrics]\nenabled = no\n")
+            "renew_seconds = 1\n")
 
 
 class NoLossTests(unittest.TestCase):
@@ -28,9 +30,10 @@ class NoLossTests(unittest.TestCase):
         """Sent in order from node a, received on node b: all 10,000, none twice, in order, no error to the sender, though every Redis connection of both nodes is killed twice meanwhile."""
         redis = RedisServer(self)
         ports = {}
+        self.metrics = {}
         for name in ("a", "b"):
-            ports[name] = free_port(socket.SOCK_STREAM)
-            stack = StackProcess(self, node_config(redis.url, ports[name], f"node-{name}"))
+            ports[name], self.metrics[name] = free_port(socket.SOCK_STREAM), free_port(socket.SOCK_STREAM)
+            stack = StackProcess(self, node_config(redis.url, ports[name], f"node-{name}", self.metrics[name]))
             stack.lines.wait(rf"cluster: node node-{name} holds its lease", 15)
         c1 = (await http_json("POST", f"http://127.0.0.1:{ports['a']}/join/room"))["params"]["client_id"]
         c2 = (await http_json("POST", f"http://127.0.0.1:{ports['b']}/join/room"))["params"]["client_id"]
@@ -55,3 +58,7 @@ class NoLossTests(unittest.TestCase):
         self.assertEqual(kills, 8)  # two connections per node, two nodes, twice
         self.assertEqual(got, list(range(MESSAGES)))
         self.assertEqual(sender.queue.pending, [])  # no error came back to the sender
+        metrics = urllib.request.urlopen(f"http://127.0.0.1:{self.metrics['a']}/metrics", timeout=10).read().decode()
+        fast = [float(line.split()[-1]) for line in metrics.splitlines()
+                if line.startswith("webrtcstack_cluster_fast_sends_total")]
+        self.assertGreater(fast[0], MESSAGES * 0.9)  # nearly all took one round trip on the cached record

@@ -87,6 +87,23 @@ redis.call('SET', KEYS[1], 'done:' .. ARGV[1], 'PX', 10000)
 return 1
 """)
 
+#: KEYS: room, this node's send marks.  ARGV: "<version>|", record ms, inbox MAXLEN, room id, send number,
+#: then (inbox key, entry) pairs.  Appends the entries only if the room's record is still that version
+#: (1), else nothing (0).  The send number is kept per room for a minute, so a node that lost the reply
+#: can tell whether the entries went out.
+SEND = Script("""
+if redis.call('GETRANGE', KEYS[1], 0, #ARGV[1] - 1) ~= ARGV[1] then return 0 end
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+local i = 6
+while i < #ARGV do
+  redis.call('XADD', ARGV[i], 'MAXLEN', '~', ARGV[3], '*', 'e', ARGV[i + 1])
+  i = i + 2
+end
+redis.call('HSET', KEYS[2], ARGV[4], ARGV[5])
+redis.call('PEXPIRE', KEYS[2], 60000)
+return 1
+""")
+
 #: KEYS: lock.  ARGV: lock token.  Releases the lock if it is still ours.
 UNLOCK = Script("""
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
@@ -121,6 +138,17 @@ LOCK_WAIT_S = 5.0
 RECONNECT_WAIT_S = 5.0
 #: entries an inbox keeps at most (approximately)
 INBOX_MAXLEN = 100000
+
+
+def _versioned(raw: bytes | str | None) -> tuple[int, str]:
+    """A stored record ``<version>|<json>`` as (version, json); (0, "") for none."""
+    if not raw:
+        return 0, ""
+    text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
+    head, sep, body = text.partition("|")
+    if not sep or not head.isdigit():
+        return 0, text  # written before records had versions
+    return int(head), body
 
 
 class ClusterBusy(Exception):
@@ -169,6 +197,11 @@ class ClusterRooms:
         self._reaping: set[str] = set()
         #: the sockets the runner held when it stopped (released by :meth:`stop`)
         self.leaving: list[tuple[tuple[str, str], Any]] = []
+        #: room id -> (version, record) of rooms where this node holds sockets, for the one-round-trip send
+        self._cache: dict[str, tuple[int, str]] = {}
+        self._send_seq = 0
+        #: messages sent on the one-round-trip path (a cached record still current)
+        self.fast_sends = 0
         inbox_client.on_up.append(self._start_reading)
 
     def key(self, *parts: str) -> str:
@@ -201,12 +234,19 @@ class ClusterRooms:
     # -- changing a room -----------------------------------------------------
 
     @defer.inlineCallbacks
-    def run(self, room_id: str, operation: Callable[[], tuple[Any, list[Effect]]]) -> Any:
+    def run(self, room_id: str, operation: Callable[[], tuple[Any, list[Effect]]],
+            speculative: tuple[Callable[[], Any], Callable[[Any], None]] | None = None) -> Any:
         """Run ``operation`` (the hub or registry call) on the room's shared record; its value and effects.
 
         Deliveries to sockets on other nodes are already on their way when
         this fires; the caller applies the effects (the local ones act).
 
+        :param speculative: ``(save, restore)`` for an operation that may be
+            tried on this node's cached copy of the record first (a message
+            from a registered socket): if it leaves the record as it was, its
+            deliveries go out in one round trip (none when every recipient is
+            on this node); else ``restore(save())`` undoes its side effects and
+            it runs again under the lock.
         :raises RedisUnavailable: Redis is out of reach (nothing changed).
         :raises ClusterBusy: see the class.
         """
@@ -215,12 +255,72 @@ class ClusterRooms:
             lock = self._locks[room_id] = defer.DeferredLock()
         yield lock.acquire()
         try:
-            result = yield self._run_locked(room_id, operation)
+            result = None
+            if speculative is not None and room_id in self._cache:
+                result = yield self._run_cached(room_id, operation, speculative)
+            if result is None:
+                result = yield self._run_locked(room_id, operation)
         finally:
             lock.release()
             if not lock.locked and not lock.waiting:
                 self._locks.pop(room_id, None)
         return result
+
+    def _remote_entries(self, room_id: str, effects: list[Effect], peers: dict[str, Any]) -> list[object]:
+        """(inbox key, entry) pairs for the effects that act on other nodes' sockets."""
+        args: list[object] = []
+        for effect in effects:
+            entry = None
+            if type(effect) is Deliver:
+                peer = peers.get(effect.client_id)
+                if peer is not None and isinstance(peer.conn, str):
+                    entry = {"k": "d", "r": effect.room_id, "c": effect.client_id, "t": peer.conn, "f": effect.frame}
+            elif type(effect) is Disconnect and isinstance(effect.conn, str):
+                entry = {"k": "c", "t": effect.conn}
+            if entry is not None:
+                args += [self.key("inbox", token_node(entry["t"])), json.dumps(entry, separators=(",", ":"))]
+        return args
+
+    @defer.inlineCallbacks
+    def _run_cached(self, room_id: str, operation: Callable[[], tuple[Any, list[Effect]]],
+                    speculative: tuple[Callable[[], Any], Callable[[Any], None]]) -> Any:
+        """The one-round-trip path (see :meth:`run`); None when the operation must run under the lock."""
+        version, text = self._cache[room_id]
+        saved = speculative[0]()
+        room, channel = load(room_id, text, self.resolve)
+        self.storage.begin(room_id, room, channel, self.storage.cluster_rooms)
+        try:
+            value, effects = operation()
+        finally:
+            room_after, channel_after = self.storage.end()
+        if dump(room_after, channel_after, self.token_of) != text:  # it changes the record: under the lock
+            speculative[1](saved)
+            return None
+        pairs = self._remote_entries(room_id, effects, dict(channel.peers) if channel is not None else {})
+        if not pairs:  # every recipient is here; another node's change would have invalidated the copy
+            self.fast_sends += 1
+            return value, effects
+        self._send_seq += 1
+        seq = str(self._send_seq)
+        keys = (self.key("room", room_id), self.key("sent", self.node_id))
+        args = (f"{version}|", self._ttl_ms(room_after, self.runner.now()), INBOX_MAXLEN, room_id, seq, *pairs)
+        while True:
+            try:
+                sent = yield SEND(self.client, keys, args)
+                break
+            except RedisUnavailable:
+                yield self.client.when_up(RECONNECT_WAIT_S)
+                mark = yield self.client.execute("HGET", keys[1], room_id)
+                if mark == seq.encode():
+                    sent = 1  # it went out; only the reply was lost
+                    break
+        if sent != 1:  # the record changed elsewhere: forget the copy, run under the lock
+            self._cache.pop(room_id, None)
+            speculative[1](saved)
+            return None
+        self.fast_sends += 1
+        self.sent += len(pairs) // 2
+        return value, effects
 
     @defer.inlineCallbacks
     def _run_locked(self, room_id: str, operation: Callable[[], tuple[Any, list[Effect]]]) -> Any:
@@ -243,8 +343,9 @@ class ClusterRooms:
             if self.reactor.seconds() >= deadline:
                 raise ClusterBusy(f"room {room_id} stayed locked by another node for {LOCK_WAIT_S} s")
             yield task.deferLater(self.reactor, min(0.02, max(0.001, int(reply[1]) / 1000.0)), lambda: None)
+        version, text = _versioned(reply[1])
         try:
-            room, channel = load(room_id, reply[1], self.resolve)
+            room, channel = load(room_id, text, self.resolve)
         except (ValueError, KeyError, TypeError) as e:
             log.error("cluster: the record of room {room} is not ours ({error}); starting it afresh",
                       room=room_id, error=str(e))
@@ -265,26 +366,26 @@ class ClusterRooms:
         ttl_ms = self._ttl_ms(room_after, now)
         holds = channel_after is not None and any(
             p.conn is not None and not isinstance(p.conn, str) for p in channel_after.peers.values())
-        args: list[object] = [token, record, ttl_ms, room_id, INBOX_MAXLEN, "1" if holds else "0"]
+        stored = f"{version + 1}|{record}" if record else ""
+        args: list[object] = [token, stored, ttl_ms, room_id, INBOX_MAXLEN, "1" if holds else "0"]
         peers = dict(channel.peers) if channel is not None else {}
         if channel_after is not None:
             peers.update(channel_after.peers)
-        remote = 0
-        for effect in effects:
-            entry = None
-            if type(effect) is Deliver:
-                peer = peers.get(effect.client_id)
-                if peer is not None and isinstance(peer.conn, str):
-                    entry = {"k": "d", "r": effect.room_id, "c": effect.client_id, "t": peer.conn, "f": effect.frame}
-            elif type(effect) is Disconnect and isinstance(effect.conn, str):
-                entry = {"k": "c", "t": effect.conn}
-            if entry is not None:
-                args += [self.key("inbox", token_node(entry["t"])), json.dumps(entry, separators=(",", ":"))]
-                remote += 1
-        written = yield self._commit(keys + (self.key("node", self.node_id, "rooms"),), tuple(args), token)
+        pairs = self._remote_entries(room_id, effects, peers)
+        # Other nodes with sockets here drop their cached copy of the record.
+        others = {token_node(p.conn) for p in peers.values() if isinstance(p.conn, str)} - {self.node_id}
+        invalidate: list[object] = []
+        for node in sorted(others):
+            invalidate += [self.key("inbox", node), json.dumps({"k": "i", "r": room_id, "t": ""}, separators=(",", ":"))]
+        written = yield self._commit(keys + (self.key("node", self.node_id, "rooms"),),
+                                     tuple(args + pairs + invalidate), token)
         if written != 1:
             raise ClusterBusy(f"the lock on room {room_id} lapsed before the change was written")
-        self.sent += remote
+        if holds and record:
+            self._cache[room_id] = (version + 1, record)
+        else:
+            self._cache.pop(room_id, None)
+        self.sent += len(pairs) // 2
         self.changes += 1
         return value, effects
 
@@ -399,7 +500,7 @@ class ClusterRooms:
     def peek(self, room_id: str) -> defer.Deferred:
         """The room's record as it is (no lock): a Deferred of (Room or None, Channel or None)."""
         d = self.client.execute("GET", self.key("room", room_id))
-        d.addCallback(lambda text: load(room_id, text or b"", self.resolve))
+        d.addCallback(lambda raw: load(room_id, _versioned(raw)[1], self.resolve))
         return d
 
     # -- the inbox -----------------------------------------------------------
@@ -431,6 +532,9 @@ class ClusterRooms:
                 self.reactor.callLater(1.0, self._start_reading)
 
     def _handle(self, entry: dict[str, Any]) -> None:
+        if entry["k"] == "i":  # another node changed a room's record: the cached copy is stale
+            self._cache.pop(entry["r"], None)
+            return
         self.received += 1
         proto = self.tokens.get(entry["t"])
         if entry["k"] == "d":

@@ -214,6 +214,9 @@ class StackCollector(Collector):
             yield CounterMetricFamily(f"{PREFIX}_cluster_reaped_nodes", "Dead nodes this node reaped.", value=rooms.reaped)
             yield CounterMetricFamily(f"{PREFIX}_cluster_room_changes", "Changes of shared room records made by this node.",
                                       value=rooms.changes)
+            yield CounterMetricFamily(f"{PREFIX}_cluster_fast_sends",
+                                      "Messages sent on a cached, still current room record (one round trip or none).",
+                                      value=rooms.fast_sends)
             yield CounterMetricFamily(f"{PREFIX}_cluster_lock_waits", "Room changes that waited for another node's lock.",
                                       value=rooms.lock_waits)
 

@@ -187,11 +187,15 @@ class HubRunner:
             self.hub.rooms.handle_timers(now=now)  # rooms expire in Redis; this only moves the sweep on
         self.rearm()
 
-    def in_room(self, room_id: str, operation: Callable[[], tuple[Any, list[Effect]]]) -> Any:
-        """Run a hub operation on ``room_id``: at once (a fired Deferred) in one process, or on the shared record."""
+    def in_room(self, room_id: str, operation: Callable[[], tuple[Any, list[Effect]]],
+                speculative: tuple[Callable[[], Any], Callable[[Any], None]] | None = None) -> Any:
+        """Run a hub operation on ``room_id``: at once (a fired Deferred) in one process, or on the shared record.
+
+        :param speculative: see :meth:`webrtcstack.cluster.rooms.ClusterRooms.run`.
+        """
         if self.cluster is None:
             return defer.succeed(operation())
-        return self.cluster.run(room_id, operation)
+        return self.cluster.run(room_id, operation, speculative)
 
     def _cluster_failed(self, failure: Any, what: str) -> None:
         log.warn("cluster: {what} could not be changed: {error}", what=what, error=failure.getErrorMessage())
@@ -329,7 +333,8 @@ class SignalingServerProtocol(WebSocketServerProtocol):
                 self._register_room = room_id
                 frame_now, stall = runner.now(), runner.check_stall()
                 self._pending += 1
-                d = runner.in_room(room_id, lambda: (None, session.handle_frame(payload, now=frame_now, stall=stall)))
+                d = runner.in_room(room_id, lambda: (None, session.handle_frame(payload, now=frame_now, stall=stall)),
+                                   speculative=_speculation(session) if was_registered else None)
                 d.addCallback(lambda result: self._handled(was_registered, result[1]))
                 d.addErrback(self._cluster_error)
                 d.addBoth(self._op_done)
@@ -485,6 +490,24 @@ class SignalingServerFactory(WebSocketServerFactory):
             autoPingInterval=float(ping_interval_s or 0),
             autoPingTimeout=float(ping_interval_s or 0),
         )
+
+
+def _speculation(session: SignalingSession) -> tuple[Callable[[], Any], Callable[[Any], None]]:
+    """Save and restore what a frame changes outside the room's record (for a change tried on a cached copy)."""
+    import attr
+
+    hub = session.hub
+
+    def save() -> Any:
+        return (session.bucket.tokens, session.bucket.updated_at, session._stall_seen,
+                attr.evolve(hub.counters), hub.buffers.held)
+
+    def restore(saved: Any) -> None:
+        session.bucket.tokens, session.bucket.updated_at, session._stall_seen, counters, hub.buffers.held = saved
+        for field in attr.fields(type(counters)):
+            setattr(hub.counters, field.name, getattr(counters, field.name))
+
+    return save, restore
 
 
 def _register_room(payload: bytes) -> str | None:
