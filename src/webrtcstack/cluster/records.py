@@ -79,8 +79,12 @@ class ClusterStorage:
         self.cluster_rooms = 0
         self._had_room = False
 
+    #: whether the operation wrote anything (the room registry and hub write back every change they make)
+    dirty = False
+
     def begin(self, room_id: str, room: Room | None, channel: Channel | None, cluster_rooms: int) -> None:
         self._room_id, self._room, self._channel = room_id, room, channel
+        self.dirty = False
         self._had_room = room is not None
         self.cluster_rooms = cluster_rooms
 
@@ -102,10 +106,12 @@ class ClusterStorage:
     def put_room(self, room: Room) -> None:
         if self._mine(room.room_id):
             self._room = room
+            self.dirty = True
 
     def delete_room(self, room_id: str) -> None:
         if self._mine(room_id):
             self._room = None
+            self.dirty = True
 
     def room_count(self) -> int:
         return self.cluster_rooms + (1 if self._room is not None and not self._had_room else 0) \
@@ -120,10 +126,12 @@ class ClusterStorage:
     def put_channel(self, channel: Channel) -> None:
         if self._mine(channel.room_id):
             self._channel = channel
+            self.dirty = True
 
     def delete_channel(self, room_id: str) -> None:
         if self._mine(room_id):
             self._channel = None
+            self.dirty = True
 
     def channel_count(self) -> int:
         return self.cluster_rooms

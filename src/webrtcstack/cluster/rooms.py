@@ -197,8 +197,9 @@ class ClusterRooms:
         self._reaping: set[str] = set()
         #: the sockets the runner held when it stopped (released by :meth:`stop`)
         self.leaving: list[tuple[tuple[str, str], Any]] = []
-        #: room id -> (version, record) of rooms where this node holds sockets, for the one-round-trip send
-        self._cache: dict[str, tuple[int, str]] = {}
+        #: room id -> (version, record, its Room, its Channel) of rooms where this node holds sockets, for
+        #: the one-round-trip send (the objects are reused while operations leave them unwritten)
+        self._cache: dict[str, tuple[int, str, Any, Any]] = {}
         self._send_seq = 0
         #: messages sent on the one-round-trip path (a cached record still current)
         self.fast_sends = 0
@@ -285,15 +286,16 @@ class ClusterRooms:
     def _run_cached(self, room_id: str, operation: Callable[[], tuple[Any, list[Effect]]],
                     speculative: tuple[Callable[[], Any], Callable[[Any], None]]) -> Any:
         """The one-round-trip path (see :meth:`run`); None when the operation must run under the lock."""
-        version, text = self._cache[room_id]
+        version, text, room, channel = self._cache[room_id]
         saved = speculative[0]()
-        room, channel = load(room_id, text, self.resolve)
         self.storage.begin(room_id, room, channel, self.storage.cluster_rooms)
         try:
             value, effects = operation()
         finally:
+            dirty = self.storage.dirty
             room_after, channel_after = self.storage.end()
-        if dump(room_after, channel_after, self.token_of) != text:  # it changes the record: under the lock
+        if dirty:  # it changes the record: forget the (now changed) copy, run under the lock
+            self._cache.pop(room_id, None)
             speculative[1](saved)
             return None
         pairs = self._remote_entries(room_id, effects, dict(channel.peers) if channel is not None else {})
@@ -366,7 +368,10 @@ class ClusterRooms:
         ttl_ms = self._ttl_ms(room_after, now)
         holds = channel_after is not None and any(
             p.conn is not None and not isinstance(p.conn, str) for p in channel_after.peers.values())
-        stored = f"{version + 1}|{record}" if record else ""
+        changed = record != text
+        if changed:
+            version += 1
+        stored = f"{version}|{record}" if record else ""
         args: list[object] = [token, stored, ttl_ms, room_id, INBOX_MAXLEN, "1" if holds else "0"]
         peers = dict(channel.peers) if channel is not None else {}
         if channel_after is not None:
@@ -375,14 +380,15 @@ class ClusterRooms:
         # Other nodes with sockets here drop their cached copy of the record.
         others = {token_node(p.conn) for p in peers.values() if isinstance(p.conn, str)} - {self.node_id}
         invalidate: list[object] = []
-        for node in sorted(others):
+        for node in sorted(others) if changed else ():
             invalidate += [self.key("inbox", node), json.dumps({"k": "i", "r": room_id, "t": ""}, separators=(",", ":"))]
         written = yield self._commit(keys + (self.key("node", self.node_id, "rooms"),),
                                      tuple(args + pairs + invalidate), token)
         if written != 1:
             raise ClusterBusy(f"the lock on room {room_id} lapsed before the change was written")
         if holds and record:
-            self._cache[room_id] = (version + 1, record)
+            # The objects the operation left are the record just written: keep them for the next message.
+            self._cache[room_id] = (version, record, room_after, channel_after)
         else:
             self._cache.pop(room_id, None)
         self.sent += len(pairs) // 2
