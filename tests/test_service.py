@@ -12,7 +12,7 @@ import time
 from twisted.internet import defer, reactor
 from twisted.trial import unittest
 
-from tests.support import TWISTD, free_port, recv_within
+from tests.support import TWISTD, Lines, free_port, recv_within
 from webrtcstack.config import parse_config
 from webrtcstack.service import build_service, effective_auth_secrets
 
@@ -124,19 +124,16 @@ class TwistdProcessTests(unittest.TestCase):
             f.write(f"[turn]\nlisten = 127.0.0.1:{port}\n[http]\nlisten = 127.0.0.1:{http_port}\n[metrics]\nenabled = no\n")
         proc = subprocess.Popen(TWISTD + ["-n", "--pidfile=", "--logfile=-", "webrtcstack", "-c", path],
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=os.path.dirname(path))
+        assert proc.stdout is not None
+        lines = Lines(proc.stdout)
         try:
+            lines.wait(r"webrtcstack ready: ", 60)  # it has bound its ports
             request, tid = binding_request()
             reply = b""
             with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as c:
-                c.settimeout(0.2)
-                for _ in range(100):  # at most ~20 s for the process to start
-                    c.sendto(request, ("127.0.0.1", port))
-                    try:
-                        reply = c.recv(2048)
-                        break
-                    except OSError:
-                        if proc.poll() is not None:
-                            break
+                c.settimeout(10)
+                c.sendto(request, ("127.0.0.1", port))
+                reply = c.recv(2048)
             self.assertEqual(reply[8:20], tid, "no STUN answer over UDP")
             with socket.create_connection(("127.0.0.1", port), timeout=5) as c:
                 request, tid = binding_request()
@@ -147,11 +144,13 @@ class TwistdProcessTests(unittest.TestCase):
                     data += c.recv(2048)
                 self.assertEqual(data[8:20], tid, "no STUN answer over TCP")
             proc.send_signal(signal.SIGTERM)
-            output, _ = proc.communicate(timeout=30)
+            proc.wait(30)
         finally:
             if proc.poll() is None:
                 proc.kill()
-                proc.communicate()
+                proc.wait(10)
+            lines.close()
+        output = "\n".join(lines.seen).encode()
         # twistd ends a SIGTERM'd run by re-raising the signal once it has shut down cleanly,
         # so the status is "killed by SIGTERM" (systemd counts that as a clean stop).
         self.assertIn(proc.returncode, (0, -signal.SIGTERM), output.decode(errors="replace"))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import socket
 
-from twisted.internet import defer
+from twisted.internet import defer, threads
 from twisted.trial import unittest
 
 from tests.signaling.wsclient import async_test, http, http_json, ws_connect
@@ -86,9 +86,13 @@ class SplitCallTests(unittest.TestCase):
         """A message sent before the peer registers is queued in the shared record and handed over when it registers on another node."""
         c1 = (await http_json("POST", self.urls["a"] + "/join/q"))["params"]["client_id"]
         c2 = (await http_json("POST", self.urls["a"] + "/join/q"))["params"]["client_id"]
+        changes = self.redis.keyspace_events("t:room:q")
+        self.addCleanup(changes.close)
         ws1 = await self.ws("b", "q", c1)
         ws1.send({"cmd": "send", "msg": "early"})  # type: ignore[attr-defined]
-        # c1's register and send are written in order on node b; c2 registers on c afterwards.
+        # The socket's message and the POST below take different paths: wait until the first is queued.
+        while b'"early"' not in self.redis.command("GET", "t:room:q"):
+            await threads.deferToThread(changes.next, "t:room:q", "set")  # off the reactor: it must send meanwhile
         code, _, _ = await http("POST", f"{self.urls['c']}/message/q/{c1}", b"also early")
         self.assertEqual(code, 200)
         ws2 = await self.ws("c", "q", c2)

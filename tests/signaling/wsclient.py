@@ -13,7 +13,7 @@ from twisted.internet import defer, reactor
 from twisted.web.client import Agent, FileBodyProducer, readBody
 from twisted.web.http_headers import Headers
 
-TIMEOUT = 5.0
+TIMEOUT = 15.0  # an upper bound for a wait on an event (the suite runs beside CPU-heavy multi-process tests)
 
 
 def async_test(f: Callable[..., Coroutine[Any, Any, Any]]) -> Callable[..., defer.Deferred]:
