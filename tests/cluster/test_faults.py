@@ -104,8 +104,17 @@ class FaultTests(unittest.TestCase):
 
     @async_test
     async def test_redis_restart(self) -> None:
-        """Redis SIGKILLed and restarted empty on its port: both nodes come back by themselves and joins succeed within 5 s of its return."""
-        await self.call("before")
+        """Redis SIGKILLed and restarted empty on its port: both nodes come back by themselves, joins succeed within 5 s of its return, and the calls in progress go on (each node puts its own sockets back into their rooms)."""
+        c1, ws1, c2, ws2 = await self.call("across")
+        l1 = (await http_json("POST", self.url("a") + "/join/local"))["params"]["client_id"]
+        l2 = (await http_json("POST", self.url("a") + "/join/local"))["params"]["client_id"]
+        local1, local2 = await ws_connect(self.ports["a"]), await ws_connect(self.ports["a"])
+        self.addCleanup(local1.close)
+        self.addCleanup(local2.close)
+        local1.send({"cmd": "register", "roomid": "local", "clientid": l1})
+        local2.send({"cmd": "register", "roomid": "local", "clientid": l2})
+        local1.send({"cmd": "send", "msg": "before"})
+        self.assertEqual((await local2.next(10))["msg"], "before")
         self.redis.kill()
         for name in ("a", "b"):
             self.stacks[name].lines.wait(r"redis: the commands connection to .* was lost", 10, rescan=True)
@@ -117,3 +126,10 @@ class FaultTests(unittest.TestCase):
             answer = await http_json("POST", self.url(name) + f"/join/after-{name}")
             self.assertEqual(answer["result"], "SUCCESS", answer)
         self.assertLess(time.monotonic() - back, 5)
+        for name in ("a", "b"):
+            self.stacks[name].lines.wait(r"cluster: re-wrote \d+ room\(s\) from this node's sockets", 10, rescan=True)
+        local1.send({"cmd": "send", "msg": "after"})
+        self.assertEqual(await local2.next(10), {"msg": "after", "error": ""})
+        # the call across nodes too: node a put c1 back, node b put c2 back
+        ws1.send({"cmd": "send", "msg": "across after"})  # type: ignore[attr-defined]
+        self.assertEqual(await ws2.next(10), {"msg": "across after", "error": ""})  # type: ignore[attr-defined]

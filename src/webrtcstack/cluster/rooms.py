@@ -204,6 +204,11 @@ class ClusterRooms:
         #: messages sent on the one-round-trip path (a cached record still current)
         self.fast_sends = 0
         inbox_client.on_up.append(self._start_reading)
+        client.on_up.append(self._check_restart)
+        #: Redis's run id at the last connection (a new one means Redis restarted, empty)
+        self._redis_run_id: str | None = None
+        #: rooms re-written from this node's sockets after a Redis restart
+        self.reasserted = 0
 
     def key(self, *parts: str) -> str:
         return self.prefix + ":".join(parts)
@@ -495,6 +500,66 @@ class ClusterRooms:
             except Exception:
                 UNLOCK(self.client, keys[:1], (token,)).addErrback(lambda _: None)
                 raise
+
+    # -- Redis restarted -------------------------------------------------------
+
+    def _check_restart(self) -> None:
+        d = self.client.execute("INFO", "server")
+        d.addCallback(self._run_id_seen)
+        d.addErrback(lambda f: log.warn("cluster: could not read Redis's run id: {error}", error=f.getErrorMessage()))
+
+    def _run_id_seen(self, info: bytes) -> Any:
+        run_id = ""
+        for line in info.decode("utf-8", "replace").splitlines():
+            if line.startswith("run_id:"):
+                run_id = line.split(":", 1)[1].strip()
+        previous, self._redis_run_id = self._redis_run_id, run_id
+        if previous is None or previous == run_id:
+            return None
+        log.warn("cluster: Redis restarted (run id {old} -> {new}); re-writing the rooms of this node's sockets",
+                 old=previous[:8], new=run_id[:8])
+        return self.reassert()
+
+    @defer.inlineCallbacks
+    def reassert(self) -> Any:
+        """After Redis lost everything: put this node's sockets back into their rooms' records.
+
+        What this node holds authoritatively is its own sockets: each room
+        is re-created with them as members (the first one the initiator) and
+        as registered clients, so calls whose clients are all on this node go
+        on untouched, and a peer on another node is added by that node.
+        """
+        from webrtcstack.rooms.storage import Channel, Member, Peer, Room
+
+        by_room: dict[str, list[tuple[str, Any]]] = {}
+        for (room_id, client_id), proto in list(self.runner.sockets.items()):
+            by_room.setdefault(room_id, []).append((client_id, proto))
+        self._cache.clear()
+        rooms = self.runner.hub.rooms
+        ttl = rooms.room_ttl_s if rooms is not None else 86400.0
+        for room_id, clients in sorted(by_room.items()):
+            def put_back(room_id: str = room_id, clients: list[tuple[str, Any]] = clients) -> tuple[None, list[Effect]]:
+                now = self.runner.now()
+                room = self.storage.get_room(room_id) or Room(room_id, now + ttl)
+                channel = self.storage.get_channel(room_id) or Channel(room_id)
+                for client_id, proto in clients:
+                    if client_id not in room.members:
+                        room.members[client_id] = Member(client_id, not room.members)
+                    peer = channel.peers.get(client_id)
+                    if peer is None:
+                        channel.peers[client_id] = Peer(client_id, conn=proto)
+                    elif peer.conn is None:
+                        peer.conn, peer.remove_at = proto, None
+                if rooms is not None:
+                    self.storage.put_room(room)
+                self.storage.put_channel(channel)
+                return None, []
+            try:
+                yield self.run(room_id, put_back)
+                self.reasserted += 1
+            except Exception as e:  # noqa: BLE001 - one room's failure must not stop the others
+                log.warn("cluster: room {room} could not be re-written: {error}", room=room_id, error=str(e))
+        log.info("cluster: re-wrote {count} room(s) from this node's sockets", count=len(by_room))
 
     def _ttl_ms(self, room: Any, now: float) -> int:
         rooms = self.runner.hub.rooms

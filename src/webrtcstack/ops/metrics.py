@@ -217,6 +217,9 @@ class StackCollector(Collector):
             yield CounterMetricFamily(f"{PREFIX}_cluster_fast_sends",
                                       "Messages sent on a cached, still current room record (one round trip or none).",
                                       value=rooms.fast_sends)
+            yield CounterMetricFamily(f"{PREFIX}_cluster_rooms_reasserted",
+                                      "Rooms re-written from this node's sockets after Redis restarted empty.",
+                                      value=rooms.reasserted)
             yield CounterMetricFamily(f"{PREFIX}_cluster_lock_waits", "Room changes that waited for another node's lock.",
                                       value=rooms.lock_waits)
 
