@@ -270,7 +270,18 @@ class ClusterRooms:
             lock.release()
             if not lock.locked and not lock.waiting:
                 self._locks.pop(room_id, None)
+            if not self._count_due:
+                # Sockets of one node may be removed by another node's change: the hub's count
+                # of open sockets is this node's own, recounted once the caller applied the effects.
+                self._count_due = True
+                self.reactor.callLater(0, self._count_sockets)
         return result
+
+    _count_due = False
+
+    def _count_sockets(self) -> None:
+        self._count_due = False
+        self.runner.hub.counters.open_ws = len(self.runner.sockets)
 
     def _remote_entries(self, room_id: str, effects: list[Effect], peers: dict[str, Any]) -> list[object]:
         """(inbox key, entry) pairs for the effects that act on other nodes' sockets."""
