@@ -350,8 +350,9 @@ class RedisServer:
     PID (SIGKILL); :meth:`start` starts it again on the same port, empty.
     """
 
-    def __init__(self, testcase: Any, port: int | None = None, *, start: bool = True) -> None:
+    def __init__(self, testcase: Any, port: int | None = None, *, start: bool = True, extra: tuple[str, ...] = ()) -> None:
         self.binary = need_tool("redis-server", "redis-server")
+        self.extra = extra
         self.port = port or free_port(socket.SOCK_STREAM)
         self.dir = os.path.abspath(testcase.mktemp())
         os.makedirs(self.dir, exist_ok=True)
@@ -369,7 +370,7 @@ class RedisServer:
         """Start (or restart, empty) and wait for it to accept connections."""
         self.proc = subprocess.Popen(
             [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", self.dir, "--save", "",
-             "--appendonly", "no", "--maxmemory-policy", "noeviction", "--protected-mode", "no"],
+             "--appendonly", "no", "--maxmemory-policy", "noeviction", "--protected-mode", "no", *self.extra],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         assert self.proc.stdout is not None
         self.lines = Lines(self.proc.stdout)

@@ -135,6 +135,26 @@ class ClientTests(unittest.TestCase):
         self.assertIsNone(await client.execute("GET", "k"))  # restarted empty
 
     @async_test
+    async def test_unix_socket_with_password_and_database(self) -> None:
+        """unix:///path?db=N with a password in the URL: logged in, on that database."""
+        import os
+        import tempfile
+
+        folder = tempfile.mkdtemp(prefix="wr-")  # a socket path must be under 108 bytes
+        self.addCleanup(__import__("shutil").rmtree, folder, True)
+        sock = os.path.join(folder, "redis.sock")
+        RedisServer(self, extra=("--unixsocket", sock, "--requirepass", "s3cret"))
+        client = RedisClient(parse_url(f"unix://:s3cret@{sock}?db=3"), reactor, node_id="t")
+        self.addCleanup(client.stop)
+        up = self.went_up(client)
+        client.start()
+        await up.wait(10)
+        await client.execute("SET", "k", "on db 3")
+        self.assertEqual(await client.execute("CLIENT", "INFO") is not None, True)
+        self.assertIn(b"db=3", await client.execute("CLIENT", "INFO"))
+        self.assertEqual(client.url.display(), f"unix://{sock}?db=3")  # no password in logs
+
+    @async_test
     async def test_wrong_password(self) -> None:
         """A password Redis refuses: never up, and the reason is kept for /healthz."""
         server = RedisServer(self)
