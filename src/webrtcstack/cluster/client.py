@@ -188,11 +188,6 @@ class RedisClient:
 
         return d.addBoth(done)
 
-    def kill(self) -> None:
-        """Drop the connection now (as a network failure would); it is re-made with back-off."""
-        if self._proto is not None and not self._proto.lost:
-            self._proto.transport.abortConnection()
-
     # -- internals -----------------------------------------------------------
 
     def _endpoint(self) -> Any:

@@ -413,33 +413,13 @@ class ClusterRooms:
 
     # -- dead nodes ----------------------------------------------------------
 
-    def _drop_node_clients(self, room_id: str, node_id: str) -> list[Effect]:
-        """Inside a room change: remove the clients whose socket was on ``node_id`` and is gone.
+    def _gone_from(self, node_id: str) -> Callable[[object], bool]:
+        """Which stored sockets are gone with ``node_id``: its tokens that do not load as a live socket here.
 
         A token of a socket this node still holds loads as the socket itself,
-        so only the tokens of sockets that are gone are strings here.
-
-        The others in the room get a ``bye`` as if the client had hung up,
-        and the client leaves the room (a new joiner is admitted).
+        so only the tokens of sockets that are gone stay strings.
         """
-        from webrtcstack.signaling.messages import envelope
-
-        hub = self.runner.hub
-        channel = self.storage.get_channel(room_id)
-        if channel is None:
-            return []
-        effects: list[Effect] = []
-        now = self.runner.now()
-        for peer in list(channel.peers.values()):
-            conn = peer.conn
-            if not isinstance(conn, str) or token_node(conn) != node_id:
-                continue
-            bye = envelope(json.dumps({"type": "bye"}))
-            for other in channel.peers.values():
-                if other is not peer and other.conn is not None and not other.left:
-                    effects.append(Deliver(room_id, other.client_id, bye))
-            effects += hub.handle_delete(room_id, peer.client_id, now=now)
-        return effects
+        return lambda conn: isinstance(conn, str) and token_node(conn) == node_id
 
     def reap(self, node_id: str) -> None:
         """A node's lease lapsed: if no other node does it, remove its clients from their rooms, then the node."""
@@ -460,7 +440,8 @@ class ClusterRooms:
             return
         rooms = [r.decode() for r in locked[1]]
         for room_id in rooms:
-            _, effects = yield self.run(room_id, lambda room_id=room_id: (None, self._drop_node_clients(room_id, node_id)))
+            _, effects = yield self.run(room_id, lambda room_id=room_id: (
+                None, self.runner.hub.handle_gone(room_id, self._gone_from(node_id), now=self.runner.now())))
             self.runner.apply(effects)
         yield REAP_DONE(self.client, (self.key("reap", node_id), self.key("node", node_id, "rooms"),
                                       self.key("inbox", node_id), self.key("nodes"), self.key("node", node_id, "info")),
@@ -491,7 +472,7 @@ class ClusterRooms:
         for raw in members or ():
             room_id = raw.decode()
             _, effects = yield self.run(room_id, lambda room_id=room_id: (
-                None, self._drop_node_clients(room_id, self.node_id)))
+                None, runner.hub.handle_gone(room_id, self._gone_from(self.node_id), now=runner.now())))
             runner.apply(effects)
 
     @defer.inlineCallbacks
@@ -540,31 +521,14 @@ class ClusterRooms:
         as registered clients, so calls whose clients are all on this node go
         on untouched, and a peer on another node is added by that node.
         """
-        from webrtcstack.rooms.storage import Channel, Member, Peer, Room
-
-        by_room: dict[str, list[tuple[str, Any]]] = {}
+        by_room: dict[str, list[tuple[str, object]]] = {}
         for (room_id, client_id), proto in list(self.runner.sockets.items()):
             by_room.setdefault(room_id, []).append((client_id, proto))
         self._cache.clear()
-        rooms = self.runner.hub.rooms
-        ttl = rooms.room_ttl_s if rooms is not None else 86400.0
+        hub = self.runner.hub
         for room_id, clients in sorted(by_room.items()):
-            def put_back(room_id: str = room_id, clients: list[tuple[str, Any]] = clients) -> tuple[None, list[Effect]]:
-                now = self.runner.now()
-                room = self.storage.get_room(room_id) or Room(room_id, now + ttl)
-                channel = self.storage.get_channel(room_id) or Channel(room_id)
-                for client_id, proto in clients:
-                    if client_id not in room.members:
-                        room.members[client_id] = Member(client_id, not room.members)
-                    peer = channel.peers.get(client_id)
-                    if peer is None:
-                        channel.peers[client_id] = Peer(client_id, conn=proto)
-                    elif peer.conn is None:
-                        peer.conn, peer.remove_at = proto, None
-                if rooms is not None:
-                    self.storage.put_room(room)
-                self.storage.put_channel(channel)
-                return None, []
+            def put_back(room_id: str = room_id, clients: list[tuple[str, object]] = clients) -> tuple[None, list[Effect]]:
+                return None, hub.handle_reclaim(room_id, clients, now=self.runner.now())
             try:
                 yield self.run(room_id, put_back)
                 self.reasserted += 1

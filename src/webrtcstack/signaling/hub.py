@@ -34,13 +34,15 @@ This module is part of the sans-IO core.
 from __future__ import annotations
 
 import heapq
+from collections.abc import Callable
+import json
 import itertools
 
 import attr
 
 from webrtcstack.rooms.model import LOOPBACK_CLIENT_ID, JoinResult, MessageResult, Result, RoomRegistry, is_valid_id
 from webrtcstack.limits import ByteBudget, TokenBucket
-from webrtcstack.rooms.storage import Channel, Peer, Storage
+from webrtcstack.rooms.storage import Channel, Member, Peer, Room, Storage
 from webrtcstack.signaling.messages import Errors, FrameError, envelope, parse_command
 
 __all__ = [
@@ -298,24 +300,16 @@ class SignalingHub:
         """
         effects: list[Effect] = []
         if only_room is not None:
-            due = [t for t in self._timers if t[0] <= now and t[2] == only_room]
+            due = sorted(t for t in self._timers if t[0] <= now and t[2] == only_room)
             if due:
                 self._timers = [t for t in self._timers if not (t[0] <= now and t[2] == only_room)]
                 heapq.heapify(self._timers)
-            for at, _, room_id, client_id in sorted(due):
-                channel = self.storage.get_channel(room_id)
-                peer = channel.peers.get(client_id) if channel is not None else None
-                if channel is None or peer is None or peer.remove_at != at:
-                    continue
-                self._remove(channel, peer, effects, notify=True, now=now)
+            for at, _, room_id, client_id in due:
+                self._expire(room_id, client_id, at, effects, now)
             return effects
         while self._timers and self._timers[0][0] <= now:
             at, _, room_id, client_id = heapq.heappop(self._timers)
-            channel = self.storage.get_channel(room_id)
-            peer = channel.peers.get(client_id) if channel is not None else None
-            if channel is None or peer is None or peer.remove_at != at:
-                continue  # re-registered, re-armed or already gone
-            self._remove(channel, peer, effects, notify=True, now=now)
+            self._expire(room_id, client_id, at, effects, now)
         if self.rooms is not None:
             for room_id in self.rooms.handle_timers(now=now, in_call=self._in_call):
                 channel = self.storage.get_channel(room_id)
@@ -334,6 +328,53 @@ class SignalingHub:
             if rooms_deadline is not None:
                 deadlines.append(rooms_deadline)
         return min(deadlines) if deadlines else None
+
+    # -- shared state (``[redis]``) ----------------------------------------------
+
+    def handle_gone(self, room_id: str, gone: Callable[[object], bool], *, now: float) -> list[Effect]:
+        """Sockets lost with their process: each such client leaves as if it had hung up.
+
+        The others in the room get a ``bye`` from it, and it leaves the room
+        (a new joiner is admitted).
+
+        :param gone: says which stored socket tokens belong to a process that is gone.
+        """
+        channel = self.storage.get_channel(room_id)
+        if channel is None:
+            return []
+        effects: list[Effect] = []
+        bye = envelope(json.dumps({"type": "bye"}))
+        for peer in list(channel.peers.values()):
+            if peer.conn is None or not gone(peer.conn):
+                continue
+            for other in channel.peers.values():
+                if other is not peer and other.conn is not None and not other.left:
+                    effects.append(Deliver(room_id, other.client_id, bye))
+            effects += self.handle_delete(room_id, peer.client_id, now=now)
+        return effects
+
+    def handle_reclaim(self, room_id: str, clients: list[tuple[str, object]], *, now: float) -> list[Effect]:
+        """The shared state was lost (Redis restarted empty): put back the clients whose sockets this process holds.
+
+        Each becomes a member (the first one back the initiator) and a
+        registered client again; what is already there is kept.
+        """
+        room = None
+        if self.rooms is not None:
+            room = self.storage.get_room(room_id) or Room(room_id, now + self.rooms.room_ttl_s)
+        channel = self.storage.get_channel(room_id) or Channel(room_id)
+        for client_id, conn in clients:
+            if room is not None and client_id not in room.members:
+                room.members[client_id] = Member(client_id, not room.members)
+            peer = channel.peers.get(client_id)
+            if peer is None:
+                channel.peers[client_id] = Peer(client_id, conn=conn)
+            elif peer.conn is None:
+                peer.conn, peer.remove_at = conn, None
+        if room is not None:
+            self.storage.put_room(room)
+        self.storage.put_channel(channel)
+        return []
 
     # -- queries -------------------------------------------------------------
 
@@ -382,6 +423,13 @@ class SignalingHub:
         self._arm(channel.room_id, peer, now + self.register_timeout_s)
         self.storage.put_channel(channel)
         return peer
+
+    def _expire(self, room_id: str, client_id: str, at: float, effects: list[Effect], now: float) -> None:
+        """A client's timer set for ``at`` ran out: remove it, unless it re-registered, was re-armed or is gone."""
+        channel = self.storage.get_channel(room_id)
+        peer = channel.peers.get(client_id) if channel is not None else None
+        if channel is not None and peer is not None and peer.remove_at == at:
+            self._remove(channel, peer, effects, notify=True, now=now)
 
     def arm_overdue(self, channel: Channel, now: float) -> None:
         """Put on this node's timers every client of ``channel`` whose removal time has passed.
@@ -536,6 +584,36 @@ class SignalingSession:
             self.room_id, self.client_id = command.roomid, command.clientid
             return effects
         return self._error(Errors.UNEXPECTED_CMD, close=False)
+
+    @staticmethod
+    def register_room(payload: bytes) -> str | None:
+        """The room a ``register`` frame names, if it is a well-formed one (else None: the session answers it alone).
+
+        A shell that changes one room at a time (``[redis]``) must know the
+        room before the frame is handled.
+        """
+        if b'"register"' not in payload:
+            return None
+        try:
+            command = parse_command(payload.decode("utf-8"))
+        except (UnicodeDecodeError, FrameError):
+            return None
+        if command.cmd == "register" and command.roomid and is_valid_id(command.roomid):
+            return command.roomid
+        return None
+
+    def save_state(self) -> tuple[float, float, int, tuple[int, ...], int]:
+        """What handling a frame changes outside the room's records (rate bucket, stall credit, hub counters)."""
+        hub = self.hub
+        counters: tuple[int, ...] = attr.astuple(hub.counters)
+        return self.bucket.tokens, self.bucket.updated_at, self._stall_seen, counters, hub.buffers.held
+
+    def restore_state(self, saved: tuple[float, float, int, tuple[int, ...], int]) -> None:
+        """Undo a frame handled on a copy of the records that turned out stale (see :meth:`save_state`)."""
+        hub = self.hub
+        self.bucket.tokens, self.bucket.updated_at, self._stall_seen, counters, hub.buffers.held = saved
+        for field, value in zip(attr.fields(Counters), counters):
+            setattr(hub.counters, field.name, value)
 
     def handle_ping(self, *, now: float, stall: tuple[int, float] = (0, 0.0)) -> bool:
         """A WebSocket ping from the client: whether to answer it (pings count against the message rate)."""

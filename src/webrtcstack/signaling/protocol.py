@@ -101,7 +101,7 @@ class HubRunner:
         self._beat_due = self.now() + HEARTBEAT_S
         self._beat = self.reactor.callLater(HEARTBEAT_S, self._heartbeat)
 
-    def check_stall(self) -> tuple[int, float]:
+    def check_stall(self, now: float | None = None) -> tuple[int, float]:
         """Note a stall as soon as anything runs after it; the last stall seen.
 
         The reactor may read the sockets before it runs the overdue
@@ -109,8 +109,11 @@ class HubRunner:
         SIGCONT the waiting frames usually come first): every frame asks
         here, so the stall is known before the first frame after it is
         counted against its sender's rate.
+
+        :param now: the reactor's time, when the caller has it already.
         """
-        now = self.now()
+        if now is None:
+            now = self.now()
         late = now - self._beat_due
         if late > STALL_S:
             self.stall = (self.stall[0] + 1, late + HEARTBEAT_S)
@@ -292,7 +295,8 @@ class SignalingServerProtocol(WebSocketServerProtocol):
     def onPing(self, payload: bytes) -> None:
         session = self.session
         runner = self.factory.runner
-        if session is not None and not session.handle_ping(now=runner.now(), stall=runner.check_stall()):
+        now = runner.now()
+        if session is not None and not session.handle_ping(now=now, stall=runner.check_stall(now)):
             if not self._closing:
                 self._closing = True
                 self.sendClose(TOO_MANY_PINGS_CODE, "Too many pings")
@@ -328,18 +332,20 @@ class SignalingServerProtocol(WebSocketServerProtocol):
         was_registered = session.client_id is not None
         if runner.cluster is not None:
             # A frame after a register still being written goes to the same room, after it.
-            room_id = session.room_id or self._register_room or _register_room(payload)
+            room_id = session.room_id or self._register_room or session.register_room(payload)
             if room_id is not None:
                 self._register_room = room_id
-                frame_now, stall = runner.now(), runner.check_stall()
+                frame_now = runner.now()
+                stall = runner.check_stall(frame_now)
                 self._pending += 1
                 d = runner.in_room(room_id, lambda: (None, session.handle_frame(payload, now=frame_now, stall=stall)),
-                                   speculative=_speculation(session) if was_registered else None)
+                                   speculative=(session.save_state, session.restore_state) if was_registered else None)
                 d.addCallback(lambda result: self._handled(was_registered, result[1]))
                 d.addErrback(self._cluster_error)
                 d.addBoth(self._op_done)
                 return
-        effects = session.handle_frame(payload, now=runner.now(), stall=runner.check_stall())
+        now = runner.now()
+        effects = session.handle_frame(payload, now=now, stall=runner.check_stall(now))
         self._handled(was_registered, effects)
 
     def _handled(self, was_registered: bool, effects: list[Effect]) -> None:
@@ -491,36 +497,3 @@ class SignalingServerFactory(WebSocketServerFactory):
             autoPingTimeout=float(ping_interval_s or 0),
         )
 
-
-def _speculation(session: SignalingSession) -> tuple[Callable[[], Any], Callable[[Any], None]]:
-    """Save and restore what a frame changes outside the room's record (for a change tried on a cached copy)."""
-    import attr
-
-    hub = session.hub
-
-    def save() -> Any:
-        return (session.bucket.tokens, session.bucket.updated_at, session._stall_seen,
-                attr.evolve(hub.counters), hub.buffers.held)
-
-    def restore(saved: Any) -> None:
-        session.bucket.tokens, session.bucket.updated_at, session._stall_seen, counters, hub.buffers.held = saved
-        for field in attr.fields(type(counters)):
-            setattr(hub.counters, field.name, getattr(counters, field.name))
-
-    return save, restore
-
-
-def _register_room(payload: bytes) -> str | None:
-    """The room a ``register`` frame names (None if it is not one: the session answers it alone)."""
-    import json
-
-    if b'"register"' not in payload:
-        return None
-    try:
-        command = json.loads(payload)
-    except ValueError:
-        return None
-    if isinstance(command, dict) and command.get("cmd") == "register" and isinstance(command.get("roomid"), str):
-        from webrtcstack.rooms.model import is_valid_id
-        return command["roomid"] if is_valid_id(command["roomid"]) else None
-    return None
