@@ -455,6 +455,7 @@ class RedisSection:
     node_id: str = _key("", parse_node_id, "this node's name in the cluster; empty: derived from the host name and the listen addresses. Two live nodes with one id is an error", restart=True)
     lease_seconds: int = _key("10", _int_in(2, 3600), "a node that has not renewed its lease for this long is dead to the others (and fences itself)", restart=True)
     renew_seconds: int = _key("2", _int_in(1, 1800), "how often a node renews its lease (at most half of lease_seconds)", restart=True)
+    ice_nodes: int = _key("2", _int_in(1, 64), "how many live nodes' TURN URLs one /v1alpha/iceconfig answer lists, least loaded first (a browser allocates on every one listed)")
 
 
 @attr.s(frozen=True, slots=True)
@@ -668,6 +669,13 @@ def _check_consistency(config: StackConfig, lines: dict[str, dict[str, int]]) ->
     if config.redis.renew_seconds * 2 > config.redis.lease_seconds:
         fail("redis", "renew_seconds", f"{config.redis.renew_seconds} is more than half of lease_seconds "
                                        f"({config.redis.lease_seconds}); a lease must survive a missed renewal")
+    if config.redis.url and config.turn.enabled:
+        if not turn.static_auth_secret:
+            fail("turn", "static_auth_secret", "is required with [redis] url: every node must accept the TURN "
+                                               "credentials any node hands out, so they share one secret")
+        if turn.workers > 1:
+            fail("turn", "workers", f"{turn.workers}: with [redis] url each node keeps its TURN allocations in one "
+                                    "process (the cluster-wide quotas count them there); run one node per core instead")
     if config.http.redirect_listen and not config.http.tls_listen:
         fail("http", "redirect_listen", "redirects to HTTPS, so [http] tls_listen must be set too")
     # One-port mode: a [turn] tls_listen endpoint also in [http] tls_listen is one shared listener.

@@ -142,6 +142,7 @@ def _wire_turn(runtime: StackRuntime, config: StackConfig, driver: Any, auth_sec
     from webrtcstack.turn.five_tuple import Transport
 
     engine = driver.engine
+    runtime.turn_engine = engine
     runtime.turn_counters.append(engine.counters)
     runtime.busy_counters.append(engine.allocation_count)
 
@@ -353,9 +354,20 @@ def _wire_cluster(runtime: StackRuntime, config: StackConfig, reactor: Any, app:
                               filename=config.filename, section="redis", key="password_file") from None
     client = RedisClient(parse_url(cfg.url), reactor, name="commands", node_id=node_id, password=password)
 
+    engine = runtime.turn_engine
+    turn_view = None
+    if engine is not None:
+        from webrtcstack.cluster.turnview import TurnClusterView
+
+        turn_view = TurnClusterView(node_id)
+        engine.elsewhere = turn_view
+
     def record() -> dict[str, Any]:
-        return {"public_url": config.http.public_url, "turn": [str(ep) for ep in config.turn.listen] if config.turn.enabled else [],
-                "allocations": runtime.allocations(), "websockets": runtime.websockets()}
+        out = {"public_url": config.http.public_url, "turn": [str(ep) for ep in config.turn.listen] if config.turn.enabled else [],
+               "allocations": runtime.allocations(), "websockets": runtime.websockets()}
+        if engine is not None:
+            out.update(_turn_report(runtime.config, engine))
+        return out
 
     def conflict(why: str) -> None:
         # Two live processes with one node id would corrupt each other's state: stop, and exit non-zero.
@@ -366,6 +378,13 @@ def _wire_cluster(runtime: StackRuntime, config: StackConfig, reactor: Any, app:
     lease = NodeLease(node_id, lease_s=cfg.lease_seconds, renew_s=cfg.renew_seconds)
     node = ClusterNode(client, lease, reactor, prefix=cfg.key_prefix, record=record, on_conflict=conflict)
     runtime.cluster = node
+    if turn_view is not None:
+        node.on_nodes.append(lambda nodes: turn_view.update(nodes, engine.allocation_count()))
+        if app is not None and app.room_resource is not None:
+            def cluster_ice(own: tuple[list[str], list[str]]) -> tuple[list[str], list[str]]:
+                return turn_view.ice_urls(engine.allocation_count(), engine.accepting(), own, runtime.config.redis.ice_nodes)
+
+            app.room_resource.cluster_ice = cluster_ice
     rooms = None
     if app is not None:
         from webrtcstack.cluster.rooms import ClusterRooms
@@ -381,6 +400,20 @@ def _wire_cluster(runtime: StackRuntime, config: StackConfig, reactor: Any, app:
         node.rooms = rooms
     log.info("cluster: node {node} sharing state through {url}", node=node_id, url=client.url.display())
     return ClusterService(node)
+
+
+def _turn_report(config: StackConfig, engine: Any) -> dict[str, Any]:
+    """This node's TURN part of its lease record (see webrtcstack.cluster.turnview)."""
+    from webrtcstack.cluster.turnview import turn_report
+    from webrtcstack.rooms.credentials import ice_host_for, ice_urls
+
+    servers = []
+    for ep in config.turn.listen:
+        host = ice_host_for(ep, config, "")
+        if host is not None:
+            servers += [("udp", host, ep.port), ("tcp", host, ep.port)]
+    turn, stun = ice_urls(config, "")
+    return turn_report(engine.allocation_count(), engine.user_allocations, engine.accepting(), servers, turn, stun)
 
 
 def _wire_workers(runtime: StackRuntime, config: StackConfig, reactor: Any, nonce_key: bytes,

@@ -48,15 +48,19 @@ class SchemaRestartTests(unittest.TestCase):
         from webrtcstack.ops.reload import effective_config
 
         # A TLS base (certificate files are read at start, not by the parser), so TLS keys may change too.
+        # A fixed TURN secret too, which [redis] url requires.
         base = "[tls]\ncertificate = /c.pem\nprivate_key = /k.pem\n"
-        old = parse_config(base + "[http]\ntls_listen = 127.0.0.1:8443\n")
+        secret = "static_auth_secret = shared-secret\n"
+        old = parse_config(base + "[http]\ntls_listen = 127.0.0.1:8443\n[turn]\n" + secret)
         for (section, key), value in sorted(OTHER_VALUES.items()):
             http = {"tls_listen": value} if (section, key) == ("http", "tls_listen") else {"tls_listen": "127.0.0.1:8443"}
             if section == "http" and key != "tls_listen":
                 http[key] = value
             lines = [base, "[http]\n" + "".join(f"{k} = {v}\n" for k, v in http.items())]
             if section != "http":
-                lines.append(f"[{section}]\n{key} = {value}\n")
+                lines.append(f"[{section}]\n{key} = {value}\n" + (secret if section == "turn" else ""))
+            if section != "turn":
+                lines.append("[turn]\n" + secret)
             new = parse_config("".join(lines))
             self.assertEqual(restart_keys(old, new), [f"[{section}] {key}"])
             self.assertEqual(applied_keys(old, new), [])

@@ -85,6 +85,8 @@ class ClusterNode:
         self.rooms: Any = None
         #: set when another live node holds our id (the node must not serve)
         self.conflict = ""
+        #: called with :attr:`nodes` after each renewal (the TURN view, webrtcstack.cluster.turnview)
+        self.on_nodes: list[Callable[[dict[str, dict[str, Any]]], Any]] = []
         self.renewals = 0
         self.renew_failures = 0
         self._timer: Any = None
@@ -209,6 +211,8 @@ class ClusterNode:
                 record = {}
             nodes[items[i].decode()] = {"expires_ms": int(float(items[i + 1])), "record": record}
         self.nodes = nodes
+        for listener in self.on_nodes:
+            listener(nodes)
         if first:
             log.info("cluster: node {node} holds its lease (incarnation {inc}); {count} live node(s)",
                      node=self.lease.node_id, inc=self.lease.incarnation, count=len(nodes))

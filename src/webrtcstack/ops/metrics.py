@@ -203,6 +203,11 @@ class StackCollector(Collector):
         yield CounterMetricFamily(f"{PREFIX}_cluster_lease_renewals", "Lease renewals written.", value=node.renewals)
         yield CounterMetricFamily(f"{PREFIX}_cluster_fences", "Times this node found its lease lapsed and fenced itself.",
                                   value=node.lease.fences)
+        engine = rt.turn_engine
+        if engine is not None and engine.elsewhere is not None:
+            yield GaugeMetricFamily(f"{PREFIX}_cluster_allocations",
+                                    "TURN allocations on every live node: this node's now, the others' as of their last lease renewal.",
+                                    value=engine.allocation_count() + engine.elsewhere.total)
         rooms = node.rooms
         if rooms is not None:
             messages = CounterMetricFamily(f"{PREFIX}_cluster_messages", "Deliveries between nodes, by direction.",

@@ -80,6 +80,8 @@ class StackRuntime:
         self.connection_budgets: dict[str, Any] = {}
         #: :class:`webrtcstack.cluster.node.ClusterNode` with ``[redis] url``, else None
         self.cluster: Any = None
+        #: :class:`webrtcstack.turn.engine.TurnEngine` of this process, when TURN is enabled
+        self.turn_engine: Any = None
 
     def uptime_s(self) -> float:
         """Seconds since the stack was built."""

@@ -113,15 +113,20 @@ def ice_urls(config: StackConfig, request_host: str) -> tuple[list[str], list[st
     return turn, stun
 
 
-def ice_servers(config: StackConfig, secret: str, request_host: str, *, now: float, name: str | None = None) -> dict[str, Any]:
+def ice_servers(config: StackConfig, secret: str, request_host: str, *, now: float, name: str | None = None,
+                urls: tuple[list[str], list[str]] | None = None) -> dict[str, Any]:
     """The ``/v1alpha/iceconfig`` answer: ``{"iceServers": [...], "lifetimeDuration": "<ttl>s"}``.
 
     ``urls`` is always an array (apprtc's ``tt`` filter indexes it).  Each
     answer gets its own random user name so per-user TURN quotas stay per
     caller.
+
+    :param urls: ``(turn_urls, stun_urls)`` to hand out instead of this
+        process's own (:func:`ice_urls`); with ``[redis]``, those of the least
+        loaded live nodes.
     """
     ttl = config.rooms.turn_credential_ttl_seconds
-    turn, stun = ice_urls(config, request_host)
+    turn, stun = urls if urls is not None else ice_urls(config, request_host)
     servers: list[dict[str, Any]] = []
     if turn:
         username, password = rest_credentials(

@@ -22,7 +22,7 @@ from twisted.web.server import Request
 
 from webrtcstack.config import StackConfig
 from webrtcstack.httpsite import finish_deferred
-from webrtcstack.rooms.credentials import ice_servers
+from webrtcstack.rooms.credentials import ice_servers, ice_urls
 from webrtcstack.rooms.model import ID_PATTERN, Result
 from webrtcstack.rooms.params import Query, SiteUrls, room_parameters
 from webrtcstack.signaling.protocol import HubRunner
@@ -90,6 +90,9 @@ class RoomServerResource(Resource):
         self.hub = runner.hub
         self.auth_secrets = auth_secrets
         self.version = version
+        #: With ``[redis]``: maps this process's own ``(turn_urls, stun_urls)`` to those of the
+        #: least loaded live nodes (set by the service; see webrtcstack.cluster.turnview).
+        self.cluster_ice: Callable[[tuple[list[str], list[str]]], tuple[list[str], list[str]]] | None = None
         Handler = Callable[..., bytes]
         self.routes: list[tuple[re.Pattern[str], dict[bytes, Handler]]] = [
             (re.compile(r"/\Z"), {b"GET": self.index}),
@@ -274,5 +277,8 @@ class RoomServerResource(Resource):
         """``POST /v1alpha/iceconfig``: our STUN/TURN URLs with fresh REST credentials."""
         host = (request.getHeader(b"host") or b"").decode("utf-8", "replace")
         secret = self.auth_secrets[0] if self.auth_secrets else ""
-        return self._json(request, ice_servers(self.config, secret, host, now=self.runner.now()))
+        urls = None
+        if self.cluster_ice is not None:
+            urls = self.cluster_ice(ice_urls(self.config, host))
+        return self._json(request, ice_servers(self.config, secret, host, now=self.runner.now(), urls=urls))
 

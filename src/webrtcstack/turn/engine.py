@@ -103,6 +103,19 @@ class ProtocolViolation(Exception):
         self.extra = extra
 
 
+class Elsewhere(Protocol):
+    """What the TURN engine asks about the other nodes (:class:`webrtcstack.cluster.turnview.TurnClusterView`)."""
+
+    #: allocations on the other live nodes
+    total: int
+
+    def user_count(self, user: str) -> int:
+        """Allocations ``user`` holds on the other nodes."""
+
+    def alternate(self, transport: str, family: int) -> tuple[str, int] | None:
+        """The address of a live node with room for ``transport`` ("udp"/"tcp") and IP ``family``, or None."""
+
+
 class RelayOpener(Protocol):
     """Opens relay sockets (the shell implements this with real UDP sockets)."""
 
@@ -234,6 +247,9 @@ class TurnEngine:
         #: Called as ``(reason, client_host, now)`` on every authentication failure
         #: (after the counter is bumped); the shell logs it, rate limited per reason.
         self.auth_failure_listener: Callable[[str, str, float], None] | None = None
+        #: The other nodes' allocations (``[redis]``; see :mod:`webrtcstack.cluster.turnview`):
+        #: the quotas count them, and a node without room names one with 300 Try Alternate.
+        self.elsewhere: Elsewhere | None = None
 
     # ------------------------------------------------------------------
     # Queries
@@ -242,6 +258,10 @@ class TurnEngine:
     def allocation_count(self) -> int:
         """Allocations alive now."""
         return len(self.allocations)
+
+    def accepting(self) -> bool:
+        """Whether an Allocate could get a relay here now (not draining, ports free in every family)."""
+        return not self.draining and all(pool.free_count() for pool in self.port_pools.values())
 
     def reconfigure(self, settings: TurnSettings, users: Iterable[tuple[str, str]], secrets: Iterable[str],
                     policy: PeerPolicy) -> None:
@@ -606,14 +626,16 @@ class TurnEngine:
             families = [4]
         if families[0] not in s.relay_hosts:
             raise ProtocolViolation(440)
-        # Step 8: quotas -> 486 per user, 508 in all (and while draining).
+        # Step 8: quotas -> 486 per user, 508 in all (counting the other nodes' allocations with
+        # [redis]); while draining, 508, or 300 naming a node with room.
+        elsewhere = self.elsewhere
         if self.draining:
-            self._quota_hit("draining")
-            raise ProtocolViolation(508)
-        if s.user_quota and self.user_allocations.get(auth.username, 0) >= s.user_quota:
+            raise self._no_room("draining", five_tuple)
+        if s.user_quota and (self.user_allocations.get(auth.username, 0)
+                             + (elsewhere.user_count(auth.username) if elsewhere is not None else 0)) >= s.user_quota:
             self._quota_hit("user")
             raise ProtocolViolation(486)
-        if len(self.allocations) >= s.total_quota:
+        if len(self.allocations) + (elsewhere.total if elsewhere is not None else 0) >= s.total_quota:
             self._quota_hit("total")
             raise ProtocolViolation(508)
         reservation: _Reservation | None = None
@@ -646,8 +668,7 @@ class TurnEngine:
             if relay is None or port is None:
                 if index == 0:
                     self._close_relays(allocation)
-                    self._quota_hit("ports")
-                    raise ProtocolViolation(508)
+                    raise self._no_room("ports", five_tuple)
                 extra.append((AttrType.ADDRESS_ERROR_CODE, (2, 508, "")))
                 continue
             allocation.relays[family] = relay
@@ -692,6 +713,17 @@ class TurnEngine:
 
     def _quota_hit(self, kind: str) -> None:
         self.counters.quota_hit(kind)
+
+    def _no_room(self, kind: str, five_tuple: FiveTuple) -> ProtocolViolation:
+        """This node cannot take the allocation (``kind``): 300 Try Alternate naming a live node
+        that can (RFC 8489 §10; UDP and TCP clients, same address family), else 508."""
+        self._quota_hit(kind)
+        if self.elsewhere is not None and five_tuple.transport is not Transport.TLS:
+            family = 6 if ":" in five_tuple.client[0] else 4
+            alternate = self.elsewhere.alternate(_TRANSPORT_NAME[five_tuple.transport], family)
+            if alternate is not None:
+                return ProtocolViolation(300, ((AttrType.ALTERNATE_SERVER, alternate),))
+        return ProtocolViolation(508)
 
     def _open(self, allocation: Allocation, family: int, port: int, dont_fragment: bool) -> Relay | None:
         return self.relay_opener.open_relay(self.settings.relay_hosts[family], port, allocation, dont_fragment)
