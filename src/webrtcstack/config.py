@@ -451,6 +451,7 @@ class RedisSection:
 
     url: str = _key("", parse_redis_url, "where Redis is; empty keeps everything in this process (the default). A password may be in the URL or in password_file", restart=True)
     password_file: str = _key("", _text(4096), "a file whose first line is the Redis password (used when the URL has none)", restart=True)
+    ca_file: str = _key("", _text(4096), "for rediss://: a PEM file of the CA certificates that sign Redis's certificate (empty: the system's trusted CAs)", restart=True)
     key_prefix: str = _key("webrtcstack:", parse_key_prefix, "put before every key this stack writes (several stacks may share one Redis with different prefixes)", restart=True)
     node_id: str = _key("", parse_node_id, "this node's name in the cluster; empty: derived from the host name and the listen addresses. Two live nodes with one id is an error", restart=True)
     lease_seconds: int = _key("10", _int_in(2, 3600), "a node that has not renewed its lease for this long is dead to the others (and fences itself)", restart=True)

@@ -352,7 +352,9 @@ def _wire_cluster(runtime: StackRuntime, config: StackConfig, reactor: Any, app:
         except OSError as e:
             raise ConfigError(f"cannot read the password file {cfg.password_file}: {e.strerror}",
                               filename=config.filename, section="redis", key="password_file") from None
-    client = RedisClient(parse_url(cfg.url), reactor, name="commands", node_id=node_id, password=password)
+    url = parse_url(cfg.url)
+    tls = _redis_tls(config, url.host) if url.scheme == "rediss" and cfg.ca_file else None
+    client = RedisClient(url, reactor, name="commands", node_id=node_id, password=password, tls=tls)
 
     engine = runtime.turn_engine
     turn_view = None
@@ -389,7 +391,7 @@ def _wire_cluster(runtime: StackRuntime, config: StackConfig, reactor: Any, app:
     if app is not None:
         from webrtcstack.cluster.rooms import ClusterRooms
 
-        inbox = RedisClient(parse_url(cfg.url), reactor, name="inbox", node_id=node_id, password=password)
+        inbox = RedisClient(url, reactor, name="inbox", node_id=node_id, password=password, tls=tls)
         rooms = ClusterRooms(client, inbox, node_id=node_id, incarnation=lambda: lease.incarnation, runner=app.runner,
                              storage=app.hub.storage, prefix=cfg.key_prefix, reactor=reactor)
         app.runner.cluster = rooms
@@ -400,6 +402,29 @@ def _wire_cluster(runtime: StackRuntime, config: StackConfig, reactor: Any, app:
         node.rooms = rooms
     log.info("cluster: node {node} sharing state through {url}", node=node_id, url=client.url.display())
     return ClusterService(node)
+
+
+def _redis_tls(config: StackConfig, host: str) -> Any:
+    """Client TLS options for ``rediss://`` trusting the CAs in ``[redis] ca_file`` (checked at start)."""
+    from twisted.internet.ssl import Certificate, optionsForClientTLS, trustRootFromCertificates
+
+    def fail(why: str) -> ConfigError:
+        return ConfigError(f"{config.redis.ca_file}: {why}", filename=config.filename, section="redis", key="ca_file")
+
+    try:
+        with open(config.redis.ca_file, "rb") as f:
+            text = f.read()
+    except OSError as e:
+        raise fail(f"cannot read it: {e.strerror}") from None
+    end = b"-----END CERTIFICATE-----"
+    blocks = [block + end for block in text.split(end) if b"-----BEGIN CERTIFICATE-----" in block]
+    try:
+        certificates = [Certificate.loadPEM(block) for block in blocks]
+    except Exception as e:
+        raise fail(f"not a PEM certificate ({e})") from None
+    if not certificates:
+        raise fail("holds no PEM certificate")
+    return optionsForClientTLS(host, trustRoot=trustRootFromCertificates(certificates))
 
 
 def _turn_report(config: StackConfig, engine: Any) -> dict[str, Any]:

@@ -97,3 +97,60 @@ class StackNodeTests(unittest.TestCase):
         self.assertNotEqual(proc.returncode, 0)
         self.assertIn("[redis] node_id 'same' is held by another live node", proc.stdout + proc.stderr)
         self.assertEqual(get(f"http://127.0.0.1:{metrics}/healthz"), (200, b"ok\n"))
+
+
+class RedisTlsTests(unittest.TestCase):
+    timeout = 90
+
+    def tls_redis(self) -> tuple[RedisServer, int, str]:
+        from tests.ops.support import make_cert
+
+        cert, key, _ = make_cert(self, ("localhost", "127.0.0.1"))
+        tls_port = free_port(socket.SOCK_STREAM)
+        redis = RedisServer(self, extra=("--tls-port", str(tls_port), "--tls-cert-file", cert, "--tls-key-file", key,
+                                         "--tls-auth-clients", "no"))
+        return redis, tls_port, cert
+
+    def tls_node(self, tls_port: int, ca_file: str, node_id: str) -> tuple[StackProcess, int]:
+        http, metrics = free_port(socket.SOCK_STREAM), free_port(socket.SOCK_STREAM)
+        text = node_config(f"rediss://localhost:{tls_port}/0", http, metrics, node_id)
+        text = text.replace("renew_seconds = 1\n", f"renew_seconds = 1\nca_file = {ca_file}\n")
+        return StackProcess(self, text), metrics
+
+    def test_rediss_with_private_ca(self) -> None:
+        """rediss:// to a redis-server with TLS, trusting its CA through [redis] ca_file: the node holds its lease and is ready; the traffic is TLS (Redis lists the connections on its TLS port)."""
+        redis, tls_port, cert = self.tls_redis()
+        stack, metrics = self.tls_node(tls_port, cert, "tls-node")
+        stack.lines.wait(r"cluster: node tls-node holds its lease", 15)
+        self.assertEqual(get(f"http://127.0.0.1:{metrics}/healthz"), (200, b"ok\n"))
+        clients = redis.clients("tls-node")
+        self.assertEqual(len(clients), 2, clients)  # commands and inbox
+        self.assertTrue(all(c["laddr"].endswith(f":{tls_port}") for c in clients), clients)
+
+    def test_rediss_with_wrong_ca_is_not_ready(self) -> None:
+        """A Redis certificate the configured CA did not sign: the node never talks to it, logs why, and stays not ready; no traceback."""
+        from tests.ops.support import make_cert
+
+        _redis, tls_port, _cert = self.tls_redis()
+        other, _, _ = make_cert(self, ("localhost",))
+        stack, metrics = self.tls_node(tls_port, other, "tls-wrong")
+        stack.lines.wait(r"redis: cannot reach rediss://localhost:\d+/0 for the commands connection .*(certificate|SSL)", 15)
+        code, body = get(f"http://127.0.0.1:{metrics}/healthz")
+        self.assertEqual(code, 503)
+        self.assertIn(b"not ready: redis unavailable", body)
+        self.assertNotIn("Traceback", stack.lines.text(500))
+
+    def test_unusable_ca_file_is_a_config_error(self) -> None:
+        """A missing ca_file, or one without a PEM certificate, is an error naming [redis] ca_file before anything binds."""
+        from webrtcstack.config import ConfigError, parse_config
+        from webrtcstack.service import _redis_tls
+
+        not_pem = self.mktemp()
+        with open(not_pem, "w") as f:
+            f.write("hello\n")
+        for path, words in (("/nonexistent/ca.pem", "cannot read it"), (not_pem, "holds no PEM certificate")):
+            config = parse_config(f"[turn]\nenabled = no\n[redis]\nurl = rediss://localhost:1/0\nca_file = {path}\n", "n.ini")
+            with self.assertRaises(ConfigError) as ctx:
+                _redis_tls(config, "localhost")
+            self.assertEqual((ctx.exception.section, ctx.exception.key), ("redis", "ca_file"))
+            self.assertIn(words, str(ctx.exception))

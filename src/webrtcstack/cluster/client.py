@@ -72,7 +72,7 @@ class _RedisProtocol(protocol.Protocol):
     def connectionLost(self, reason: Any = None) -> None:
         self.lost = True
         # The client learns first, so what the errbacks below send waits for the next connection.
-        self.client._lost(self)
+        self.client._lost(self, reason)
         pending, self.pending = self.pending, deque()
         for d in pending:
             d.errback(RedisUnavailable("the connection to Redis was lost before the reply"))
@@ -257,7 +257,7 @@ class RedisClient:
         self.last_error = error
         self._retry = self.reactor.callLater(delay, self._connect)
 
-    def _lost(self, proto: _RedisProtocol) -> None:
+    def _lost(self, proto: _RedisProtocol, reason: Any = None) -> None:
         if proto is not self._proto:
             return
         was_up = self._up
@@ -268,7 +268,19 @@ class RedisClient:
                      role=self.name, url=self.url.display())
             for callback in list(self.on_down):
                 callback()
-        self._schedule(self.last_error or "connection lost")
+        self._schedule(self.last_error or _why_lost(reason))
+
+
+def _why_lost(reason: Any) -> str:
+    """What to log for a lost connection: the TLS failure (a certificate Redis's CA did not sign, …) if it was one."""
+    if reason is not None:
+        from OpenSSL import SSL
+
+        if reason.check(SSL.Error):
+            details = [e[2] for e in (reason.value.args[0] if reason.value.args else ())
+                       if isinstance(e, tuple) and len(e) == 3 and e[2]]
+            return "TLS handshake failed: " + (", ".join(details) or str(reason.value))
+    return "connection lost"
 
 
 class Script:
