@@ -302,12 +302,14 @@ class StackProcess:
     :param config: the stack.ini text.
     """
 
-    def __init__(self, testcase: Any, config: str, *, ready: str = r"webrtcstack ready: ", timeout: float = 30) -> None:
+    def __init__(self, testcase: Any, config: str, *, ready: str = r"webrtcstack ready: ", timeout: float = 30,
+                 env: dict[str, str] | None = None) -> None:
         self.path = os.path.abspath(testcase.mktemp())
         with open(self.path, "w") as f:
             f.write(config)
         self.proc = subprocess.Popen(TWISTD + ["-n", "--pidfile=", "--logfile=-", "webrtcstack", "-c", self.path],
-                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=os.path.dirname(self.path))
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=os.path.dirname(self.path),
+                                     env=None if env is None else dict(os.environ, **env))
         testcase.addCleanup(self.stop)
         assert self.proc.stdout is not None
         self.lines = Lines(self.proc.stdout)

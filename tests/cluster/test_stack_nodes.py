@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
+import time
 import urllib.error
 import urllib.request
 
@@ -54,6 +56,32 @@ class StackNodeTests(unittest.TestCase):
         code, body = get(f"http://127.0.0.1:{http}/join/room", "POST")
         self.assertEqual(json.loads(body)["result"], "SUCCESS")
         self.assertNotIn("Traceback", stack.lines.text(500))
+
+    def test_systemd_status_follows_redis(self) -> None:
+        """Under systemd: READY=1 says "not ready: redis unavailable" while Redis is away; STATUS= says ready once it comes, and not ready again when it goes."""
+        notify_path = f"/tmp/wrs-cluster-{os.getpid()}-{id(self)}.sock"
+        notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        notify.bind(notify_path)
+        self.addCleanup(os.unlink, notify_path)
+        self.addCleanup(notify.close)
+
+        def next_status(timeout: float = 20) -> str:
+            deadline = time.monotonic() + timeout
+            while True:
+                notify.settimeout(max(0.01, deadline - time.monotonic()))
+                message = notify.recv(4096).decode()  # raises TimeoutError at the deadline
+                for line in message.splitlines():
+                    if line.startswith("STATUS="):
+                        return line[len("STATUS="):]
+
+        redis = RedisServer(self, start=False)
+        http, metrics = free_port(socket.SOCK_STREAM), free_port(socket.SOCK_STREAM)
+        StackProcess(self, node_config(redis.url, http, metrics, "sd"), env={"NOTIFY_SOCKET": notify_path})
+        self.assertRegex(next_status(), r"^serving \d+ listeners; not ready: redis unavailable")
+        redis.start()
+        self.assertRegex(next_status(), r"^serving \d+ listeners; cluster node sd ready$")
+        redis.kill()
+        self.assertRegex(next_status(), r"^serving \d+ listeners; not ready: redis unavailable")
 
     def test_two_nodes_in_status(self) -> None:
         """Two stacks on one Redis each list both nodes in /status, with lease and public URL."""

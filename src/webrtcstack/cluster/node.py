@@ -85,6 +85,9 @@ class ClusterNode:
         self.rooms: Any = None
         #: set when another live node holds our id (the node must not serve)
         self.conflict = ""
+        #: called with :meth:`not_ready_reason` whenever it changes ("" when the node becomes ready)
+        self.on_readiness: list[Callable[[str], Any]] = []
+        self._reported = "not started"
         #: called with :attr:`nodes` after each renewal (the TURN view, webrtcstack.cluster.turnview)
         self.on_nodes: list[Callable[[dict[str, dict[str, Any]]], Any]] = []
         self.renewals = 0
@@ -93,6 +96,7 @@ class ClusterNode:
         self._running = False
         self._in_flight = False
         client.on_up.append(self._connected)
+        client.on_down.append(self.check_readiness)
 
     def key(self, *parts: str) -> str:
         """A key under the prefix."""
@@ -112,6 +116,14 @@ class ClusterNode:
         if not self.lease.held(self.reactor.seconds()):
             return "node lease not held yet"
         return ""
+
+    def check_readiness(self) -> None:
+        """Tell :attr:`on_readiness` if :meth:`not_ready_reason` changed since last time."""
+        reason = self.not_ready_reason()
+        if reason != self._reported:
+            self._reported = reason
+            for listener in list(self.on_readiness):
+                listener(reason)
 
     def start(self) -> None:
         self._running = True
@@ -181,6 +193,7 @@ class ClusterNode:
 
     def _done(self, result: Any) -> None:
         self._in_flight = False
+        self.check_readiness()
 
     def _call(self, now: float) -> defer.Deferred:
         lease = self.lease

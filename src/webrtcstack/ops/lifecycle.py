@@ -74,7 +74,14 @@ class StackService(service.MultiService):
             self._old_sighup = signal.signal(signal.SIGHUP, self._on_sighup)
         listeners = ", ".join(describe_listener(s) for s in self.runtime.listeners)
         log.info("webrtcstack ready: {listeners}", listeners=listeners or "no listeners")
-        self.notifier.ready(status=f"serving {len(self.runtime.listeners)} listeners")
+        self.notifier.ready(status=self.runtime.status_line())
+        if self.runtime.cluster is not None:
+            # Redis coming and going changes readiness: systemctl status shows it.
+            self.runtime.cluster.on_readiness.append(self._readiness)
+
+    def _readiness(self, reason: str) -> None:
+        if self.runtime.state == "running":
+            self.notifier.status(self.runtime.status_line())
 
     def _on_sighup(self, signum: int, frame: Any) -> None:
         # Signal handlers run between bytecodes; do the work in the reactor loop.

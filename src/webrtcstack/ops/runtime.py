@@ -83,6 +83,14 @@ class StackRuntime:
         #: :class:`webrtcstack.turn.engine.TurnEngine` of this process, when TURN is enabled
         self.turn_engine: Any = None
 
+    def status_line(self) -> str:
+        """The one line systemd shows (``STATUS=``): listeners, and why the node is not ready if it is not."""
+        line = f"serving {len(self.listeners)} listeners"
+        if self.cluster is not None:
+            reason = self.cluster.not_ready_reason()
+            line += f"; not ready: {reason}" if reason else f"; cluster node {self.cluster.lease.node_id} ready"
+        return line
+
     def uptime_s(self) -> float:
         """Seconds since the stack was built."""
         return float(self.clock.seconds() - self.started_at)

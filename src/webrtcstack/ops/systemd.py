@@ -98,6 +98,10 @@ class SystemdNotifier:
         """A reload is over (applied or rejected)."""
         self.send("READY=1" + (f"\nSTATUS={status}" if status else ""))
 
+    def status(self, status: str) -> None:
+        """A new one-line status for ``systemctl status`` (no state change)."""
+        self.send(f"STATUS={status}")
+
     def stopping(self, status: str = "") -> None:
         """Shutdown (drain) has begun."""
         self.send("STOPPING=1" + (f"\nSTATUS={status}" if status else ""))
