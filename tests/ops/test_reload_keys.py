@@ -27,7 +27,7 @@ OTHER_VALUES = {
     ("signaling", "listen"): "127.0.0.1:8089", ("metrics", "enabled"): "no", ("metrics", "listen"): "127.0.0.1:9642",
     ("redis", "url"): "redis://127.0.0.1:6390/0", ("redis", "password_file"): "/etc/webrtcstack/redis.pw",
     ("redis", "key_prefix"): "other:", ("redis", "node_id"): "node-b", ("redis", "lease_seconds"): "20",
-    ("redis", "renew_seconds"): "3",
+    ("redis", "renew_seconds"): "3", ("redis", "ca_file"): "/etc/ssl/redis-ca.pem",
 }
 
 
