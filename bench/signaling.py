@@ -62,7 +62,7 @@ max_rooms = {clients}
 [signaling]
 max_connections = {clients + 100}
 max_connections_per_ip = {clients + 100}
-messages_per_second = {max(50, rate)}
+messages_per_second = {max(50, int(rate))}
 register_timeout_seconds = 3600
 ping_interval_seconds = 0
 [turn]
@@ -113,6 +113,8 @@ class Bench:
         self.open_count = 0
         self.lost = 0
         self._waiting: dict[int, defer.Deferred] = {}
+        #: the port each client connects through (default: client i through node i % nodes)
+        self.port_of: list[int] | None = None
 
     def opened(self, proto: BenchClientProtocol) -> None:
         self.protos[proto.index] = proto
@@ -164,7 +166,7 @@ class Bench:
         await pool.closeCachedConnections()
 
     def connect_one(self, index: int) -> defer.Deferred:
-        port = self.ports[index % len(self.ports)]
+        port = self.port_of[index] if self.port_of is not None else self.ports[index % len(self.ports)]
         factory = WebSocketClientFactory(f"ws://127.0.0.1:{port}/ws")
         factory.setProtocolOptions(openHandshakeTimeout=60)
 
@@ -220,6 +222,69 @@ class Bench:
         return sent, elapsed
 
 
+async def worker(args: argparse.Namespace) -> None:
+    """``--worker FILE``: one load generator process of several (``--generators``).
+
+    Connects and registers the clients listed in FILE, says ``ready``, waits
+    for ``go`` on stdin, sends ``--rate`` messages a second among them for
+    ``--duration``, and prints one JSON line: sent, received, latencies (s).
+    Rooms are never split between generators, so each latency is timed by
+    one process's clock.
+    """
+    from twisted.internet.threads import deferToThread
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    with open(args.worker) as f:
+        job = json.load(f)
+    bench = Bench(job["ports"], len(job["ids"]))
+    bench.ids = [tuple(pair) for pair in job["ids"]]  # type: ignore[misc]
+    bench.port_of = job["port_of"]
+    await bench.connect_all()
+    await task.deferLater(reactor, 1.0, lambda: None)  # registrations settle
+    print(json.dumps({"ready": bench.open_count}), flush=True)
+    await deferToThread(sys.stdin.readline)
+    sent, elapsed = await bench.load(args.rate, args.duration)
+    print(json.dumps({"sent": sent, "received": bench.received_count, "elapsed": elapsed, "lost": bench.lost,
+                      "latencies": bench.latencies}), flush=True)
+    await deferToThread(sys.stdin.readline)  # the sockets stay open until the figures are taken
+
+
+class Generators:
+    """``--generators N`` load generator processes, each with whole rooms (see :func:`worker`)."""
+
+    def __init__(self, bench: "Bench", count: int, rate: int, duration: float, tmp: str) -> None:
+        self.procs = []
+        env = dict(os.environ, PYTHONPATH=str(REPO / "src") + os.pathsep + os.environ.get("PYTHONPATH", ""))
+        pairs = [bench.ids[i:i + 2] for i in range(0, len(bench.ids), 2)]
+        for g in range(count):
+            mine = [pair for r, pair in enumerate(pairs) if r % count == g]
+            ids = [client for pair in mine for client in pair]
+            # each client keeps the node it joined through (client i of the whole run: i % nodes)
+            port_of = [bench.ports[(2 * (g + count * (k // 2)) + k % 2) % len(bench.ports)] for k in range(len(ids))]
+            path = os.path.join(tmp, f"generator{g}.json")
+            with open(path, "w") as f:
+                json.dump({"ports": bench.ports, "ids": ids, "port_of": port_of}, f)
+            self.procs.append(subprocess.Popen(
+                [sys.executable, __file__, "--worker", path, "--rate", str(rate / count), "--duration", str(duration)],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env))
+
+    def wait_ready(self) -> int:
+        return sum(json.loads(p.stdout.readline())["ready"] for p in self.procs)  # type: ignore[union-attr]
+
+    def go_and_collect(self) -> list[dict[str, Any]]:
+        for p in self.procs:
+            p.stdin.write("go\n")  # type: ignore[union-attr]
+            p.stdin.flush()  # type: ignore[union-attr]
+        return [json.loads(p.stdout.readline()) for p in self.procs]  # type: ignore[union-attr]
+
+    def finish(self) -> None:
+        """Let the generators close their sockets and exit (after the figures are taken)."""
+        for p in self.procs:
+            p.stdin.close()  # type: ignore[union-attr]
+            p.wait(30)
+
+
 def percentile(values: list[float], p: float) -> float:
     if not values:
         return float("nan")
@@ -254,6 +319,31 @@ def round_trips(metrics_ports: list[int]) -> int:
                 if line.startswith('webrtcstack_redis_commands_total{connection="commands"}'):
                     total += float(line.split()[-1])
     return int(total)
+
+
+def redis_port_of(proc: Any) -> int:
+    """The ``--port`` a redis-server was started with."""
+    return int(proc.args[proc.args.index("--port") + 1])
+
+
+def commandstats(redis_port: int) -> dict[str, int]:
+    """Calls per command from Redis's ``INFO commandstats`` (scripts show as ``evalsha``)."""
+    import socket
+
+    from webrtcstack.cluster.resp import RespParser, encode
+
+    with socket.create_connection(("127.0.0.1", redis_port), timeout=10) as sock:
+        sock.sendall(encode("INFO", "commandstats"))
+        parser = RespParser()
+        replies: list[Any] = []
+        while not replies:
+            replies = parser.feed(sock.recv(1 << 20))
+    out = {}
+    for line in replies[0].decode().splitlines():
+        if line.startswith("cmdstat_"):
+            name, rest = line[len("cmdstat_"):].split(":", 1)
+            out[name] = int(rest.split(",")[0].split("=")[1])
+    return out
 
 
 async def start_servers(args: argparse.Namespace, clients: int, tmp: str) -> tuple[list[Any], list[int], list[int]]:
@@ -307,28 +397,50 @@ async def main(args: argparse.Namespace) -> None:
         rss_start = sum(rss_kib(p.pid) for p in servers)
         bench = Bench(ports, clients)
         calls0 = round_trips(metrics_ports) if cluster else 0
+        cpu_join0 = sum(cpu_s(p.pid) for p in servers)
         t0 = time.perf_counter()
         await bench.join_all()
         t1 = time.perf_counter()
+        cpu_join = sum(cpu_s(p.pid) for p in servers) - cpu_join0
         calls1 = round_trips(metrics_ports) if cluster else 0
         print(f"joined {clients} clients", file=sys.stderr)
-        await bench.connect_all()
+        generators = None
+        if args.generators > 1:
+            from twisted.internet.threads import deferToThread
+
+            generators = Generators(bench, args.generators, args.rate, args.duration, tmp)
+            bench.open_count = await deferToThread(generators.wait_ready)
+        else:
+            await bench.connect_all()
         t2 = time.perf_counter()
         print(f"connected {bench.open_count} sockets", file=sys.stderr)
         await task.deferLater(reactor, 2.0, lambda: None)  # registrations settle
         rss_idle = sum(rss_kib(p.pid) for p in servers)
         cpu_before = sum(cpu_s(p.pid) for p in servers)
         calls2 = round_trips(metrics_ports) if cluster else 0
-        sent, elapsed = await bench.load(args.rate, args.duration)
+        stats2 = commandstats(redis_port_of(procs[0])) if cluster else {}
+        if generators is not None:
+            results = await deferToThread(generators.go_and_collect)
+            sent = sum(r["sent"] for r in results)
+            elapsed = max(r["elapsed"] for r in results)
+            bench.received_count = sum(r["received"] for r in results)
+            bench.lost = sum(r["lost"] for r in results)
+            bench.latencies = [x for r in results for x in r["latencies"]]
+        else:
+            sent, elapsed = await bench.load(args.rate, args.duration)
         cpu_used = sum(cpu_s(p.pid) for p in servers) - cpu_before
         calls3 = round_trips(metrics_ports) if cluster else 0
+        stats3 = commandstats(redis_port_of(procs[0])) if cluster else {}
         redis_cpu = cpu_s(procs[0].pid) if cluster else 0.0
+        if generators is not None:
+            await deferToThread(generators.finish)
         lat = bench.latencies
         mode = f"{args.nodes} node(s) on one redis-server" if cluster else "one process, in memory"
-        print(f"servers                      {mode}")
+        print(f"servers                      {mode}; load from {max(1, args.generators)} generator process(es)")
         print(f"clients requested            {clients}")
         print(f"connections held             {bench.open_count} (lost {bench.lost})")
-        print(f"joins over HTTP              {clients} in {t1 - t0:.1f} s")
+        print(f"joins over HTTP              {clients} in {t1 - t0:.1f} s ({clients / (t1 - t0):.0f}/s,"
+              f" {cpu_join / clients * 1e6:.0f} µs server CPU per join, all nodes)")
         print(f"WebSocket connect+register   {clients} in {t2 - t1:.1f} s")
         print(f"server RSS                   {rss_start / 1024:.1f} MiB at start, {rss_idle / 1024:.1f} MiB with all idle")
         print(f"RSS per 1,000 idle conns     {(rss_idle - rss_start) / 1024 / clients * 1000:.1f} MiB")
@@ -343,6 +455,8 @@ async def main(args: argparse.Namespace) -> None:
             print(f"redis round trips per message {(calls3 - calls2) / max(1, bench.received_count):.2f}"
                   " (sender's node; the receiver's blocking inbox reads not counted)")
             print(f"redis-server CPU (whole run) {redis_cpu:.2f} s")
+            delta = {k: v - stats2.get(k, 0) for k, v in stats3.items() if v != stats2.get(k, 0)}
+            print("redis commands during load   " + ", ".join(f"{k} {v}" for k, v in sorted(delta.items())))
     finally:
         for proc in reversed(procs):
             proc.terminate()
@@ -357,14 +471,18 @@ async def main(args: argparse.Namespace) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--clients", type=int, default=5000, help="WebSocket clients (two per room)")
-    parser.add_argument("--rate", type=int, default=1000, help="messages per second during the load phase")
+    parser.add_argument("--rate", type=float, default=1000, help="messages per second during the load phase")
     parser.add_argument("--duration", type=float, default=20.0, help="seconds of load")
     parser.add_argument("--nodes", type=int, default=0,
                         help="0: one in-memory process (default); N: N twistd nodes sharing a redis-server it starts")
+    parser.add_argument("--generators", type=int, default=1,
+                        help="load generator processes (whole rooms each); more than one keeps the generator from "
+                             "being the bottleneck at 5,000 msg/s")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
     arguments = parser.parse_args()
 
     def run() -> defer.Deferred:
-        d = defer.ensureDeferred(main(arguments))
+        d = defer.ensureDeferred(worker(arguments) if arguments.worker else main(arguments))
         d.addErrback(lambda f: (f.printTraceback(), None))
         d.addBoth(lambda _: reactor.stop())
         return d

@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import urllib.request
 
+from twisted.internet.threads import deferToThread
 from twisted.trial import unittest
 
 from tests.signaling.wsclient import async_test, http_json, ws_connect
@@ -62,3 +63,42 @@ class NoLossTests(unittest.TestCase):
         fast = [float(line.split()[-1]) for line in metrics.splitlines()
                 if line.startswith("webrtcstack_cluster_fast_sends_total")]
         self.assertGreater(fast[0], MESSAGES * 0.9)  # nearly all took one round trip on the cached record
+
+
+def counter(metrics_port: int, name: str) -> float:
+    text = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).read().decode()
+    return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith(name + " ") or line.startswith(name + "{"))
+
+
+class CachedRecordTests(unittest.TestCase):
+    timeout = 60
+
+    @async_test
+    async def test_first_message_after_another_nodes_change_takes_one_round_trip(self) -> None:
+        """When node b changes the room (its client registers), the record travels with b's invalidation: node a's next message runs on it (a one-round-trip send), not under the lock."""
+        redis = RedisServer(self)
+        ports, metrics = {}, {}
+        for name in ("a", "b"):
+            ports[name], metrics[name] = free_port(socket.SOCK_STREAM), free_port(socket.SOCK_STREAM)
+            stack = StackProcess(self, node_config(redis.url, ports[name], f"node-{name}", metrics[name]))
+            stack.lines.wait(rf"cluster: node node-{name} holds its lease", 15)
+        c1 = (await http_json("POST", f"http://127.0.0.1:{ports['a']}/join/room"))["params"]["client_id"]
+        c2 = (await http_json("POST", f"http://127.0.0.1:{ports['b']}/join/room"))["params"]["client_id"]
+        on_a, on_b = await ws_connect(ports["a"]), await ws_connect(ports["b"])
+        self.addCleanup(on_a.close)
+        self.addCleanup(on_b.close)
+        record = redis.keyspace_events("t:room:room")
+        self.addCleanup(record.close)
+        on_a.send({"cmd": "register", "roomid": "room", "clientid": c1})
+        await deferToThread(record.next, "t:room:room", "set")  # a's change is written (a caches the record) ...
+        on_b.send({"cmd": "register", "roomid": "room", "clientid": c2})  # ... then b changes the room
+        await deferToThread(record.next, "t:room:room", "set")
+        # b's message reaches a through a's inbox after b's invalidation, so a has read that too.
+        on_b.send({"cmd": "send", "msg": "hello a"})
+        self.assertEqual((await on_a.next(10))["msg"], "hello a")
+        fast = counter(metrics["a"], "webrtcstack_cluster_fast_sends_total")
+        changes = counter(metrics["a"], "webrtcstack_cluster_room_changes_total")
+        on_a.send({"cmd": "send", "msg": "hello b"})
+        self.assertEqual((await on_b.next(10))["msg"], "hello b")
+        self.assertEqual(counter(metrics["a"], "webrtcstack_cluster_fast_sends_total"), fast + 1)
+        self.assertEqual(counter(metrics["a"], "webrtcstack_cluster_room_changes_total"), changes)

@@ -138,6 +138,8 @@ LOCK_WAIT_S = 5.0
 RECONNECT_WAIT_S = 5.0
 #: entries an inbox keeps at most (approximately)
 INBOX_MAXLEN = 100000
+#: a changed record up to this size travels with the invalidation to the other nodes in the room
+INLINE_RECORD_BYTES = 4096
 
 
 def _versioned(raw: bytes | str | None) -> tuple[int, str]:
@@ -396,8 +398,15 @@ class ClusterRooms:
         # Other nodes with sockets here drop their cached copy of the record.
         others = {token_node(p.conn) for p in peers.values() if isinstance(p.conn, str)} - {self.node_id}
         invalidate: list[object] = []
-        for node in sorted(others) if changed else ():
-            invalidate += [self.key("inbox", node), json.dumps({"k": "i", "r": room_id, "t": ""}, separators=(",", ":"))]
+        if changed and others:
+            # A small record travels with the invalidation, so the other node's next message on it
+            # still takes one round trip (the send script checks the version all the same).
+            notice = {"k": "i", "r": room_id, "t": ""}
+            if record and len(record) <= INLINE_RECORD_BYTES:
+                notice.update(v=version, x=record)
+            text_notice = json.dumps(notice, separators=(",", ":"))
+            for node in sorted(others):
+                invalidate += [self.key("inbox", node), text_notice]
         written = yield self._commit(keys + (self.key("node", self.node_id, "rooms"),),
                                      tuple(args + pairs + invalidate), token)
         if written != 1:
@@ -579,7 +588,7 @@ class ClusterRooms:
 
     def _handle(self, entry: dict[str, Any]) -> None:
         if entry["k"] == "i":  # another node changed a room's record: the cached copy is stale
-            self._cache.pop(entry["r"], None)
+            self._refresh_cache(entry)
             return
         self.received += 1
         proto = self.tokens.get(entry["t"])
@@ -590,6 +599,20 @@ class ClusterRooms:
             proto.deliver(entry["f"].encode("utf-8"))
         elif entry["k"] == "c" and proto is not None:
             proto.close_soon()
+
+    def _refresh_cache(self, entry: dict[str, Any]) -> None:
+        """Take the new record an invalidation carries as the cached copy (while this node holds a socket there)."""
+        room_id = entry["r"]
+        self._cache.pop(room_id, None)
+        record, version = entry.get("x"), entry.get("v")
+        if not isinstance(record, str) or not isinstance(version, int) or room_id in self._locks:
+            return  # no record with it, or a change of ours is in flight: the next message loads it
+        try:
+            room, channel = load(room_id, record, self.resolve)
+        except (ValueError, KeyError, TypeError):
+            return
+        if channel is not None and any(p.conn is not None and not isinstance(p.conn, str) for p in channel.peers.values()):
+            self._cache[room_id] = (version, record, room, channel)
 
     def release_sockets(self) -> defer.Deferred:
         """Every socket this node holds leaves its room's record as a closed socket would (at stop)."""
