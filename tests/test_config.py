@@ -103,6 +103,28 @@ class ErrorTests(unittest.TestCase):
         self.assertIn("did you mean listen", str(e))
         self.assertIn("etc/test.ini:4: [turn] listen_", str(e))
 
+    def test_readme_error_example_is_what_we_print(self) -> None:
+        """The README's example error is the message a dropped letter really gets."""
+        with open(os.path.join(ROOT, "README.md")) as f:
+            readme = f.read()
+        e = self.assertConfigError("[turn]\n\nlisen = 1.2.3.4:5\n", "turn", "lisen", 3, "unknown key")
+        self.assertIn(f"webrtcstack: invalid config: bad.ini:3: [turn] lisen: {str(e).split(': ', 2)[2]}\n", readme.replace("etc/test.ini", "bad.ini"))
+        self.assertEqual(str(e), "etc/test.ini:3: [turn] lisen: unknown key (did you mean listen?)")
+
+    def test_suggestions(self) -> None:
+        """A dropped, added or changed letter names the key meant; a key of another section names its section; a misspelt section is named."""
+        cases = [
+            ("[turn]\nrelayports = 1\n", "turn", "relayports", "(did you mean relay_ports?)"),
+            ("[turn]\nlistenn = 1\n", "turn", "listenn", "(did you mean listen?)"),
+            ("[turn]\npublic_url = http://x\n", "turn", "public_url", "it belongs in [http]"),
+            ("[turn]\npublic_ur = x\n", "turn", "public_ur", "(did you mean public_url, in [http]?)"),
+        ]
+        for text, section, key, words in cases:
+            e = self.assertConfigError(text, section, key, 2, words)
+            self.assertNotIn("allowed in", str(e))
+        e = self.assertConfigError("[turn]\nzzz = 1\n", "turn", "zzz", 2, "allowed in [turn]: enabled, listen")
+        self.assertConfigError("[trun]\nx = 1\n", "trun", None, 2, "(did you mean [turn]?)")
+
     def test_unknown_section(self) -> None:
         """An unknown section is an error listing the allowed sections."""
         self.assertConfigError("[trun]\nlisten = 1.2.3.4:5\n", "trun", None, 2, "allowed: [stack], [turn]")

@@ -609,8 +609,12 @@ def parse_config(text: str, filename: str = "<config>") -> StackConfig:
         cls = _SECTIONS.get(section)
         if cls is None:
             line = min((ln for _, ln in keys.values()), default=None)
+            import difflib
+
+            close = difflib.get_close_matches(section, list(_SECTIONS), n=1, cutoff=0.6)
+            hint = f" (did you mean [{close[0]}]?)" if close else ""
             raise ConfigError(
-                f"unknown section [{section}]; allowed: {', '.join('[' + s + ']' for s in _SECTIONS)}",
+                f"unknown section [{section}]{hint}; allowed: {', '.join('[' + s + ']' for s in _SECTIONS)}",
                 filename=filename, section=section, line=line,
             )
         fields = {f.name: f for f in attr.fields(cls)}
@@ -618,12 +622,8 @@ def parse_config(text: str, filename: str = "<config>") -> StackConfig:
         for key, (value, line) in keys.items():
             field = fields.get(key)
             if field is None:
-                close = [k for k in fields if _similar(k, key)]
-                hint = f" (did you mean {close[0]}?)" if close else ""
-                raise ConfigError(
-                    f"unknown key{hint}; allowed in [{section}]: {', '.join(fields)}",
-                    filename=filename, section=section, key=key, line=line,
-                )
+                raise ConfigError(_unknown_key(section, key, list(fields)),
+                                  filename=filename, section=section, key=key, line=line)
             try:
                 values[key] = field.metadata[_META]["parser"](value)
             except _ValueError as e:
@@ -632,6 +632,30 @@ def parse_config(text: str, filename: str = "<config>") -> StackConfig:
     config = StackConfig(**{name: sec for name, (sec, _) in sections.items()}, filename=filename)
     _check_consistency(config, {name: lines for name, (_, lines) in sections.items()})
     return config
+
+
+def _unknown_key(section: str, key: str, allowed: list[str]) -> str:
+    """Why ``key`` is refused in ``[section]``, with the likeliest fix first.
+
+    A key of another section says where it belongs; a misspelt key (a
+    letter dropped, added, swapped or changed) names the key it resembles;
+    otherwise the allowed keys are listed.
+    """
+    import difflib
+
+    if key in allowed:
+        return "duplicate key"
+    homes = [name for name, cls in _SECTIONS.items() if name != section and key in {f.name for f in attr.fields(cls)}]
+    if homes:
+        return f"unknown key in [{section}]; it belongs in {' or '.join('[' + h + ']' for h in homes)}"
+    close = [k for k in allowed if _similar(k, key)] or difflib.get_close_matches(key, allowed, n=1, cutoff=0.75)
+    if close:
+        return f"unknown key (did you mean {close[0]}?)"
+    others = {f.name: name for name, cls in _SECTIONS.items() if name != section for f in attr.fields(cls)}
+    elsewhere = difflib.get_close_matches(key, list(others), n=1, cutoff=0.8)
+    if elsewhere:
+        return f"unknown key (did you mean {elsewhere[0]}, in [{others[elsewhere[0]]}]?)"
+    return f"unknown key; allowed in [{section}]: {', '.join(allowed)}"
 
 
 def _similar(a: str, b: str) -> bool:
