@@ -13,6 +13,7 @@ leaves no port open.
 
 from __future__ import annotations
 
+import errno
 import resource
 import socket
 from typing import Any
@@ -79,6 +80,30 @@ def listen_tcp(reactor: Any, host: str, port: int, factory: Factory, backlog: in
     return listening
 
 
+#: the config key behind each kind of listener, for errors
+LISTEN_KEYS = {"STUN/TURN": "[turn] listen", "turns": "[turn] tls_listen", "http": "[http] listen",
+               "https": "[http] tls_listen", "https+turns": "[http] tls_listen and [turn] tls_listen",
+               "https-redirect": "[http] redirect_listen", "collider": "[signaling] listen",
+               "metrics": "[metrics] listen"}
+
+
+class ListenFailed(Exception):
+    """A required listener could not bind: one line naming the address, the config key and the cause."""
+
+    def __init__(self, what: str, kind: str, endpoint: Endpoint, error: OSError) -> None:
+        key = LISTEN_KEYS.get(what, what)
+        text = f"cannot listen on {kind} {endpoint} ({key}): {error.strerror or error}"
+        if error.errno == errno.EADDRINUSE:
+            tool = "ss -lupn" if kind == "udp" else "ss -ltpn"
+            text += (f"; another process holds that port (find it with: {tool} 'sport = :{endpoint.port}'; "
+                     "a coturn or a second webrtcstack still running?), or change the port")
+        elif error.errno == errno.EACCES:
+            text += "; ports below 1024 need root or CAP_NET_BIND_SERVICE (the systemd unit grants it)"
+        elif error.errno == errno.EADDRNOTAVAIL:
+            text += "; no interface of this machine has that address"
+        super().__init__(text)
+
+
 class ListenerService(service.Service):
     """One listener: binds on start, closes on stop.
 
@@ -110,9 +135,11 @@ class ListenerService(service.Service):
                                        reuse_port=self.reuse_port)
         except OSError as e:
             if not self.optional:
-                raise
+                raise ListenFailed(self.what, self.kind, self.endpoint, e) from None
             log.error("{what} cannot listen on {kind} {endpoint}: {error}; serving without it",
                       what=self.what, kind=self.kind, endpoint=str(self.endpoint), error=e.strerror or e)
+            #: set when an optional listener could not bind (it is left out of the ready line)
+            self.failed = True
             service.Service.startService(self)
             return
         service.Service.startService(self)

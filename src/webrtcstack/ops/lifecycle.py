@@ -68,11 +68,25 @@ class StackService(service.MultiService):
         return super().setServiceParent(parent)
 
     def startService(self) -> None:
-        super().startService()
+        from webrtcstack.sockets import ListenFailed
+
+        try:
+            super().startService()
+        except ListenFailed as e:
+            # One clear line and a non-zero exit, not a traceback; what did bind is closed first.
+            log.critical("webrtcstack: {error}", error=str(e))
+            for child in reversed(list(self)):
+                if child.running:
+                    try:
+                        child.stopService()
+                    except Exception:
+                        pass
+            self.running = False
+            raise SystemExit(1) from None
         self.runtime.state = "running"
         if self.install_signals:
             self._old_sighup = signal.signal(signal.SIGHUP, self._on_sighup)
-        listeners = ", ".join(describe_listener(s) for s in self.runtime.listeners)
+        listeners = ", ".join(describe_listener(s) for s in self.runtime.listeners if not getattr(s, "failed", False))
         log.info("webrtcstack ready: {listeners}", listeners=listeners or "no listeners")
         self.notifier.ready(status=self.runtime.status_line())
         if self.runtime.cluster is not None:

@@ -35,7 +35,7 @@ from twisted.internet.interfaces import IReadDescriptor
 from twisted.logger import Logger
 
 from webrtcstack.config import Endpoint
-from webrtcstack.sockets import ListenerService, make_socket
+from webrtcstack.sockets import ListenFailed, ListenerService, make_socket
 from webrtcstack.stun.attributes import normalize_host
 from webrtcstack.stun.errors import StunDecodeError
 from webrtcstack.turn.adapters._ratelimit import RateLimitedLog
@@ -244,7 +244,10 @@ class TurnUdpService(ListenerService):
         self.listener: TurnUdpListener | None = None
 
     def startService(self) -> None:
-        sock = make_socket(socket.SOCK_DGRAM, self.endpoint.host, self.endpoint.port, reuse_port=self.reuse_port)
+        try:
+            sock = make_socket(socket.SOCK_DGRAM, self.endpoint.host, self.endpoint.port, reuse_port=self.reuse_port)
+        except OSError as e:
+            raise ListenFailed(self.what, self.kind, self.endpoint, e) from None
         set_buffers(sock, LISTENER_BUFFER_BYTES)
         self.listener = TurnUdpListener(self.driver, sock)
         self.driver.reactor.addReader(self.listener)
