@@ -210,7 +210,7 @@ def _wire_web(runtime: StackRuntime, app: Any, auth_secrets: tuple[str, ...]) ->
         hub.draining = True
 
     runtime.drainers.append(drain)
-    runtime.busy_counters.append(lambda: int(hub.counters.open_ws))
+    runtime.busy_counters.append(lambda: _sockets_in_calls(app))
     runtime.reloaders.append(lambda config: app.apply_config(config, reload_auth_secrets(config, auth_secrets)))
 
 
@@ -425,6 +425,22 @@ def _redis_tls(config: StackConfig, host: str) -> Any:
     if not certificates:
         raise fail("holds no PEM certificate")
     return optionsForClientTLS(host, trustRoot=trustRootFromCertificates(certificates))
+
+
+def _sockets_in_calls(app: Any) -> int:
+    """The signaling sockets a drain waits for: those in a call (their room has another socket here).
+
+    Someone alone in a room is not in a call, and does not hold a stop for
+    ``drain_seconds``.  With ``[redis]`` the peer may be on another node, so
+    every socket counts.
+    """
+    runner = app.runner
+    if getattr(runner, "cluster", None) is not None:
+        return int(app.hub.counters.open_ws)
+    per_room: dict[str, int] = {}
+    for room_id, _client_id in runner.sockets:
+        per_room[room_id] = per_room.get(room_id, 0) + 1
+    return sum(n for n in per_room.values() if n > 1)
 
 
 def _turn_report(config: StackConfig, engine: Any) -> dict[str, Any]:

@@ -177,8 +177,14 @@ class StackService(service.MultiService):
         d: defer.Deferred[None] = defer.Deferred()
         self._drained = d
         deadline = self.clock.seconds() + limit
+        if self.install_signals and busy:
+            # A second Ctrl-C (or SIGINT) ends the wait at once.
+            log.info("press Ctrl-C again to stop now")
+            signal.signal(signal.SIGINT, lambda signum, frame: self.clock.callFromThread(self.stop_now))
 
         def check() -> None:
+            if d.called:  # cut short by stop_now
+                return
             left = rt.busy()
             if left == 0:
                 log.info("drained: no sessions left")
@@ -191,6 +197,13 @@ class StackService(service.MultiService):
 
         check()
         return d
+
+    def stop_now(self) -> None:
+        """End a drain in progress at once (the second Ctrl-C)."""
+        d = self._drained
+        if d is not None and not d.called:
+            log.info("stopping now: {left} sessions cut off", left=self.runtime.busy())
+            d.callback(None)
 
     def stopService(self) -> defer.Deferred[None]:
         if self.install_signals and self._old_sighup is not None:
