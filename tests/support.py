@@ -309,7 +309,7 @@ class StackProcess:
             f.write(config)
         self.proc = subprocess.Popen(TWISTD + ["-n", "--pidfile=", "--logfile=-", "webrtcstack", "-c", self.path],
                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=os.path.dirname(self.path),
-                                     env=None if env is None else dict(os.environ, **env))
+                                     env=dict(os.environ, XDG_STATE_HOME=os.path.dirname(self.path), **(env or {})))
         testcase.addCleanup(self.stop)
         assert self.proc.stdout is not None
         self.lines = Lines(self.proc.stdout)

@@ -94,11 +94,22 @@ def cmd_turn_credentials(args: argparse.Namespace) -> int:
     except ConfigError as e:
         print(f"webrtcstack: invalid config: {e}", file=sys.stderr)
         return 2
-    if not config.turn.static_auth_secret:
-        print(f"webrtcstack: {config.filename} sets no [turn] static_auth_secret "
-              "(the running stack made up its own); set one to mint credentials here", file=sys.stderr)
-        return 2
-    username, password = rest_credentials(config.turn.static_auth_secret[0], args.user, ttl_s=args.ttl,
+    secret = config.turn.static_auth_secret[0] if config.turn.static_auth_secret else None
+    if secret is None:
+        from webrtcstack.state import SECRET_FILE, read_secret, state_dir
+
+        directory = state_dir(config)
+        try:
+            secret = read_secret(directory)
+        except OSError as e:
+            print(f"webrtcstack: cannot read {os.path.join(directory, SECRET_FILE)}: {e.strerror} "
+                  "(run as the stack's user or root)", file=sys.stderr)
+            return 2
+        if secret is None:
+            print(f"webrtcstack: {config.filename} sets no [turn] static_auth_secret and the stack has not kept one "
+                  f"in {directory} yet (it does on its first start); start it once, or set one", file=sys.stderr)
+            return 2
+    username, password = rest_credentials(secret, args.user, ttl_s=args.ttl,
                                           now=time.time(), separator=config.turn.rest_api_separator)
     if args.json:
         print(json.dumps({"username": username, "credential": password, "ttl": args.ttl}))

@@ -346,6 +346,7 @@ class StackSection:
     max_open_files: int = _key("20000", _int_in(256, 1_048_576), "the soft limit on open files the process raises itself to at start (capped by the hard limit)", restart=True)
     drain_seconds: int = _key("30", _int_in(0, 86400), "on SIGTERM, refuse new allocations and joins and wait up to this long for existing ones to end")
     log_format: str = _key("text", _choice("text", "json"), "log lines as text, or one JSON object a line", restart=True)
+    state_dir: str = _key("", _text(4096), "where the stack keeps what it made itself (the TURN secret when static_auth_secret is empty); empty: $STATE_DIRECTORY under systemd, else /var/lib/webrtcstack if it exists, else ~/.local/state/webrtcstack", restart=True)
     max_buffered_bytes: int = _key("268435456", _int_in(1_048_576, 1 << 40), "the most bytes of clients' queued and stored messages the process holds in all; past it, messages are refused with an error")
 
 
@@ -360,7 +361,7 @@ class TurnSection:
     realm: str = _key("webrtcstack", _text(256), "the long-term credential realm")
     users: tuple[tuple[str, str], ...] = _key("", parse_users, "static users, one name:password a line (indent continuation lines); 0x<32 hex> is a precomputed MD5 key")
     users_file: str = _key("", _text(4096), "a file with more name:password lines (read at start and on reload)")
-    static_auth_secret: tuple[str, ...] = _key("", parse_secrets, "coturn-style REST API shared secrets (several for rotation); empty: one is generated at start")
+    static_auth_secret: tuple[str, ...] = _key("", parse_secrets, "coturn-style REST API shared secrets (several for rotation); empty: one is made on the first start and kept in [stack] state_dir")
     rest_api_separator: str = _key(":", _text(1), "the separator between expiry and name in REST API usernames")
     relay_ports: tuple[int, int] = _key("49152-65535", parse_port_range, "the UDP port range relayed addresses are taken from", restart=True)
     relay_ip: tuple[str, ...] = _key("", parse_ips, "addresses relay sockets bind to, one per family; empty: 0.0.0.0 and ::", restart=True)

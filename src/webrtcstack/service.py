@@ -81,6 +81,26 @@ def check_certificates(config: StackConfig) -> str | None:
     return f"certificate {info.subject} for {', '.join(info.names) or '(no names)'}"
 
 
+def kept_auth_secrets(config: StackConfig) -> tuple[str, ...] | None:
+    """The secret kept in the state directory when the config sets none (made on first use).
+
+    None, with a warning, when the state directory cannot be written: the
+    process then makes up a secret for this run only.
+    """
+    if config.turn.static_auth_secret:
+        return None
+    from webrtcstack.state import load_or_create_secret, state_dir
+
+    directory = state_dir(config)
+    try:
+        return (load_or_create_secret(directory),)
+    except OSError as e:
+        log.warn("cannot keep the TURN secret in {dir} ({error}); this run makes up its own, so credentials "
+                 "from `webrtcstack turn-credentials` will not work: set [stack] state_dir or [turn] static_auth_secret",
+                 dir=directory, error=e.strerror or e)
+        return None
+
+
 def effective_auth_secrets(config: StackConfig) -> tuple[str, ...]:
     """The TURN REST secrets in force: the configured ones, or one made now.
 
@@ -215,7 +235,7 @@ def _wire_web(runtime: StackRuntime, app: Any, auth_secrets: tuple[str, ...]) ->
 
 
 def build_service(config: StackConfig, reactor: Any, *, notifier: Any = None,
-                  install_signals: bool = True) -> StackService:
+                  install_signals: bool = True, auth_secrets: tuple[str, ...] | None = None) -> StackService:
     """The whole stack: one :class:`StackService`, one child per listener.
 
     Binds nothing until started.  Raises :class:`webrtcstack.tls.TlsError`
@@ -223,11 +243,13 @@ def build_service(config: StackConfig, reactor: Any, *, notifier: Any = None,
 
     :param notifier: systemd notify (default: from ``NOTIFY_SOCKET``).
     :param install_signals: handle SIGHUP while running (tests turn it off).
+    :param auth_secrets: the TURN REST secrets when the config sets none (twistd passes the
+        kept one, see :mod:`webrtcstack.state`); default: one made now.
     """
     runtime = StackRuntime(config, reactor)
     top = StackService(runtime, reactor, notifier=notifier, install_signals=install_signals)
     ProcessSetupService(config, reactor).setServiceParent(top)
-    auth_secrets = effective_auth_secrets(config)
+    auth_secrets = config.turn.static_auth_secret or auth_secrets or effective_auth_secrets(config)
     children: list[service.IService] = []
 
     store = None

@@ -95,10 +95,10 @@ def makeService(options: Any) -> IService:
     """Build the whole stack as one MultiService (ports bind when it starts)."""
     from twisted.internet import reactor
 
-    from webrtcstack.service import build_service
+    from webrtcstack.service import build_service, kept_auth_secrets
 
     try:
-        return build_service(options.config, reactor)
+        return build_service(options.config, reactor, auth_secrets=kept_auth_secrets(options.config))
     except ConfigError as e:  # found while building (a password file that cannot be read): before binding
         sys.stderr.write(f"webrtcstack: invalid config: {e}\n")
         sys.stderr.flush()

@@ -68,10 +68,28 @@ class TurnCredentialsTests(unittest.TestCase):
         self.assertEqual(creds["credential"], base64.b64encode(digest).decode())
 
     def test_without_a_secret_it_says_so(self) -> None:
-        """With no static_auth_secret in the config the command fails with exit status 2 and says why."""
-        code, _, err = run("turn-credentials", "--user", "bob", "-c", self.write("[turn]\nrealm = x\n"))
+        """With no static_auth_secret and no kept secret yet, the command fails with exit status 2 and says why."""
+        state = os.path.abspath(self.mktemp())
+        code, _, err = run("turn-credentials", "--user", "bob", "-c",
+                           self.write(f"[stack]\nstate_dir = {state}\n[turn]\nrealm = x\n"))
         self.assertEqual(code, 2)
-        self.assertIn("static_auth_secret", err)
+        self.assertIn("sets no [turn] static_auth_secret and the stack has not kept one", err)
+        self.assertFalse(os.path.exists(state))  # the command never makes one
+
+    def test_kept_secret_is_used(self) -> None:
+        """With no static_auth_secret, the secret the stack kept in state_dir mints the credentials."""
+        from webrtcstack.state import load_or_create_secret
+
+        state = os.path.abspath(self.mktemp())
+        secret = load_or_create_secret(state)
+        self.assertEqual(os.stat(os.path.join(state, "turn-secret")).st_mode & 0o777, 0o600)
+        self.assertEqual(load_or_create_secret(state), secret)  # made once
+        code, out, _ = run("turn-credentials", "--user", "bob", "--json", "-c",
+                           self.write(f"[stack]\nstate_dir = {state}\n"))
+        self.assertEqual(code, 0)
+        creds = json.loads(out)
+        digest = hmac.new(secret.encode(), creds["username"].encode(), hashlib.sha1).digest()
+        self.assertEqual(creds["credential"], base64.b64encode(digest).decode())
 
 
 class StatusTests(unittest.TestCase):

@@ -18,7 +18,7 @@ class ReloadKeyTests(unittest.TestCase):
 
 #: a value other than the default for every key the schema marks restart-only
 OTHER_VALUES = {
-    ("stack", "max_open_files"): "4096", ("stack", "log_format"): "json",
+    ("stack", "max_open_files"): "4096", ("stack", "log_format"): "json", ("stack", "state_dir"): "/srv/state",
     ("turn", "enabled"): "no", ("turn", "listen"): "127.0.0.1:3479", ("turn", "tls_listen"): "127.0.0.1:5349",
     ("turn", "relay_ports"): "50000-50100", ("turn", "relay_ip"): "127.0.0.1", ("turn", "external_ip"): "203.0.113.1",
     ("turn", "workers"): "2", ("turn", "max_tcp_connections"): "7", ("turn", "max_frame_bytes"): "2000",
