@@ -264,6 +264,17 @@ def parse_secrets(text: str) -> tuple[str, ...]:
     return secrets_
 
 
+def parse_ice_urls(text: str) -> tuple[str, ...]:
+    """ICE server URLs (RFC 7064/7065): ``stun:host[:port]``, ``turn:host[:port][?transport=udp|tcp]``, ``turns:…``."""
+    result = []
+    for item in _split_list(text):
+        if not re.match(r"^(stun|stuns|turn|turns):(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(:\d{1,5})?(\?transport=(udp|tcp))?$", item):
+            raise _ValueError(f"{item!r} is not an ICE server URL such as turn:turn.example.org:3478?transport=udp "
+                              "or stun:stun.example.org")
+        result.append(item)
+    return tuple(result)
+
+
 def parse_origins(text: str) -> tuple[str, ...]:
     """A list of origins such as ``https://example.org`` (``*`` allows any)."""
     result = []
@@ -424,6 +435,8 @@ class RoomsSection:
     turn_credential_ttl_seconds: int = _key("86400", _int_in(60, 30 * 86400), "lifetime of the TURN REST credentials handed to clients")
     bypass_join_confirmation: bool = _key("no", _bool, "join at once instead of showing the join button")
     header_message: str = _key("", _text(512), "a message shown at the top of the call page")
+    extra_ice_urls: tuple[str, ...] = _key("", parse_ice_urls, "other STUN/TURN servers handed out after ours in /v1alpha/iceconfig (e.g. an existing coturn: turn:turn.example.org:3478?transport=udp); turn: and turns: URLs get REST credentials from extra_ice_secret")
+    extra_ice_secret: str = _key("", _text(4096), "the REST API secret (coturn's static-auth-secret) of the extra_ice_urls TURN servers; empty: ours ([turn] static_auth_secret)")
     allowed_option_hosts: tuple[str, ...] = _key("", parse_option_hosts, "hosts (host or host:port) that the page options wshpp and ts (with wstls) may name; empty: none, the page only uses our own signaling and ICE servers")
 
 
@@ -695,6 +708,10 @@ def _check_consistency(config: StackConfig, lines: dict[str, dict[str, int]]) ->
     if config.redis.renew_seconds * 2 > config.redis.lease_seconds:
         fail("redis", "renew_seconds", f"{config.redis.renew_seconds} is more than half of lease_seconds "
                                        f"({config.redis.lease_seconds}); a lease must survive a missed renewal")
+    if (any(u.startswith(("turn:", "turns:")) for u in config.rooms.extra_ice_urls)
+            and not config.rooms.extra_ice_secret and not turn.static_auth_secret):
+        fail("rooms", "extra_ice_secret", "is required for the turn: URLs of extra_ice_urls (their server's REST "
+                                          "secret), unless [turn] static_auth_secret is set to the secret both share")
     if config.redis.url and config.turn.enabled:
         if not turn.static_auth_secret:
             fail("turn", "static_auth_secret", "is required with [redis] url: every node must accept the TURN "

@@ -73,6 +73,36 @@ class IceUrlTests(unittest.TestCase):
         self.assertEqual(turn["credential"], rest_credentials("secretsecret", "n", ttl_s=600, now=1000)[1])
         self.assertEqual(stun, {"urls": ["stun:127.0.0.1:3478"]})
 
+    def test_extra_ice_servers(self) -> None:
+        """extra_ice_urls come after ours: their TURN URLs with credentials minted from extra_ice_secret, their STUN URLs bare; with [turn] off they are all there is."""
+        cfg = parse_config("[turn]\nenabled = no\n[rooms]\nturn_credential_ttl_seconds = 600\n"
+                           "extra_ice_urls = turn:coturn.example:3478?transport=udp stun:coturn.example turns:coturn.example:5349?transport=tcp\n"
+                           "extra_ice_secret = coturn-static-secret\n")
+        servers = ice_servers(cfg, "our-secret-1", "h", now=1000, name="n")["iceServers"]
+        self.assertEqual(servers, [
+            {"urls": ["turn:coturn.example:3478?transport=udp", "turns:coturn.example:5349?transport=tcp"], "username": "1600:n",
+             "credential": rest_credentials("coturn-static-secret", "n", ttl_s=600, now=1000)[1]},
+            {"urls": ["stun:coturn.example"]},
+        ])
+        ours = parse_config("[turn]\nlisten = 127.0.0.1:3478\nstatic_auth_secret = shared-secret\n"
+                            "[rooms]\nextra_ice_urls = turn:[2001:db8::1]:3478\n")
+        servers = ice_servers(ours, "shared-secret", "h", now=0, name="n")["iceServers"]
+        self.assertEqual([s["urls"] for s in servers], [["turn:127.0.0.1:3478?transport=udp", "turn:127.0.0.1:3478?transport=tcp"],
+                                                        ["stun:127.0.0.1:3478"], ["turn:[2001:db8::1]:3478"]])
+        self.assertEqual(servers[2]["credential"], servers[0]["credential"])  # one secret for both
+
+    def test_extra_ice_urls_checked(self) -> None:
+        """A URL that is not stun:/turn:/turns: is refused; extra TURN URLs need a secret they share with us."""
+        from webrtcstack.config import ConfigError
+
+        with self.assertRaises(ConfigError) as ctx:
+            parse_config("[rooms]\nextra_ice_urls = https://coturn.example\n")
+        self.assertIn("is not an ICE server URL", str(ctx.exception))
+        with self.assertRaises(ConfigError) as ctx:
+            parse_config("[rooms]\nextra_ice_urls = turn:coturn.example\n")
+        self.assertEqual(ctx.exception.key, "extra_ice_secret")
+        parse_config("[rooms]\nextra_ice_urls = stun:stun.example\n")
+
     def test_turn_disabled(self) -> None:
         """With TURN disabled there are no ICE servers."""
         cfg = parse_config("[turn]\nenabled = no\n")

@@ -136,4 +136,15 @@ def ice_servers(config: StackConfig, secret: str, request_host: str, *, now: flo
         servers.append({"urls": turn, "username": username, "credential": password})
     if stun:
         servers.append({"urls": stun})
+    extra = config.rooms.extra_ice_urls
+    extra_turn = [u for u in extra if u.startswith(("turn:", "turns:"))]
+    extra_stun = [u for u in extra if u.startswith(("stun:", "stuns:"))]
+    if extra_turn:
+        username, password = rest_credentials(
+            config.rooms.extra_ice_secret or secret, name if name is not None else secrets.token_hex(4),
+            ttl_s=ttl, now=now, separator=config.turn.rest_api_separator,
+        )
+        servers.append({"urls": extra_turn, "username": username, "credential": password})
+    if extra_stun:
+        servers.append({"urls": extra_stun})
     return {"iceServers": servers, "lifetimeDuration": f"{ttl}s"}
