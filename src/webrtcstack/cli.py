@@ -28,7 +28,7 @@ from webrtcstack.config import ConfigError
 
 def cmd_check_config(args: argparse.Namespace) -> int:
     """Validate the config; 0 when valid, 2 when not."""
-    from webrtcstack.service import check_certificates, describe_listeners
+    from webrtcstack.service import check_certificates, config_warnings, describe_listeners
     from webrtcstack.tap import find_config, read_config
     from webrtcstack.tls import TlsError
 
@@ -47,6 +47,8 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         print(f"  {cert_line}")
     for line in describe_listeners(config):
         print(f"  {line}")
+    for line in config_warnings(config):
+        print(f"  warning: {line}")
     return 0
 
 

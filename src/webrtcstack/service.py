@@ -33,6 +33,35 @@ from webrtcstack.tls import ALPN_HTTP, ALPN_TURN, CertificateStore, tls_factory
 log = Logger()
 
 
+def _loopback(host: str) -> bool:
+    import ipaddress
+
+    if host in ("localhost", ""):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host.endswith(".localhost")
+
+
+def config_warnings(config: StackConfig) -> list[str]:
+    """What is valid but will not do what an operator most likely wants (``check-config`` prints these; the log too)."""
+    out: list[str] = []
+    if not (config.http.enabled and config.rooms.enabled):
+        return out
+    camera = ("browsers give a page the camera only over HTTPS (or on localhost), so a call from another "
+              "machine will not start; set [http] tls_listen and an https:// public_url (docs/deploy.md)")
+    url = config.http.public_url
+    if url.startswith("http://"):
+        from urllib.parse import urlsplit
+
+        if not _loopback(urlsplit(url).hostname or ""):
+            out.append(f"[http] public_url {url}: {camera}")
+    elif not url and not config.http.tls_listen and any(not _loopback(ep.host) for ep in config.http.listen):
+        out.append(f"[http] listen {' '.join(str(ep) for ep in config.http.listen)} is plain HTTP beyond this machine: {camera}")
+    return out
+
+
 def describe_listeners(config: StackConfig) -> list[str]:
     """What would listen where, one line each (for ``--check`` and ``check-config``)."""
     lines: list[str] = []
@@ -246,6 +275,8 @@ def build_service(config: StackConfig, reactor: Any, *, notifier: Any = None,
     :param auth_secrets: the TURN REST secrets when the config sets none (twistd passes the
         kept one, see :mod:`webrtcstack.state`); default: one made now.
     """
+    for warning in config_warnings(config):
+        log.warn("config: {warning}", warning=warning)
     runtime = StackRuntime(config, reactor)
     top = StackService(runtime, reactor, notifier=notifier, install_signals=install_signals)
     ProcessSetupService(config, reactor).setServiceParent(top)
@@ -506,6 +537,8 @@ def build_worker_service(config: StackConfig, reactor: Any, shard: Any, *, nonce
     from webrtcstack.ops.systemd import SystemdNotifier
     from webrtcstack.turn.adapters.driver import build_turn_services
 
+    for warning in config_warnings(config):
+        log.warn("config: {warning}", warning=warning)
     runtime = StackRuntime(config, reactor)
     top = StackService(runtime, reactor, notifier=SystemdNotifier(reactor, environ={}))
     ProcessSetupService(config, reactor).setServiceParent(top)

@@ -72,7 +72,7 @@ class Options(usage.Options):
             import attr
 
             self.config = attr.evolve(self.config, stack=attr.evolve(self.config.stack, log_format=self["log-format"]))
-        from webrtcstack.service import check_certificates, describe_listeners
+        from webrtcstack.service import check_certificates, config_warnings, describe_listeners
         from webrtcstack.tls import TlsError
 
         try:
@@ -87,6 +87,8 @@ class Options(usage.Options):
                 sys.stdout.write(f"  {cert_line}\n")
             for line in describe_listeners(self.config):
                 sys.stdout.write(f"  {line}\n")
+            for line in config_warnings(self.config):
+                sys.stdout.write(f"  warning: {line}\n")
             sys.stdout.flush()
             raise SystemExit(0)
 

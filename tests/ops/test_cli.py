@@ -122,3 +122,23 @@ class StatusTests(unittest.TestCase):
         code, _, err = run("status", "--url", "http://127.0.0.1:9/status", "--timeout", "2")
         self.assertEqual(code, 1)
         self.assertIn("no answer", err)
+
+
+class ConfigWarningTests(unittest.TestCase):
+    def test_plain_http_beyond_this_machine_is_warned(self) -> None:
+        """check-config accepts a plain-HTTP public_url on a LAN address but warns that browsers will not give it the camera; localhost and https are not warned."""
+        def check(text: str) -> str:
+            path = os.path.abspath(self.mktemp())
+            with open(path, "w") as f:
+                f.write(text)
+            code, out, _ = run("check-config", path)
+            self.assertEqual(code, 0)
+            return out
+
+        out = check("[http]\npublic_url = http://10.77.0.1:8080\n")
+        self.assertIn("warning: [http] public_url http://10.77.0.1:8080: browsers give a page the camera only over HTTPS", out)
+        out = check("[http]\nlisten = 0.0.0.0:8080\n")
+        self.assertIn("warning: [http] listen 0.0.0.0:8080 is plain HTTP beyond this machine", out)
+        for quiet in ("[http]\npublic_url = http://localhost:8080\n", "[http]\npublic_url = http://[::1]:8080\n",
+                      "[http]\npublic_url = https://call.example.org\n", "[http]\nlisten = 127.0.0.1:8080\n"):
+            self.assertNotIn("warning", check(quiet), quiet)
