@@ -405,6 +405,7 @@ class HttpSection:
     listen: tuple[Endpoint, ...] = _key("127.0.0.1:8080", parse_endpoints, "host:port list for plain HTTP", restart=True)
     tls_listen: tuple[Endpoint, ...] = _key("", parse_endpoints, "host:port list for HTTPS/WSS; needs [tls]; the same port as [turn] tls_listen serves both (one-port mode)", restart=True)
     redirect_listen: tuple[Endpoint, ...] = _key("", parse_endpoints, "host:port list for plain HTTP that only redirects to HTTPS (usually :80); needs tls_listen", restart=True)
+    acme_webroot: str = _key("", _text(4096), "a directory whose .well-known/acme-challenge/ files the redirect_listen port serves as they are (certbot --webroot -w DIR renews while the stack holds port 80); empty: none", restart=True)
     public_url: str = _key("", parse_url, "the base URL users reach us at (https://call.example.org); empty: taken from each request's Host")
     max_connections: int = _key("10000", _int_in(1, 1_000_000), "HTTP and WebSocket connections at once")
     max_connections_per_ip: int = _key("100", _int_in(1, 1_000_000), "HTTP and WebSocket connections at once from one client address (so one address cannot hold every slot)")

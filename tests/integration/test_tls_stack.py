@@ -126,6 +126,45 @@ class HttpsTests(StackCase):
         self.assertEqual(headers["location"], f"https://localhost:{self.port}/r/room1?debug=1")
 
 
+class AcmeWebrootTests(StackCase):
+    def setUp(self) -> None:
+        self.cert, self.key, self.pem = make_cert(self)
+        self.webroot = os.path.abspath(self.mktemp())
+        os.makedirs(os.path.join(self.webroot, ".well-known", "acme-challenge"))
+        with open(os.path.join(self.webroot, ".well-known", "acme-challenge", "tok-EN_123"), "w") as f:
+            f.write("tok-EN_123.thumbprint")
+        with open(os.path.join(self.webroot, "secret.txt"), "w") as f:
+            f.write("not for the world")
+        self.top = self.start(
+            "[turn]\nenabled = no\n[http]\nlisten =\ntls_listen = 127.0.0.1:0\nredirect_listen = 127.0.0.1:0\n"
+            f"acme_webroot = {self.webroot}\n[tls]\ncertificate = {self.cert}\nprivate_key = {self.key}\n")
+
+    async def get(self, path: str, method: str = "GET") -> tuple[int, dict, bytes]:  # type: ignore[type-arg]
+        proto = Collect(http_request(path, host="call.example.org", method=method))
+        await TCP4ClientEndpoint(reactor, "127.0.0.1", bound(self.top, "https-redirect")).connect(
+            Factory.forProtocol(lambda: proto))
+        code, headers, body, _ = await read_http_response(proto)
+        await proto.done
+        return code, headers, body
+
+    @async_test
+    async def test_challenge_files_are_served_and_nothing_else(self) -> None:
+        """On the port-80 listener, an ACME http-01 token under acme_webroot is served as is (certbot --webroot can renew); a missing token is 404; a path out of the directory is refused; everything else still redirects."""
+        code, headers, body = await self.get("/.well-known/acme-challenge/tok-EN_123")
+        self.assertEqual((code, body), (200, b"tok-EN_123.thumbprint"))
+        self.assertEqual(headers["content-type"], "text/plain; charset=utf-8")
+        self.assertEqual((await self.get("/.well-known/acme-challenge/missing"))[0], 404)
+        for escape in ("/.well-known/acme-challenge/..%2F..%2Fsecret.txt", "/.well-known/acme-challenge/../../secret.txt",
+                       "/.well-known/acme-challenge/a/b"):
+            code, _, body = await self.get(escape)
+            self.assertNotIn(b"not for the world", body)
+            self.assertIn(code, (301, 404))
+        self.assertEqual((await self.get("/.well-known/acme-challenge/tok-EN_123", "POST"))[0], 405)
+        code, headers, _ = await self.get("/r/room")
+        self.assertEqual(code, 301)
+        self.assertTrue(headers["location"].startswith("https://call.example.org"))
+
+
 class OnePortTests(StackCase):
     def setUp(self) -> None:
         self.cert, self.key, self.pem = make_cert(self)

@@ -91,9 +91,10 @@ async def tls_connect(port: int, options: Any, send: bytes = b"", host: str = "1
     return proto
 
 
-def http_request(path: str = "/", host: str = "localhost", close: bool = True) -> bytes:
-    """A minimal HTTP/1.1 GET."""
-    return (f"GET {path} HTTP/1.1\r\nHost: {host}\r\n" + ("Connection: close\r\n" if close else "") + "\r\n").encode()
+def http_request(path: str = "/", host: str = "localhost", close: bool = True, method: str = "GET") -> bytes:
+    """A minimal HTTP/1.1 request (GET by default; no body)."""
+    body = "Content-Length: 0\r\n" if method == "POST" else ""
+    return (f"{method} {path} HTTP/1.1\r\nHost: {host}\r\n{body}" + ("Connection: close\r\n" if close else "") + "\r\n").encode()
 
 
 async def read_http_response(proto: Collect, start: int = 0, timeout: float = TIMEOUT) -> tuple[int, dict[str, str], bytes, int]:

@@ -23,7 +23,7 @@ OTHER_VALUES = {
     ("turn", "relay_ports"): "50000-50100", ("turn", "relay_ip"): "127.0.0.1", ("turn", "external_ip"): "203.0.113.1",
     ("turn", "workers"): "2", ("turn", "max_tcp_connections"): "7", ("turn", "max_frame_bytes"): "2000",
     ("http", "enabled"): "no", ("http", "listen"): "127.0.0.1:8081", ("http", "tls_listen"): "127.0.0.1:8444",
-    ("http", "redirect_listen"): "127.0.0.1:8082", ("rooms", "enabled"): "no", ("signaling", "enabled"): "no",
+    ("http", "redirect_listen"): "127.0.0.1:8082", ("http", "acme_webroot"): "/var/www/acme", ("rooms", "enabled"): "no", ("signaling", "enabled"): "no",
     ("signaling", "listen"): "127.0.0.1:8089", ("metrics", "enabled"): "no", ("metrics", "listen"): "127.0.0.1:9642",
     ("redis", "url"): "redis://127.0.0.1:6390/0", ("redis", "password_file"): "/etc/webrtcstack/redis.pw",
     ("redis", "key_prefix"): "other:", ("redis", "node_id"): "node-b", ("redis", "lease_seconds"): "20",

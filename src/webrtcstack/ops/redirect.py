@@ -3,17 +3,29 @@
 ``[http] redirect_listen = 0.0.0.0:80`` answers each request with a 301 to the
 same path on ``https://`` — at ``[http] public_url`` when that is an https
 URL, else at the request's host name and the first ``[http] tls_listen``
-port.  Nothing else is served on it.
+port.  The one exception: with ``[http] acme_webroot``, ACME http-01
+challenge files (``/.well-known/acme-challenge/<token>``, RFC 8555 §8.3) are
+served from that directory, so certbot's ``--webroot`` mode can renew the
+certificate while the stack holds port 80.
 """
 
 from __future__ import annotations
 
+import os
+import re
 from collections.abc import Callable
 
 from twisted.web import resource, server
 from twisted.web.iweb import IRequest
 
 from webrtcstack.config import StackConfig
+
+
+ACME_PREFIX = b"/.well-known/acme-challenge/"
+#: RFC 8555 §8.1: a token is base64url; anything else (a "..", a slash) is not one
+_TOKEN = re.compile(rb"[A-Za-z0-9_-]{1,256}\Z")
+#: a key authorization is far shorter; a bigger file is not one we serve
+_MAX_CHALLENGE_BYTES = 4096
 
 
 def https_location(config: StackConfig, host_header: str, path: bytes, tls_port: int | None = None) -> str:
@@ -50,12 +62,33 @@ class RedirectResource(resource.Resource):
         self.tls_port = tls_port
 
     def render(self, request: IRequest) -> bytes:
+        if self.config.http.acme_webroot and request.path.startswith(ACME_PREFIX):
+            return self._challenge(request)
         host = (request.getHeader(b"host") or b"").decode("latin-1")
         location = https_location(self.config, host, request.uri, self.tls_port() if self.tls_port else None)
         request.setResponseCode(301 if request.method in (b"GET", b"HEAD") else 308)
         request.setHeader(b"location", location.encode("latin-1"))
         request.setHeader(b"content-type", b"text/plain; charset=utf-8")
         return f"moved to {location}\n".encode("latin-1")
+
+    def _challenge(self, request: IRequest) -> bytes:
+        """An ACME http-01 challenge file from ``[http] acme_webroot``, or 404."""
+        token = request.path[len(ACME_PREFIX):]
+        request.setHeader(b"content-type", b"text/plain; charset=utf-8")
+        if request.method not in (b"GET", b"HEAD"):
+            request.setResponseCode(405)
+            return b"method not allowed\n"
+        if _TOKEN.match(token):
+            path = os.path.join(self.config.http.acme_webroot, ".well-known", "acme-challenge", token.decode("ascii"))
+            try:
+                with open(path, "rb") as f:
+                    body = f.read(_MAX_CHALLENGE_BYTES + 1)
+            except OSError:
+                body = None
+            if body is not None and len(body) <= _MAX_CHALLENGE_BYTES:
+                return body
+        request.setResponseCode(404)
+        return b"no such challenge\n"
 
 
 def build_redirect_site(config: StackConfig, tls_port: Callable[[], int | None] | None = None) -> server.Site:
@@ -66,4 +99,3 @@ def build_redirect_site(config: StackConfig, tls_port: Callable[[], int | None] 
     site = server.Site(RedirectResource(config, tls_port))
     site.noisy = False
     return site
-
