@@ -316,7 +316,7 @@ class ClusterRooms:
             self._cache.pop(room_id, None)
             speculative[1](saved)
             return None
-        pairs = self._remote_entries(room_id, effects, dict(channel.peers) if channel is not None else {})
+        pairs = self._remote_entries(room_id, effects, channel.peers if channel is not None else {})
         if not pairs:  # every recipient is here; another node's change would have invalidated the copy
             self.fast_sends += 1
             return value, effects

@@ -86,7 +86,7 @@ class StackService(service.MultiService):
         self.runtime.state = "running"
         if self.install_signals:
             self._old_sighup = signal.signal(signal.SIGHUP, self._on_sighup)
-        listeners = ", ".join(describe_listener(s) for s in self.runtime.listeners if not getattr(s, "failed", False))
+        listeners = ", ".join(describe_listener(s) for s in self.runtime.bound_listeners())
         log.info("webrtcstack ready: {listeners}", listeners=listeners or "no listeners")
         self.notifier.ready(status=self.runtime.status_line())
         if self.runtime.cluster is not None:

@@ -83,9 +83,13 @@ class StackRuntime:
         #: :class:`webrtcstack.turn.engine.TurnEngine` of this process, when TURN is enabled
         self.turn_engine: Any = None
 
+    def bound_listeners(self) -> list[Any]:
+        """The listener services that bound (an optional one that could not is left out)."""
+        return [s for s in self.listeners if not getattr(s, "failed", False)]
+
     def status_line(self) -> str:
         """The one line systemd shows (``STATUS=``): listeners, and why the node is not ready if it is not."""
-        line = f"serving {len(self.listeners)} listeners"
+        line = f"serving {len(self.bound_listeners())} listeners"
         if self.cluster is not None:
             reason = self.cluster.not_ready_reason()
             line += f"; not ready: {reason}" if reason else f"; cluster node {self.cluster.lease.node_id} ready"

@@ -34,9 +34,9 @@ This module is part of the sans-IO core.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Callable
-import json
 import itertools
+import json
+from collections.abc import Callable
 
 import attr
 
@@ -605,7 +605,7 @@ class SignalingSession:
     def save_state(self) -> tuple[float, float, int, tuple[int, ...], int]:
         """What handling a frame changes outside the room's records (rate bucket, stall credit, hub counters)."""
         hub = self.hub
-        counters: tuple[int, ...] = attr.astuple(hub.counters)
+        counters: tuple[int, ...] = attr.astuple(hub.counters, recurse=False)
         return self.bucket.tokens, self.bucket.updated_at, self._stall_seen, counters, hub.buffers.held
 
     def restore_state(self, saved: tuple[float, float, int, tuple[int, ...], int]) -> None:
