@@ -463,3 +463,96 @@ class KeyEvents:
 
     def close(self) -> None:
         self.sock.close()
+
+
+class Pebble:
+    """Debian's ``pebble`` (Let's Encrypt's test ACME server) with ``pebble-challtestsrv`` as its DNS.
+
+    Both on free loopback ports, for one test.  The DNS answers every name
+    with 127.0.0.1 (and no IPv6), so pebble validates http-01 by connecting
+    to ``127.0.0.1:<http_port>`` -- the stack's redirect listener.  Pebble's
+    own HTTPS uses a self-signed certificate made here (:attr:`ca_file`, what
+    ``[tls] acme_ca_file`` trusts).  ``PEBBLE_VA_NOSLEEP`` skips pebble's
+    random 0-15 s validation delay and ``PEBBLE_WFE_NONCEREJECT=0`` its
+    random bad-nonce replies, so a test's time goes on what it tests.
+
+    :param http_port: where pebble sends http-01 validation requests.
+    :param validity_s: the lifetime of the certificates it issues (short, to see renewals).
+    """
+
+    def __init__(self, testcase: Any, http_port: int, *, validity_s: int | None = None, start: bool = True) -> None:
+        import json
+
+        from webrtcstack.tls import write_self_signed
+
+        self.binary = need_tool("pebble", "pebble")
+        self.dns_binary = need_tool("pebble-challtestsrv", "pebble")
+        self.dir = os.path.abspath(testcase.mktemp())
+        os.makedirs(self.dir)
+        self.ca_file = os.path.join(self.dir, "pebble-https.pem")
+        key_file = os.path.join(self.dir, "pebble-https.key")
+        write_self_signed(["127.0.0.1", "localhost"], self.ca_file, key_file, days=2)
+        self.port = free_port(socket.SOCK_STREAM)
+        self.management_port = free_port(socket.SOCK_STREAM)
+        self.dns_port = free_port(socket.SOCK_DGRAM)
+        self.dns_management_port = free_port(socket.SOCK_STREAM)
+        settings: dict[str, Any] = {
+            "listenAddress": f"127.0.0.1:{self.port}",
+            "managementListenAddress": f"127.0.0.1:{self.management_port}",
+            "certificate": self.ca_file, "privateKey": key_file,
+            "httpPort": http_port, "tlsPort": 5001, "ocspResponderURL": "",
+            "externalAccountBindingRequired": False,
+        }
+        if validity_s is not None:
+            settings["certificateValidityPeriod"] = validity_s
+        self.config = os.path.join(self.dir, "pebble.json")
+        with open(self.config, "w") as f:
+            json.dump({"pebble": settings}, f)
+        self.procs: list[tuple[subprocess.Popen[bytes], Lines]] = []
+        testcase.addCleanup(self.kill)
+        if start:
+            self.start()
+
+    @property
+    def directory_url(self) -> str:
+        return f"https://127.0.0.1:{self.port}/dir"
+
+    def _spawn(self, args: list[str], ready: str, env: dict[str, str] | None = None) -> None:
+        proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=self.dir,
+                                env=dict(os.environ, **(env or {})))
+        assert proc.stdout is not None
+        lines = Lines(proc.stdout)
+        self.procs.append((proc, lines))
+        lines.wait(ready, 20)
+
+    def start(self) -> None:
+        """Start the DNS and pebble (again, with no accounts or orders, after :meth:`kill`)."""
+        self._spawn([self.dns_binary, "-dns01", f"127.0.0.1:{self.dns_port}",
+                     "-management", f"127.0.0.1:{self.dns_management_port}", "-http01", "", "-https01", "",
+                     "-tlsalpn01", "", "-defaultIPv4", "127.0.0.1", "-defaultIPv6", ""],
+                    r"Starting management server")
+        self._spawn([self.binary, "-config", self.config, "-dnsserver", f"127.0.0.1:{self.dns_port}"],
+                    r"ACME directory available at",
+                    env={"PEBBLE_VA_NOSLEEP": "1", "PEBBLE_WFE_NONCEREJECT": "0"})
+
+    def root_pem(self) -> bytes:
+        """The root pebble signs with now (it makes a new one each start)."""
+        import ssl
+        import urllib.request
+
+        ctx = ssl.create_default_context(cafile=self.ca_file)
+        with urllib.request.urlopen(f"https://127.0.0.1:{self.management_port}/roots/0", context=ctx, timeout=10) as r:
+            return r.read()
+
+    def text(self) -> str:
+        """Both servers' output so far (for failure messages)."""
+        return "\n".join(lines.text() for _, lines in self.procs)
+
+    def kill(self) -> None:
+        """SIGKILL both (by PID) and reap them."""
+        for proc, lines in self.procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(10)
+            lines.close()
+        self.procs = []

@@ -29,6 +29,14 @@ class WheelTests(unittest.TestCase):
         self.assertNotIn("twisted/plugins/__init__.py", names)
         self.assertIn("webrtcstack/tap.py", names)
         self.assertIn("webrtcstack/config.py", names)
+        # Every module of the source tree ships (a package left out of setup.cfg's list is missing only
+        # from a real install, never from the editable one the tests run on).
+        src = os.path.join(ROOT, "src")
+        for folder, _, files in os.walk(os.path.join(src, "webrtcstack")):
+            for name in files:
+                if name.endswith(".py"):
+                    rel = os.path.relpath(os.path.join(folder, name), src).replace(os.sep, "/")
+                    self.assertIn(rel, names)
         entry_points = [n for n in names if n.endswith("entry_points.txt")]
         self.assertEqual(len(entry_points), 1)
         text = zipfile.ZipFile(wheel).read(entry_points[0]).decode()

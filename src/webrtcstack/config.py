@@ -293,6 +293,31 @@ def parse_url(text: str) -> str:
     return value
 
 
+def parse_https_url(text: str) -> str:
+    """An ``https://`` URL (the ACME directory)."""
+    value = text.strip()
+    if not re.match(r"^https://[^/\s]+(/\S*)?$", value):
+        raise _ValueError(f"{value!r} is not an https:// URL")
+    return value
+
+
+def parse_email(text: str) -> str:
+    """An e-mail address, or empty."""
+    value = text.strip()
+    if value and not re.match(r"^[^@\s]+@[^@\s]+\.[^@\s]+$", value):
+        raise _ValueError(f"{value!r} is not an e-mail address")
+    return value
+
+
+def parse_cert_names(text: str) -> tuple[str, ...]:
+    """Host names (or IP addresses) for a certificate, lower case."""
+    out = []
+    for item in _split_list(text):
+        parse_host(item)
+        out.append(item.lower())
+    return tuple(dict.fromkeys(out))
+
+
 def parse_redis_url(text: str) -> str:
     """empty (in memory), or `redis://[user:password@]host[:port][/db]`, `rediss://…` (TLS), `unix:///path[?db=N]`"""
     value = text.strip()
@@ -418,8 +443,13 @@ class HttpSection:
 class TlsSection:
     """``[tls]``: the certificate for HTTPS, WSS and TURN over TLS."""
 
-    certificate: str = _key("", _text(4096), "PEM file with the certificate and its chain")
-    private_key: str = _key("", _text(4096), "PEM file with the private key")
+    certificate: str = _key("", _text(4096), "PEM file with the certificate and its chain (empty with acme = yes)")
+    private_key: str = _key("", _text(4096), "PEM file with the private key (empty with acme = yes)")
+    acme: bool = _key("no", _bool, "get and renew the certificate automatically over ACME (Let's Encrypt): for public_url's host and names, answering http-01 on [http] redirect_listen (port 80); kept in [stack] state_dir", restart=True)
+    acme_directory: str = _key("https://acme-v02.api.letsencrypt.org/directory", parse_https_url, "the ACME server's directory URL (Let's Encrypt's staging: https://acme-staging-v02.api.letsencrypt.org/directory)", restart=True)
+    acme_email: str = _key("", parse_email, "a contact address the ACME server may write to about the certificates (expiry warnings); empty: none", restart=True)
+    acme_ca_file: str = _key("", _text(4096), "a PEM file of CA certificates to trust for the ACME server's own HTTPS (a private ACME server); empty: the system's", restart=True)
+    names: tuple[str, ...] = _key("", parse_cert_names, "more host names for the ACME certificate, beside public_url's host", restart=True)
 
 
 @attr.s(frozen=True, slots=True)
@@ -702,8 +732,20 @@ def _check_consistency(config: StackConfig, lines: dict[str, dict[str, int]]) ->
     ext_families = [6 if ":" in pub else 4 for pub, _ in turn.external_ip]
     if len(ext_families) != len(set(ext_families)):
         fail("turn", "external_ip", "give at most one public address per family")
+    if config.tls.acme:
+        for key in ("certificate", "private_key"):
+            if getattr(config.tls, key):
+                fail("tls", key, "must be empty with acme = yes: the stack gets its own certificate and keeps it "
+                                 "in [stack] state_dir")
+        if not config.tls_enabled:
+            fail("tls", "acme", "is on but nothing uses a certificate: set [http] tls_listen (or [turn] tls_listen)")
+        if not config.http.redirect_listen:
+            fail("tls", "acme", "answers the ACME server's http-01 challenges on port 80, so [http] redirect_listen "
+                                "must be set (usually 0.0.0.0:80)")
+        if not acme_names(config):
+            fail("tls", "acme", "needs a host name: set [http] public_url to https://your.host.name (or [tls] names)")
     for key in ("certificate", "private_key"):
-        if config.tls_enabled and not getattr(config.tls, key):
+        if config.tls_enabled and not config.tls.acme and not getattr(config.tls, key):
             needs = "turn tls_listen" if config.turn.tls_listen else "http tls_listen"
             fail("tls", key, f"is required because {needs} is set")
     if config.redis.renew_seconds * 2 > config.redis.lease_seconds:
@@ -738,6 +780,19 @@ def _check_consistency(config: StackConfig, lines: dict[str, dict[str, int]]) ->
                 if ep.port and ep == other_ep and ("tcp" in proto and "tcp" in other_proto):
                     fail(section, key, f"{ep} is also used by {other_where}; each listener needs its own port")
             all_listen.append((ep, proto, f"[{section}] {key}"))
+
+
+def acme_names(config: StackConfig) -> tuple[str, ...]:
+    """The names an ACME certificate must cover: ``public_url``'s host, then ``[tls] names``."""
+    from urllib.parse import urlsplit
+
+    names = []
+    if config.http.public_url:
+        host = urlsplit(config.http.public_url).hostname
+        if host:
+            names.append(host.lower())
+    names.extend(config.tls.names)
+    return tuple(dict.fromkeys(names))
 
 
 def load_config(path: str) -> StackConfig:

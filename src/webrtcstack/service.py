@@ -106,6 +106,14 @@ def check_certificates(config: StackConfig) -> str | None:
     """
     if not config.tls_enabled:
         return None
+    if config.tls.acme:
+        from webrtcstack.config import acme_names
+        from webrtcstack.state import state_dir
+
+        if config.tls.acme_ca_file:
+            _ca_certificates(config, "tls", "acme_ca_file")
+        return (f"certificate from the ACME server {config.tls.acme_directory} for {', '.join(acme_names(config))}, "
+                f"kept in {os.path.join(state_dir(config), 'acme')}")
     info = CertificateStore(config.tls.certificate, config.tls.private_key).load()
     return f"certificate {info.subject} for {', '.join(info.names) or '(no names)'}"
 
@@ -284,7 +292,12 @@ def build_service(config: StackConfig, reactor: Any, *, notifier: Any = None,
     children: list[service.IService] = []
 
     store = None
-    if config.tls_enabled:
+    acme_board = None
+    acme_service = None
+    if config.tls_enabled and config.tls.acme:
+        acme_board, acme_service = _wire_acme(runtime, config, reactor)
+        store = runtime.cert_store
+    elif config.tls_enabled:
         store = CertificateStore(config.tls.certificate, config.tls.private_key)
         info = store.load()
         runtime.cert_store = store
@@ -333,12 +346,14 @@ def build_service(config: StackConfig, reactor: Any, *, notifier: Any = None,
                 children.append(ListenerService(reactor, "tcp", ep, LimitedFactory(app.collider_site, http_budget),
                                                 what="collider"))
         if config.http.redirect_listen:
-            redirect = build_redirect_site(config, lambda: _https_port(runtime))
+            redirect = build_redirect_site(config, lambda: _https_port(runtime), acme_board)
             for ep in config.http.redirect_listen:
                 children.append(ListenerService(reactor, "tcp", ep, redirect, what="https-redirect"))
 
     if store is not None:
         children += _tls_listeners(config, reactor, store, runtime, app, turn_tls_maker, http_budget)
+    if acme_service is not None:
+        children.append(acme_service)  # after the listeners: the redirect port answers the challenges
 
     if config.redis.url:
         children.insert(0, _wire_cluster(runtime, config, reactor, app))  # up first, down last
@@ -457,15 +472,20 @@ def _wire_cluster(runtime: StackRuntime, config: StackConfig, reactor: Any, app:
     return ClusterService(node)
 
 
-def _redis_tls(config: StackConfig, host: str) -> Any:
-    """Client TLS options for ``rediss://`` trusting the CAs in ``[redis] ca_file`` (checked at start)."""
-    from twisted.internet.ssl import Certificate, optionsForClientTLS, trustRootFromCertificates
+def _ca_certificates(config: StackConfig, section: str, key: str) -> list[Any]:
+    """The CA certificates in the PEM file a ``*ca_file`` key names.
+
+    :raises ConfigError: naming the key when the file cannot be read or holds no certificate.
+    """
+    from twisted.internet.ssl import Certificate
+
+    path = getattr(getattr(config, section), key)
 
     def fail(why: str) -> ConfigError:
-        return ConfigError(f"{config.redis.ca_file}: {why}", filename=config.filename, section="redis", key="ca_file")
+        return ConfigError(f"{path}: {why}", filename=config.filename, section=section, key=key)
 
     try:
-        with open(config.redis.ca_file, "rb") as f:
+        with open(path, "rb") as f:
             text = f.read()
     except OSError as e:
         raise fail(f"cannot read it: {e.strerror}") from None
@@ -477,7 +497,39 @@ def _redis_tls(config: StackConfig, host: str) -> Any:
         raise fail(f"not a PEM certificate ({e})") from None
     if not certificates:
         raise fail("holds no PEM certificate")
+    return certificates
+
+
+def _redis_tls(config: StackConfig, host: str) -> Any:
+    """Client TLS options for ``rediss://`` trusting the CAs in ``[redis] ca_file`` (checked at start)."""
+    from twisted.internet.ssl import optionsForClientTLS, trustRootFromCertificates
+
+    certificates = _ca_certificates(config, "redis", "ca_file")
     return optionsForClientTLS(host, trustRoot=trustRootFromCertificates(certificates))
+
+
+def _wire_acme(runtime: StackRuntime, config: StackConfig, reactor: Any) -> tuple[Any, Any]:
+    """``[tls] acme = yes``: the store on the state directory's ACME files, and the service renewing them.
+
+    :raises ConfigError: ``acme_ca_file`` unusable, or the state directory not writable.
+    """
+    from webrtcstack.certs.acme_flow import Http01Board
+    from webrtcstack.certs.service import AcmeService, prepare_acme
+    from webrtcstack.state import state_dir
+
+    if config.tls.acme_ca_file:
+        _ca_certificates(config, "tls", "acme_ca_file")
+    directory = state_dir(config)
+    try:
+        store, plan, files = prepare_acme(config, directory)
+    except OSError as e:
+        raise ConfigError(f"acme = yes keeps its account key and certificates in {directory}, which cannot be "
+                          f"written ({e.strerror or e}); set [stack] state_dir", filename=config.filename,
+                          section="tls", key="acme") from None
+    runtime.cert_store = store
+    runtime.acme = plan
+    board = Http01Board()
+    return board, AcmeService(config, reactor, store, plan, files, board)
 
 
 def _sockets_in_calls(app: Any) -> int:

@@ -53,6 +53,13 @@ class CertificateInfo:
     names: tuple[str, ...]
     not_after: float  # seconds since the epoch
     fingerprint_sha256: str
+    not_before: float = 0.0  # seconds since the epoch
+    issuer: str = ""
+
+    @property
+    def self_signed(self) -> bool:
+        """Whether the certificate names itself as its issuer (a placeholder or ``gencert``'s)."""
+        return self.issuer == self.subject
 
 
 def describe_certificate(pem: bytes) -> CertificateInfo:
@@ -69,6 +76,8 @@ def describe_certificate(pem: bytes) -> CertificateInfo:
         names=names,
         not_after=cert.not_valid_after_utc.timestamp(),
         fingerprint_sha256=cert.fingerprint(hashes.SHA256()).hex(":"),
+        not_before=cert.not_valid_before_utc.timestamp(),
+        issuer=cert.issuer.rfc4514_string(),
     )
 
 

@@ -36,7 +36,12 @@ class HealthResource(resource.Resource):
     """``GET /healthz``: ``ok`` (200) while running; ``draining`` (503) after SIGTERM;
     ``not ready: …`` (503) while shared state (``[redis]``) is out of reach;
     ``degraded: …`` (503) while a connection limit is reached (new clients are being refused),
-    so a load balancer sends them elsewhere."""
+    so a load balancer sends them elsewhere.
+
+    With ``[tls] acme = yes``, a failing renewal adds a second line
+    (``warning: certificate renewal failing …``) while the certificate in
+    force is still good, and turns the answer to ``degraded: …`` (503) once
+    there is no good certificate (never issued, or expired)."""
 
     isLeaf = True
 
@@ -55,6 +60,15 @@ class HealthResource(resource.Resource):
                 request.setResponseCode(503)
                 return ("not ready: " + why + "\n").encode()
             full = sorted(name for name, budget in self.runtime.connection_budgets.items() if budget.saturated)
+            acme = self.runtime.acme
+            if acme is not None:
+                now = self.runtime.clock.seconds()
+                problem = acme.problem(now)
+                if problem and acme.state(now) in ("none", "expired"):
+                    request.setResponseCode(503)
+                    return ("degraded: " + problem + "\n").encode()
+                if problem and not full:
+                    return ("ok\nwarning: " + problem + "\n").encode()
             if not full:
                 return b"ok\n"
             request.setResponseCode(503)

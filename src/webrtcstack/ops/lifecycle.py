@@ -137,7 +137,10 @@ class StackService(service.MultiService):
             from webrtcstack.tls import TlsError
 
             try:
-                info = rt.cert_store.reload(effective.tls.certificate, effective.tls.private_key)
+                if old.tls.acme:  # the ACME files: reread as they are (the paths are the stack's own)
+                    info = rt.cert_store.reload()
+                else:
+                    info = rt.cert_store.reload(effective.tls.certificate, effective.tls.private_key)
             except TlsError as e:
                 return self._reject(str(e))
             log.info("certificate loaded: {subject}, {names}, expires at {expiry:.0f}",

@@ -233,6 +233,17 @@ class StackCollector(Collector):
         if store is not None and store.info is not None:
             yield GaugeMetricFamily(f"{PREFIX}_tls_certificate_expiry_timestamp_seconds",
                                     "When the served certificate expires (Unix time).", value=store.info.not_after)
+        plan = rt.acme
+        if plan is not None:
+            yield CounterMetricFamily(f"{PREFIX}_acme_certificates_issued", "Certificates the ACME server issued to this process.",
+                                      value=plan.issued)
+            yield CounterMetricFamily(f"{PREFIX}_acme_orders", "ACME orders started (first issue and renewals).",
+                                      value=plan.attempts)
+            yield GaugeMetricFamily(f"{PREFIX}_acme_renewal_failures",
+                                    "ACME orders failed in a row (0 once one succeeds); the old certificate is still served.",
+                                    value=plan.failures)
+            yield GaugeMetricFamily(f"{PREFIX}_acme_next_attempt_timestamp_seconds",
+                                    "When the next ACME order is due (Unix time).", value=plan.due_at())
 
 
 def make_registry(runtime: StackRuntime, *, process: bool = True) -> CollectorRegistry:

@@ -3,10 +3,11 @@
 ``[http] redirect_listen = 0.0.0.0:80`` answers each request with a 301 to the
 same path on ``https://`` — at ``[http] public_url`` when that is an https
 URL, else at the request's host name and the first ``[http] tls_listen``
-port.  The one exception: with ``[http] acme_webroot``, ACME http-01
-challenge files (``/.well-known/acme-challenge/<token>``, RFC 8555 §8.3) are
-served from that directory, so certbot's ``--webroot`` mode can renew the
-certificate while the stack holds port 80.
+port.  The one exception: ACME http-01 challenges
+(``/.well-known/acme-challenge/<token>``, RFC 8555 §8.3) -- those of the
+stack's own ACME orders (``[tls] acme = yes``), and, with ``[http]
+acme_webroot``, files from that directory, so certbot's ``--webroot`` mode
+can renew the certificate while the stack holds port 80.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable
+from typing import Any
 
 from twisted.web import resource, server
 from twisted.web.iweb import IRequest
@@ -56,13 +58,15 @@ class RedirectResource(resource.Resource):
 
     isLeaf = True
 
-    def __init__(self, config: StackConfig, tls_port: Callable[[], int | None] | None = None) -> None:
+    def __init__(self, config: StackConfig, tls_port: Callable[[], int | None] | None = None,
+                 board: Any = None) -> None:
         super().__init__()
         self.config = config
         self.tls_port = tls_port
+        self.board = board
 
     def render(self, request: IRequest) -> bytes:
-        if self.config.http.acme_webroot and request.path.startswith(ACME_PREFIX):
+        if (self.config.http.acme_webroot or self.board is not None) and request.path.startswith(ACME_PREFIX):
             return self._challenge(request)
         host = (request.getHeader(b"host") or b"").decode("latin-1")
         location = https_location(self.config, host, request.uri, self.tls_port() if self.tls_port else None)
@@ -72,13 +76,17 @@ class RedirectResource(resource.Resource):
         return f"moved to {location}\n".encode("latin-1")
 
     def _challenge(self, request: IRequest) -> bytes:
-        """An ACME http-01 challenge file from ``[http] acme_webroot``, or 404."""
+        """The answer to an ACME http-01 challenge: ours, or a file from ``[http] acme_webroot``; else 404."""
         token = request.path[len(ACME_PREFIX):]
         request.setHeader(b"content-type", b"text/plain; charset=utf-8")
         if request.method not in (b"GET", b"HEAD"):
             request.setResponseCode(405)
             return b"method not allowed\n"
-        if _TOKEN.match(token):
+        if _TOKEN.match(token) and self.board is not None:
+            answer = self.board.answer(token.decode("ascii"))
+            if answer is not None:
+                return answer.encode("ascii")
+        if _TOKEN.match(token) and self.config.http.acme_webroot:
             path = os.path.join(self.config.http.acme_webroot, ".well-known", "acme-challenge", token.decode("ascii"))
             try:
                 with open(path, "rb") as f:
@@ -91,11 +99,13 @@ class RedirectResource(resource.Resource):
         return b"no such challenge\n"
 
 
-def build_redirect_site(config: StackConfig, tls_port: Callable[[], int | None] | None = None) -> server.Site:
+def build_redirect_site(config: StackConfig, tls_port: Callable[[], int | None] | None = None,
+                        board: Any = None) -> server.Site:
     """The Site for ``[http] redirect_listen``.
 
     :param tls_port: returns the HTTPS port actually bound (it differs from the config with port 0).
+    :param board: the :class:`webrtcstack.certs.acme_flow.Http01Board` of the stack's ACME orders.
     """
-    site = server.Site(RedirectResource(config, tls_port))
+    site = server.Site(RedirectResource(config, tls_port, board))
     site.noisy = False
     return site

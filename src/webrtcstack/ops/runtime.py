@@ -82,6 +82,8 @@ class StackRuntime:
         self.cluster: Any = None
         #: :class:`webrtcstack.turn.engine.TurnEngine` of this process, when TURN is enabled
         self.turn_engine: Any = None
+        #: :class:`webrtcstack.certs.renewal.RenewalPlan` with ``[tls] acme = yes``, else None
+        self.acme: Any = None
 
     def bound_listeners(self) -> list[Any]:
         """The listener services that bound (an optional one that could not is left out)."""
@@ -143,8 +145,10 @@ class StackRuntime:
         }
         if self.cert_store is not None and self.cert_store.info is not None:
             info = self.cert_store.info
-            out["certificate"] = {"subject": info.subject, "names": list(info.names), "not_after": info.not_after,
-                                  "sha256": info.fingerprint_sha256}
+            out["certificate"] = {"subject": info.subject, "issuer": info.issuer, "names": list(info.names),
+                                  "not_after": info.not_after, "sha256": info.fingerprint_sha256}
+        if self.acme is not None:
+            out["acme"] = self.acme.describe(self.clock.seconds())
         if self.last_reload is not None:
             out["last_reload"] = self.last_reload
         if self.cluster is not None:
