@@ -9,7 +9,7 @@ epoch); :class:`webrtcstack.certs.service.AcmeService` carries the plan out.
   (Let's Encrypt's advice, and what Caddy does), so a 90-day certificate is
   renewed 30 days before it expires and a 6-day one two days before.
 - After a failure: the certificate in force keeps being served; try again
-  after a back-off that starts at a twentieth of the lifetime (between 5 s
+  after a back-off that starts at a twentieth of the lifetime (between 1 s
   and an hour; 30 s with no certificate at all) and doubles with each
   failure in a row, up to six hours.
 """
@@ -27,7 +27,7 @@ RENEW_WHEN_LEFT = 1 / 3
 FIRST_RETRY_S = 30.0
 #: the first wait after a failure is lifetime / this, clamped to [MIN_RETRY_S, HOUR]
 RETRY_DIVISOR = 20
-MIN_RETRY_S = 5.0
+MIN_RETRY_S = 1.0
 HOUR = 3600.0
 #: the longest wait between attempts
 MAX_RETRY_S = 6 * HOUR
