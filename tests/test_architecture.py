@@ -19,6 +19,7 @@ SHELL = [
     "tap.py", "service.py", "sockets.py", "cli.py", "web.py", "httpsite.py", "tls.py",
     "turn/adapters/*", "signaling/protocol*.py", "signaling/factory*.py", "signaling/resource*.py",
     "rooms/resource*.py", "rooms/page*.py", "ops/*", "cluster/client.py", "cluster/node.py", "cluster/rooms.py",
+    "certs/service.py", "certs/acme_flow.py",
 ]
 FORBIDDEN = ("twisted.internet", "twisted.web", "twisted.application", "autobahn", "socket", "time", "asyncio", "select")
 

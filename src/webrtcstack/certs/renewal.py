@@ -114,7 +114,7 @@ class RenewalPlan:
         """The wait after the failures so far (see the module docstring)."""
         life = self.lifetime()
         base = FIRST_RETRY_S if life is None else min(HOUR, max(MIN_RETRY_S, life / RETRY_DIVISOR))
-        return min(MAX_RETRY_S, base * 2 ** max(0, self.failures - 1))
+        return float(min(MAX_RETRY_S, base * 2.0 ** max(0, self.failures - 1)))
 
     def due_at(self) -> float:
         """When the next attempt should start (0: now)."""
