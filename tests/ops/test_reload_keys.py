@@ -28,6 +28,9 @@ OTHER_VALUES = {
     ("redis", "url"): "redis://127.0.0.1:6390/0", ("redis", "password_file"): "/etc/webrtcstack/redis.pw",
     ("redis", "key_prefix"): "other:", ("redis", "node_id"): "node-b", ("redis", "lease_seconds"): "20",
     ("redis", "renew_seconds"): "3", ("redis", "ca_file"): "/etc/ssl/redis-ca.pem",
+    ("tls", "acme"): "yes", ("tls", "acme_directory"): "https://acme-staging-v02.api.letsencrypt.org/directory",
+    ("tls", "acme_email"): "ops@example.org", ("tls", "acme_ca_file"): "/etc/ssl/acme-ca.pem",
+    ("tls", "names"): "www.example.org",
 }
 
 
@@ -53,11 +56,14 @@ class SchemaRestartTests(unittest.TestCase):
         secret = "static_auth_secret = shared-secret\n"
         old = parse_config(base + "[http]\ntls_listen = 127.0.0.1:8443\n[turn]\n" + secret)
         for (section, key), value in sorted(OTHER_VALUES.items()):
+            if (section, key) == ("tls", "acme"):
+                continue  # it changes other keys with it: test_turning_acme_on_needs_a_restart
             http = {"tls_listen": value} if (section, key) == ("http", "tls_listen") else {"tls_listen": "127.0.0.1:8443"}
             if section == "http" and key != "tls_listen":
                 http[key] = value
-            lines = [base, "[http]\n" + "".join(f"{k} = {v}\n" for k, v in http.items())]
-            if section != "http":
+            lines = [base + (f"{key} = {value}\n" if section == "tls" else ""),
+                     "[http]\n" + "".join(f"{k} = {v}\n" for k, v in http.items())]
+            if section not in ("http", "tls"):
                 lines.append(f"[{section}]\n{key} = {value}\n" + (secret if section == "turn" else ""))
             if section != "turn":
                 lines.append("[turn]\n" + secret)
@@ -66,3 +72,15 @@ class SchemaRestartTests(unittest.TestCase):
             self.assertEqual(applied_keys(old, new), [])
             self.assertEqual(getattr(getattr(effective_config(old, new), section), key),
                              getattr(getattr(old, section), key))
+
+    def test_turning_acme_on_needs_a_restart(self) -> None:
+        """Switching from certificate files to ACME is reported as needing a restart; the running files are kept."""
+        from webrtcstack.ops.reload import effective_config
+
+        common = ("[http]\ntls_listen = 127.0.0.1:8443\nredirect_listen = 127.0.0.1:8088\n"
+                  "public_url = https://call.example.org\n")
+        old = parse_config(common + "[tls]\ncertificate = /c.pem\nprivate_key = /k.pem\n")
+        new = parse_config(common + "[tls]\nacme = yes\n")
+        self.assertEqual(restart_keys(old, new), ["[tls] acme"])
+        kept = effective_config(old, new).tls
+        self.assertEqual((kept.acme, kept.certificate), (False, "/c.pem"))
