@@ -83,4 +83,5 @@ class SchemaRestartTests(unittest.TestCase):
         new = parse_config(common + "[tls]\nacme = yes\n")
         self.assertEqual(restart_keys(old, new), ["[tls] acme"])
         kept = effective_config(old, new).tls
-        self.assertEqual((kept.acme, kept.certificate), (False, "/c.pem"))
+        self.assertEqual((kept.acme, kept.certificate, kept.private_key), (False, "/c.pem", "/k.pem"))
+        self.assertEqual(applied_keys(old, new), [])

@@ -21,6 +21,22 @@ from webrtcstack.config import StackConfig, schema
 #: schema marks ``restart=True`` (one list, so it cannot drift).
 RESTART_KEYS: frozenset[tuple[str, str]] = frozenset((info.section, info.key) for info in schema() if info.restart)
 
+#: Keys that are one choice with a restart key: while that key waits for a
+#: restart they keep their running values too (switching ``[tls] acme`` on
+#: empties the certificate files, which the running stack still serves).
+TIED_KEYS: dict[tuple[str, str], tuple[tuple[str, str], ...]] = {
+    ("tls", "acme"): (("tls", "certificate"), ("tls", "private_key")),
+}
+
+
+def _held(old: StackConfig, new: StackConfig) -> set[tuple[str, str]]:
+    """The keys whose running values stay: the restart keys, and those tied to a changed restart key."""
+    held = set(RESTART_KEYS)
+    for (section, key), tied in TIED_KEYS.items():
+        if getattr(getattr(old, section), key) != getattr(getattr(new, section), key):
+            held.update(tied)
+    return held
+
 
 def changed_keys(old: StackConfig, new: StackConfig) -> Iterator[tuple[str, str]]:
     """Every (section, key) whose value differs, in schema order."""
@@ -40,7 +56,8 @@ def restart_keys(old: StackConfig, new: StackConfig) -> list[str]:
 
 def applied_keys(old: StackConfig, new: StackConfig) -> list[str]:
     """The changed keys a reload applies at once, as ``[section] key`` text."""
-    return [f"[{s}] {k}" for s, k in changed_keys(old, new) if (s, k) not in RESTART_KEYS]
+    held = _held(old, new)
+    return [f"[{s}] {k}" for s, k in changed_keys(old, new) if (s, k) not in held]
 
 
 def effective_config(old: StackConfig, new: StackConfig) -> StackConfig:
@@ -50,10 +67,11 @@ def effective_config(old: StackConfig, new: StackConfig) -> StackConfig:
     and the like stay true to the sockets actually open.
     """
     sections = {}
+    held = _held(old, new)
     for field in attr.fields(StackConfig):
         if field.name == "filename":
             continue
         old_sec, new_sec = getattr(old, field.name), getattr(new, field.name)
-        keep = {k: getattr(old_sec, k) for s, k in RESTART_KEYS if s == field.name}
+        keep = {k: getattr(old_sec, k) for s, k in held if s == field.name}
         sections[field.name] = attr.evolve(new_sec, **keep)
     return attr.evolve(new, **sections)
