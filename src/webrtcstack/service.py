@@ -46,7 +46,7 @@ def _loopback(host: str) -> bool:
 
 def config_warnings(config: StackConfig) -> list[str]:
     """What is valid but will not do what an operator most likely wants (``check-config`` prints these; the log too)."""
-    out: list[str] = []
+    out: list[str] = _turn_warnings(config) + _certificate_warnings(config)
     if not (config.http.enabled and config.rooms.enabled):
         return out
     camera = ("browsers give a page the camera only over HTTPS (or on localhost), so a call from another "
@@ -60,6 +60,56 @@ def config_warnings(config: StackConfig) -> list[str]:
     elif not url and not config.http.tls_listen and any(not _loopback(ep.host) for ep in config.http.listen):
         out.append(f"[http] listen {' '.join(str(ep) for ep in config.http.listen)} is plain HTTP beyond this machine: {camera}")
     return out
+
+
+def _private(host: str) -> bool:
+    """A private (RFC 1918, ULA, link-local, CGNAT) address, which no client beyond this network can reach."""
+    import ipaddress
+
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return any(ip in ipaddress.ip_network(net) for net in _PRIVATE_NETS if ipaddress.ip_network(net).version == ip.version)
+
+
+_PRIVATE_NETS = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "169.254.0.0/16", "fc00::/7", "fe80::/10")
+
+
+def _turn_warnings(config: StackConfig) -> list[str]:
+    """TURN relaying on a private address with no public one to tell clients (1:1 NAT without external_ip)."""
+    turn = config.turn
+    if not turn.enabled or turn.external_ip:
+        return []
+    private = [ip for ip in turn.relay_ip if _private(ip)]
+    if not turn.relay_ip:
+        private = [ep.host for ep in turn.listen if _private(ep.host)]
+    if not private:
+        return []
+    return [f"[turn] relays on the private address {', '.join(dict.fromkeys(private))} and external_ip is not set: "
+            "clients beyond this network get relayed addresses they cannot reach; behind 1:1 NAT set "
+            "[turn] external_ip = PUBLIC/PRIVATE (docs/deploy.md, section 6)"]
+
+
+def _certificate_warnings(config: StackConfig) -> list[str]:
+    """A certificate file that does not name ``public_url``'s host (browsers will refuse the page)."""
+    from urllib.parse import urlsplit
+
+    from webrtcstack.tls import certificate_covers, describe_certificate
+
+    url = config.http.public_url
+    if not (config.tls_enabled and not config.tls.acme and config.tls.certificate and url.startswith("https://")):
+        return []
+    host = urlsplit(url).hostname or ""
+    try:
+        with open(config.tls.certificate, "rb") as f:
+            info = describe_certificate(f.read())
+    except (OSError, ValueError):
+        return []  # check_certificates reports the file itself
+    if certificate_covers(info.names, host):
+        return []
+    return [f"[tls] certificate {config.tls.certificate} is for {', '.join(info.names) or info.subject}, not for "
+            f"{host} ([http] public_url): browsers will refuse the page; get one for {host} (or set [tls] acme = yes)"]
 
 
 def describe_listeners(config: StackConfig) -> list[str]:

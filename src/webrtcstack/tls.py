@@ -81,6 +81,18 @@ def describe_certificate(pem: bytes) -> CertificateInfo:
     )
 
 
+def certificate_covers(names: Iterable[str], host: str) -> bool:
+    """Whether a certificate for ``names`` is valid for ``host`` (RFC 6125: one ``*.`` label at the left)."""
+    host = host.lower().rstrip(".").strip("[]")
+    for name in names:
+        name = name.lower().rstrip(".")
+        if name == host:
+            return True
+        if name.startswith("*.") and "." in host and host.split(".", 1)[1] == name[2:]:
+            return True
+    return False
+
+
 def make_context(certificate_path: str, private_key_path: str, alpn: Sequence[bytes]) -> SSL.Context:
     """A server context: TLS 1.2 minimum, forward-secret AEAD suites, and ALPN.
 

@@ -142,3 +142,40 @@ class ConfigWarningTests(unittest.TestCase):
         for quiet in ("[http]\npublic_url = http://localhost:8080\n", "[http]\npublic_url = http://[::1]:8080\n",
                       "[http]\npublic_url = https://call.example.org\n", "[http]\nlisten = 127.0.0.1:8080\n"):
             self.assertNotIn("warning", check(quiet), quiet)
+
+    def test_turn_on_a_private_address_without_external_ip_is_warned(self) -> None:
+        """TURN relaying from a private address with no external_ip is warned; with external_ip, or public, it is not."""
+        from webrtcstack.config import parse_config
+        from webrtcstack.service import config_warnings
+
+        def warnings(text: str) -> list[str]:
+            return [w for w in config_warnings(parse_config(text)) if w.startswith("[turn]")]
+
+        (line,) = warnings("[turn]\nrelay_ip = 10.0.0.5\n")
+        self.assertIn("private address 10.0.0.5 and external_ip is not set", line)
+        self.assertTrue(warnings("[turn]\nlisten = 192.168.1.4:3478\n"))
+        self.assertEqual(warnings("[turn]\nrelay_ip = 10.0.0.5\nexternal_ip = 203.0.113.4/10.0.0.5\n"), [])
+        self.assertEqual(warnings("[turn]\nrelay_ip = 203.0.113.4\n"), [])
+        self.assertEqual(warnings("[turn]\nlisten = 0.0.0.0:3478\n"), [])
+
+    def test_certificate_not_for_the_public_host_is_warned(self) -> None:
+        """check-config warns when the certificate file does not name public_url's host; a wildcard that covers it is fine."""
+        from webrtcstack.tls import write_self_signed
+
+        cert, key = os.path.abspath(self.mktemp()), os.path.abspath(self.mktemp())
+        write_self_signed(["other.example.org", "*.call.example.org"], cert, key, days=2)
+
+        def check(public_url: str) -> str:
+            path = os.path.abspath(self.mktemp())
+            with open(path, "w") as f:
+                f.write(f"[http]\ntls_listen = 127.0.0.1:8443\npublic_url = {public_url}\n"
+                        f"[tls]\ncertificate = {cert}\nprivate_key = {key}\n")
+            code, out, err = run("check-config", path)
+            self.assertEqual(code, 0, err)
+            return out
+
+        out = check("https://call.example.org")
+        self.assertIn(f"warning: [tls] certificate {cert} is for other.example.org, *.call.example.org, not for "
+                      "call.example.org", out)
+        self.assertNotIn("warning", check("https://www.call.example.org"))
+        self.assertNotIn("warning", check("https://other.example.org:8443"))
