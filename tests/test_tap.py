@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import subprocess
 from contextlib import redirect_stderr, redirect_stdout
 
@@ -59,6 +60,26 @@ class OptionsTests(unittest.TestCase):
         self.addCleanup(os.chdir, old)
         self.assertEqual(tap.find_config(None), "etc/stack.ini")
         self.assertEqual(tap.find_config("x.ini"), "x.ini")
+
+
+class ConfigSourceTests(unittest.TestCase):
+    def test_start_up_log_names_the_file_or_warns_of_defaults(self) -> None:
+        """The start-up log names the config file in force; with none found it warns that built-in defaults run."""
+        from webrtcstack.config import StackConfig, parse_config
+
+        self.assertEqual(tap.config_source(parse_config("", "etc/my.ini")),
+                         (False, f"config file {os.path.abspath('etc/my.ini')}"))
+        warning, text = tap.config_source(StackConfig())
+        self.assertTrue(warning)
+        self.assertIn("no config file found (looked for etc/stack.ini and /etc/webrtcstack/stack.ini): running on "
+                      "the built-in defaults", text)
+
+    def test_twistd_logs_the_config_file(self) -> None:
+        """A real twistd start logs which file it loaded, before its ready line."""
+        from tests.support import StackProcess
+
+        stack = StackProcess(self, "[turn]\nenabled = no\n[http]\nlisten = 127.0.0.1:0\n[metrics]\nenabled = no\n")
+        stack.lines.wait(r"config file " + re.escape(stack.path) + "$", 5, rescan=True)
 
 
 class CliTests(unittest.TestCase):

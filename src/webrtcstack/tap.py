@@ -77,6 +77,10 @@ class Options(usage.Options):
 
         try:
             cert_line = check_certificates(self.config)
+        except ConfigError as e:
+            sys.stderr.write(f"webrtcstack: invalid config: {e}\n")
+            sys.stderr.flush()
+            raise SystemExit(2)
         except TlsError as e:
             sys.stderr.write(f"webrtcstack: invalid config: {self.config.filename}: {e}\n")
             sys.stderr.flush()
@@ -93,12 +97,23 @@ class Options(usage.Options):
             raise SystemExit(0)
 
 
+def config_source(config: StackConfig) -> tuple[bool, str]:
+    """The start-up log's line on where the config came from: (is it a warning, text)."""
+    if config.filename == "<defaults>":
+        return True, (f"no config file found (looked for {' and '.join(DEFAULT_CONFIG_PATHS)}): running on the "
+                      "built-in defaults (the same as etc/stack.ini); give one with -c PATH")
+    return False, f"config file {os.path.abspath(config.filename)}"
+
+
 def makeService(options: Any) -> IService:
     """Build the whole stack as one MultiService (ports bind when it starts)."""
     from twisted.internet import reactor
+    from twisted.logger import Logger
 
     from webrtcstack.service import build_service, kept_auth_secrets
 
+    warning, line = config_source(options.config)
+    (Logger().warn if warning else Logger().info)("{line}", line=line)
     try:
         return build_service(options.config, reactor, auth_secrets=kept_auth_secrets(options.config))
     except ConfigError as e:  # found while building (a password file that cannot be read): before binding
