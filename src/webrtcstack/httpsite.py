@@ -18,16 +18,25 @@ as its idle timer is reset.  :class:`LimitedSite` closes both holes:
 
 A WebSocket upgrade is a complete request (no body): once Autobahn has
 taken the connection over, neither limit applies to it.
+
+Behind ``[http] trusted_proxies`` each request's client is the one the
+proxy's headers name (:func:`webrtcstack.clients.client_behind_proxies`):
+``request.getClientAddress()``, the write rate per address, the access log
+and ``request.isSecure()`` (from ``X-Forwarded-Proto``/``proto=``) all use it.
+``[http] access_log`` picks the access log: ``on`` (combined log format),
+``anonymised``, or ``off``.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.logger import Logger
 from twisted.web.http import HTTPChannel
-from twisted.web.server import Site
+from twisted.web.server import Request, Site
 
+from webrtcstack.clients import ForwardedClient, Network, anonymise_path, client_behind_proxies, truncate_address
 from webrtcstack.limits import ReplyRateLimiter
 
 __all__ = ["LimitedSite", "LimitedChannel"]
@@ -83,10 +92,30 @@ class LimitedChannel(HTTPChannel):
             self._deadline = self.site.clock.callLater(self.site.request_timeout_s, self._too_slow)
         super().dataReceived(data)
 
+    def _client(self) -> str:
+        """The client of the request whose headers just arrived (behind a trusted proxy: the one it names)."""
+        peer = str(getattr(self.transport.getPeer(), "host", "")) if self.transport is not None else ""
+        if not self.site.trusted_proxies or not self.requests:
+            return peer
+        request = self.requests[-1]
+        headers = request.requestHeaders
+
+        def values(name: bytes) -> list[str]:
+            return [v.decode("latin-1") for v in headers.getRawHeaders(name, [])]
+
+        found = client_behind_proxies(peer, self.site.trusted_proxies, forwarded=values(b"forwarded"),
+                                      x_forwarded_for=values(b"x-forwarded-for"),
+                                      x_forwarded_proto=values(b"x-forwarded-proto"))
+        request.forwarded = found  # type: ignore[attr-defined]
+        if found.ip != peer:
+            port = getattr(request.client, "port", 0)
+            request.client = (IPv6Address if ":" in found.ip else IPv4Address)("TCP", found.ip, port)
+        return found.ip
+
     def allHeadersReceived(self) -> None:
         site = self.site
+        host = self._client()
         if self._command not in (b"GET", b"HEAD", b"OPTIONS"):
-            host = str(getattr(self.transport.getPeer(), "host", "")) if self.transport is not None else ""
             if not site.writes.allow(host, site.clock.seconds()):
                 site.counters["writes_refused"] += 1
                 self._respond_and_close(b"429 Too Many Requests", b"too many requests from this address\n")
@@ -122,19 +151,38 @@ class LimitedChannel(HTTPChannel):
         super().connectionLost(reason)
 
 
+class ProxiedRequest(Request):
+    """A request that believes a trusted proxy on whether the client used HTTPS."""
+
+    forwarded: ForwardedClient | None = None
+
+    def isSecure(self) -> bool:
+        if self.forwarded is not None and self.forwarded.proto is not None:
+            return self.forwarded.proto == "https"
+        return bool(super().isSecure())
+
+
 class LimitedSite(Site):
     """A :class:`twisted.web.server.Site` whose connections are :class:`LimitedChannel`.
 
     :param max_body_bytes: ``[http] max_body_bytes``.
     :param request_timeout_s: ``[http] request_timeout_seconds``.
     :param clock: runs the request deadlines (the reactor; a ``task.Clock`` in tests).
+    :param trusted_proxies: ``[http] trusted_proxies`` (parsed).
+    :param access_log: ``[http] access_log``.
+    :param collider: this is collider's own listener (its ``/ROOM/CLIENT`` paths hold client ids).
     """
 
     protocol = LimitedChannel  # HTTP/1.1 only: we offer no h2 by ALPN
+    requestFactory = ProxiedRequest
 
     def __init__(self, resource: Any, *, max_body_bytes: int, request_timeout_s: float, clock: Any,
-                 writes_per_second: int = 20) -> None:
+                 writes_per_second: int = 20, trusted_proxies: tuple[Network, ...] = (), access_log: str = "on",
+                 collider: bool = False) -> None:
         super().__init__(resource)
+        self.trusted_proxies = trusted_proxies
+        self.access_log = access_log
+        self.collider = collider
         self.clock = clock
         #: write requests per client address (token buckets, bounded memory)
         self.writes = ReplyRateLimiter(writes_per_second)
@@ -143,6 +191,22 @@ class LimitedSite(Site):
         self.displayTracebacks = False
         #: refusals, for metrics
         self.counters = {"bodies_refused": 0, "request_timeouts": 0, "writes_refused": 0}
+
+    def log(self, request: Any) -> None:
+        """One access log line per request, as ``[http] access_log`` says."""
+        if self.access_log == "off":
+            return
+        if self.access_log == "on":
+            super().log(request)
+            return
+        if self._logFile is None:
+            return
+        address = truncate_address(str(getattr(request.getClientAddress(), "host", "")))
+        path = anonymise_path(request.uri.decode("latin-1"), collider_site=self.collider)
+        line = '{ip} - - {time} "{method} {path} {proto}" {code} {length}\n'.format(
+            ip=address, time=self._logDateTime, method=request.method.decode("latin-1"), path=path,
+            proto=request.clientproto.decode("latin-1"), code=request.code, length=request.sentLength or "-")
+        self._logFile.write(line)
 
 
 def finish_deferred(request: Any, d: Any) -> bytes | int:

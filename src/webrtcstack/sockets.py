@@ -173,9 +173,11 @@ class ConnectionBudget:
         such limit), so one address cannot take every slot.
     """
 
-    def __init__(self, limit: int, per_address: int = 0) -> None:
+    def __init__(self, limit: int, per_address: int = 0, unlimited: tuple[Any, ...] = ()) -> None:
         self.limit = limit
         self.per_address = per_address
+        #: networks (``[http] trusted_proxies``) whose connections carry many clients: no per-address limit
+        self.unlimited = unlimited
         self.open = 0
         self.refused = 0
         #: refused because their address had ``per_address`` open already
@@ -192,11 +194,18 @@ class ConnectionBudget:
         if self.open >= self.limit:
             self.refused += 1
             return False
-        if self.per_address and self.by_address.get(host, 0) >= self.per_address:
+        if self.per_address and self.by_address.get(host, 0) >= self.per_address and not self._unlimited(host):
             self.refused += 1
             self.refused_per_address += 1
             return False
         return True
+
+    def _unlimited(self, host: str) -> bool:
+        if not self.unlimited:
+            return False
+        from webrtcstack.clients import is_trusted
+
+        return is_trusted(host, self.unlimited)
 
     def opened(self, host: str) -> None:
         """A connection from ``host`` is open."""

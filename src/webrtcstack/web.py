@@ -133,8 +133,11 @@ class WebApp:
             factory.messages_per_second = sig.messages_per_second
             factory.message_burst = sig.message_burst
             factory.max_send_buffer_bytes = sig.max_send_buffer_bytes
+            factory.trusted_proxies = _site_options(config)["trusted_proxies"]
         for site in (self.site, self.collider_site):
             if isinstance(site, LimitedSite):
+                site.trusted_proxies = _site_options(config)["trusted_proxies"]
+                site.access_log = config.http.access_log
                 site.max_body_bytes = config.http.max_body_bytes
                 site.request_timeout_s = config.http.request_timeout_seconds
                 if site.writes.per_second != config.http.writes_per_second_per_ip:
@@ -150,6 +153,13 @@ class WebApp:
     def start_draining(self) -> None:
         """The service is going down: refuse new joins, let calls in progress go on."""
         self.hub.draining = True
+
+
+def _site_options(config: StackConfig) -> dict[str, Any]:
+    """What every public site takes from ``[http]`` beside its limits: trusted proxies, the access log."""
+    from webrtcstack.clients import parse_networks
+
+    return {"trusted_proxies": parse_networks(config.http.trusted_proxies), "access_log": config.http.access_log}
 
 
 def build_web(config: StackConfig, reactor: Any, auth_secrets: tuple[str, ...], *, storage: Storage | None = None) -> WebApp:
@@ -203,6 +213,7 @@ def build_web(config: StackConfig, reactor: Any, auth_secrets: tuple[str, ...], 
             message_burst=sig.message_burst,
             max_send_buffer_bytes=sig.max_send_buffer_bytes,
         )
+        factory.trusted_proxies = _site_options(config)["trusted_proxies"]
         runner.factory = factory
         ws_resource = SignalingResource(factory)
         collider_main = ColliderRootResource(runner, None, COLLIDER_PREFIX, sig.max_message_bytes)
@@ -210,13 +221,14 @@ def build_web(config: StackConfig, reactor: Any, auth_secrets: tuple[str, ...], 
             collider_root = ColliderRootResource(runner, ws_resource, b"", sig.max_message_bytes)
             collider_site = LimitedSite(collider_root, max_body_bytes=config.http.max_body_bytes,
                                         request_timeout_s=config.http.request_timeout_seconds, clock=reactor,
-                       writes_per_second=config.http.writes_per_second_per_ip)
+                                        writes_per_second=config.http.writes_per_second_per_ip, collider=True,
+                                        **_site_options(config))
 
     room_resource = RoomServerResource(config, runner, auth_secrets, version=_version) if registry is not None else None
     static_dir = str(importlib.resources.files("webrtcstack").joinpath("static"))
     root = WebRootResource(room_resource, ws_resource, collider_main, static_dir)
     site = LimitedSite(root, max_body_bytes=config.http.max_body_bytes,
                        request_timeout_s=config.http.request_timeout_seconds, clock=reactor,
-                       writes_per_second=config.http.writes_per_second_per_ip)
+                       writes_per_second=config.http.writes_per_second_per_ip, **_site_options(config))
     return WebApp(site=site, collider_site=collider_site, runner=runner, hub=hub, signaling_factory=factory,
                   room_resource=room_resource)

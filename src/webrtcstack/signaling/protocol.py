@@ -239,6 +239,17 @@ class SignalingServerProtocol(WebSocketServerProtocol):
         # The Origin was checked by SignalingResource before the handshake.
         factory = self.factory
         ip = getattr(self.transport.getPeer(), "host", "?")
+        if factory.trusted_proxies:
+            from webrtcstack.clients import client_behind_proxies
+
+            headers = getattr(request, "headers", {}) or {}
+
+            def values(name: str) -> list[str]:
+                value = headers.get(name)
+                return [value] if isinstance(value, str) else list(value or ())
+
+            ip = client_behind_proxies(ip, factory.trusted_proxies, forwarded=values("forwarded"),
+                                       x_forwarded_for=values("x-forwarded-for")).ip
         if factory.open_count >= factory.max_connections:
             factory.refused_full += 1
             raise ConnectionDeny(ConnectionDeny.SERVICE_UNAVAILABLE, "Too many WebSocket connections")
@@ -468,6 +479,8 @@ class SignalingServerFactory(WebSocketServerFactory):
         self.message_burst = message_burst
         self.max_send_buffer_bytes = max_send_buffer_bytes
         self.per_ip: dict[str, int] = {}
+        #: ``[http] trusted_proxies`` (parsed): their X-Forwarded-For / Forwarded name the client
+        self.trusted_proxies: tuple[Any, ...] = ()
         #: every accepted socket, registered or not (closed on stop)
         self.open_sockets: set[SignalingServerProtocol] = set()
         self.apply_limits(max_message_bytes, ping_interval_s)
