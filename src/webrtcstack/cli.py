@@ -192,9 +192,98 @@ def _add_status(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     p.set_defaults(func=cmd_status)
 
 
+def _admin_call(args: argparse.Namespace, method: str, path: str) -> tuple[int, Any]:
+    """One call to the admin API (URL and token from the config); (exit status, the JSON answer or None)."""
+    from urllib.error import HTTPError, URLError
+    from urllib.parse import quote
+    from urllib.request import Request, urlopen
+
+    from webrtcstack.state import ADMIN_TOKEN_FILE, read_secret, state_dir
+    from webrtcstack.tap import read_config
+
+    try:
+        config = read_config(args.config)
+        base = args.url or status_url(config).rsplit("/", 1)[0]
+    except (ConfigError, ValueError) as e:
+        print(f"webrtcstack: {e}", file=sys.stderr)
+        return 2, None
+    directory = state_dir(config)
+    try:
+        token = read_secret(directory, ADMIN_TOKEN_FILE)
+    except OSError as e:
+        print(f"webrtcstack: cannot read the admin token in {directory}: {e.strerror} (run as the stack's user or root)",
+              file=sys.stderr)
+        return 2, None
+    if token is None:
+        print(f"webrtcstack: no admin token in {directory} (has the stack started with this config?)", file=sys.stderr)
+        return 2, None
+    request = Request(base + "/admin/" + quote(path), method=method, headers={"Authorization": f"Bearer {token}"})
+    try:
+        with urlopen(request, timeout=args.timeout) as response:
+            return 0, json.loads(response.read())
+    except HTTPError as e:
+        answer = json.loads(e.read() or b"{}")
+        print(f"webrtcstack: {answer.get('error', e.reason)}", file=sys.stderr)
+        return 1, None
+    except (URLError, OSError) as e:
+        print(f"webrtcstack: no answer from {base}: {getattr(e, 'reason', e)}", file=sys.stderr)
+        return 1, None
+
+
+def _bytes(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024  # type: ignore[assignment]
+    return str(n)
+
+
+def cmd_sessions(args: argparse.Namespace) -> int:
+    """List TURN allocations and rooms (``GET /admin/sessions``)."""
+    status, answer = _admin_call(args, "GET", "sessions")
+    if answer is None:
+        return status
+    if args.json:
+        print(json.dumps(answer, indent=2, sort_keys=True))
+        return 0
+    allocations, rooms = answer.get("allocations", []), answer.get("rooms", [])
+    print(f"{len(allocations)} allocations, {len(rooms)} rooms ({answer.get('scope', '')})")
+    for a in allocations:
+        print(f"  {a['id']:>6}  {a['user']:<24} {a['transport']} {a['client']} -> {' '.join(a['relayed'])}  "
+              f"peers {','.join(a['peers']) or '-'}  up {_bytes(a['bytes_to_peer'])} down {_bytes(a['bytes_to_client'])}  "
+              f"age {a['age_s']:.0f}s")
+    for room in rooms:
+        members = " ".join(f"{m['client']}{'' if m['socket'] else ' (no socket)'}" for m in room["members"])
+        print(f"  room/{room['room']}  {members or '(empty)'}")
+    return 0
+
+
+def cmd_end(args: argparse.Namespace) -> int:
+    """End a session (``DELETE /admin/sessions/ID``)."""
+    status, answer = _admin_call(args, "DELETE", f"sessions/{args.id}")
+    if answer is None:
+        return status
+    print("ended " + ", ".join(answer.get("ended", [])))
+    return 0
+
+
+def _add_admin(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    for name, func, text in (("sessions", cmd_sessions, "list TURN allocations and rooms (the admin API on [metrics] listen)"),
+                             ("end", cmd_end, "end a session: an allocation (a17), a room member (room/ROOM/CLIENT) or a room (room/ROOM)")):
+        p = sub.add_parser(name, help=text)
+        if name == "end":
+            p.add_argument("id", help="what `webrtcstack sessions` lists: a17, room/ROOM/CLIENT or room/ROOM")
+        p.add_argument("-c", "--config", default=None, help="config file (default: etc/stack.ini, then /etc/webrtcstack/stack.ini)")
+        p.add_argument("--url", default=None, help="the metrics listener's base URL (default: from [metrics] listen)")
+        p.add_argument("--timeout", type=float, default=5.0, help="seconds to wait (default: 5)")
+        if name == "sessions":
+            p.add_argument("--json", action="store_true", help="print the JSON as received")
+        p.set_defaults(func=func)
+
+
 #: Functions that add one subcommand each to the parser.
 COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [  # type: ignore[type-arg]
-    _add_check_config, _add_gencert, _add_turn_credentials, _add_status,
+    _add_check_config, _add_gencert, _add_turn_credentials, _add_status, _add_admin,
 ]
 
 

@@ -168,6 +168,21 @@ def check_certificates(config: StackConfig) -> str | None:
     return f"certificate {info.subject} for {', '.join(info.names) or '(no names)'}"
 
 
+def kept_admin_token(config: StackConfig) -> str | None:
+    """The sessions admin token kept in the state directory (made on first use); None, with a warning, when it cannot be."""
+    if not config.metrics.enabled:
+        return None
+    from webrtcstack.state import ADMIN_TOKEN_FILE, load_or_create_secret, state_dir
+
+    directory = state_dir(config)
+    try:
+        return load_or_create_secret(directory, ADMIN_TOKEN_FILE)
+    except OSError as e:
+        log.warn("cannot keep the admin token in {dir} ({error}); the sessions admin API is off: set [stack] state_dir",
+                 dir=directory, error=e.strerror or e)
+        return None
+
+
 def kept_auth_secrets(config: StackConfig) -> tuple[str, ...] | None:
     """The secret kept in the state directory when the config sets none (made on first use).
 
@@ -309,6 +324,7 @@ def _wire_web(runtime: StackRuntime, app: Any, auth_secrets: tuple[str, ...]) ->
     """Hook the room server and signaling into metrics, reload and drain."""
     hub = app.hub
     runtime.hubs.append(hub)
+    runtime.hub_runners.append(app.runner)
     if app.signaling_factory is not None:
         runtime.signaling_factories.append(app.signaling_factory)
     runtime.http_sites.extend(site for site in (app.site, app.collider_site) if site is not None)
@@ -325,7 +341,8 @@ def _wire_web(runtime: StackRuntime, app: Any, auth_secrets: tuple[str, ...]) ->
 
 
 def build_service(config: StackConfig, reactor: Any, *, notifier: Any = None,
-                  install_signals: bool = True, auth_secrets: tuple[str, ...] | None = None) -> StackService:
+                  install_signals: bool = True, auth_secrets: tuple[str, ...] | None = None,
+                  admin_token: str | None = None) -> StackService:
     """The whole stack: one :class:`StackService`, one child per listener.
 
     Binds nothing until started.  Raises :class:`webrtcstack.tls.TlsError`
@@ -333,12 +350,15 @@ def build_service(config: StackConfig, reactor: Any, *, notifier: Any = None,
 
     :param notifier: systemd notify (default: from ``NOTIFY_SOCKET``).
     :param install_signals: handle SIGHUP while running (tests turn it off).
+    :param admin_token: the sessions admin API's bearer token (twistd passes the kept one,
+        :func:`kept_admin_token`); None: the API answers 503.
     :param auth_secrets: the TURN REST secrets when the config sets none (twistd passes the
         kept one, see :mod:`webrtcstack.state`); default: one made now.
     """
     for warning in config_warnings(config):
         log.warn("config: {warning}", warning=warning)
     runtime = StackRuntime(config, reactor)
+    runtime.admin_token = admin_token
     top = StackService(runtime, reactor, notifier=notifier, install_signals=install_signals)
     ProcessSetupService(config, reactor).setServiceParent(top)
     auth_secrets = config.turn.static_auth_secret or auth_secrets or effective_auth_secrets(config)

@@ -110,12 +110,13 @@ def makeService(options: Any) -> IService:
     from twisted.internet import reactor
     from twisted.logger import Logger
 
-    from webrtcstack.service import build_service, kept_auth_secrets
+    from webrtcstack.service import build_service, kept_admin_token, kept_auth_secrets
 
     warning, line = config_source(options.config)
     (Logger().warn if warning else Logger().info)("{line}", line=line)
     try:
-        return build_service(options.config, reactor, auth_secrets=kept_auth_secrets(options.config))
+        return build_service(options.config, reactor, auth_secrets=kept_auth_secrets(options.config),
+                             admin_token=kept_admin_token(options.config))
     except ConfigError as e:  # found while building (a password file that cannot be read): before binding
         sys.stderr.write(f"webrtcstack: invalid config: {e}\n")
         sys.stderr.flush()

@@ -147,6 +147,21 @@ class RoomLinkTests(unittest.TestCase):
         self.rooms = RoomRegistry(self.storage, make_client_id=lambda: next(ids))
         self.hub = SignalingHub(self.storage, rooms=self.rooms, register_timeout_s=10)
 
+    def test_kick_says_bye_closes_the_socket_and_leaves(self) -> None:
+        """An operator's kick: the other member gets bye, the kicked socket is disconnected, the room forgets it."""
+        self.hub.handle_join("room", now=0)
+        self.hub.handle_join("room", now=0)
+        self.hub.handle_register("room", "A", "ca", now=0)
+        self.hub.handle_register("room", "B", "cb", now=0)
+        result, effects = self.hub.handle_kick("room", "A", now=1)
+        self.assertEqual(result, Result.SUCCESS)
+        self.assertEqual(delivered(effects, "B"), ['{"type": "bye"}'])
+        self.assertIn(Disconnect("room", "A", "ca"), effects)
+        self.assertIsNone(self.hub.peer("room", "A"))
+        described = self.hub.describe_rooms(now=1)
+        self.assertEqual([(r["room"], [m["client"] for m in r["members"]]) for r in described], [("room", ["B"])])
+        self.assertEqual(self.hub.handle_kick("room", "A", now=2)[0], Result.UNKNOWN_CLIENT)
+
     def test_hijack_refused(self) -> None:
         """Only a client id the room server issued for that room may register."""
         self.hub.handle_join("room", now=0)

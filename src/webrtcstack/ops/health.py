@@ -95,7 +95,7 @@ class StatusResource(resource.Resource):
 class _Root(resource.Resource):
     def render_GET(self, request: IRequest) -> bytes:
         request.setHeader(b"content-type", b"text/plain; charset=utf-8")
-        return b"webrtcstack operations: /metrics /healthz /status\n"
+        return b"webrtcstack operations: /metrics /healthz /status /admin/sessions (token)\n"
 
 
 def build_ops_site(runtime: StackRuntime, registry: CollectorRegistry) -> server.Site:
@@ -104,6 +104,9 @@ def build_ops_site(runtime: StackRuntime, registry: CollectorRegistry) -> server
     root.putChild(b"metrics", MetricsResource(registry))
     root.putChild(b"healthz", HealthResource(runtime))
     root.putChild(b"status", StatusResource(runtime))
+    from webrtcstack.ops.admin import AdminResource
+
+    root.putChild(b"admin", AdminResource(runtime, runtime.admin_token))
     site = server.Site(root)
     site.displayTracebacks = False
     site.noisy = False

@@ -59,6 +59,10 @@ class StackRuntime:
         self.turn_gauges: list[Callable[[], dict[str, Any]]] = []
         #: Signaling hubs (``.counters``, ``.storage``).
         self.hubs: list[Any] = []
+        #: Their :class:`webrtcstack.signaling.protocol.HubRunner` (the sessions admin ends members through them).
+        self.hub_runners: list[Any] = []
+        #: The sessions admin API's bearer token (None: the API is off)
+        self.admin_token: str | None = None
         #: Signaling socket factories (``.unregistered_count``, ``.refused_origins``, ``.unregistered_closed``).
         self.signaling_factories: list[Any] = []
         #: Public HTTP sites (:class:`webrtcstack.httpsite.LimitedSite`, ``.counters``).

@@ -383,6 +383,39 @@ class SignalingHub:
         c = self.counters
         return {"upsec": uptime_s, "openws": c.open_ws, "totalws": c.total_ws, "wserrors": c.ws_errors, "httperrors": c.http_errors}
 
+    def describe_rooms(self, *, now: float) -> list[dict[str, object]]:
+        """Every room with its members and whether each has a signaling socket here (the sessions admin)."""
+        out: list[dict[str, object]] = []
+        for room in self.storage.iter_rooms():
+            channel = self.storage.get_channel(room.room_id)
+            peers = channel.peers if channel is not None else {}
+            members = []
+            for client_id, member in room.members.items():
+                peer = peers.get(client_id)
+                members.append({"client": client_id, "initiator": member.is_initiator,
+                                "socket": peer is not None and peer.conn is not None,
+                                "queued": len(peer.queue) if peer is not None else 0})
+            out.append({"room": room.room_id, "members": members, "expires_in_s": round(room.expires_at - now, 1)})
+        return out
+
+    def handle_kick(self, room_id: str, client_id: str, *, now: float) -> tuple[Result, list[Effect]]:
+        """An operator ends a client's session: the others get ``bye``, its socket closes, it leaves the room."""
+        assert self.rooms is not None
+        result = self.rooms.handle_leave(room_id, client_id, now=now)
+        effects: list[Effect] = []
+        channel = self.storage.get_channel(room_id)
+        peer = channel.peers.get(client_id) if channel is not None else None
+        if channel is not None and peer is not None:
+            if not peer.left:
+                bye = envelope(json.dumps({"type": "bye"}))
+                for other in channel.peers.values():
+                    if other is not peer and other.conn is not None and not other.left:
+                        effects.append(Deliver(room_id, other.client_id, bye))
+            peer.left = True
+            self._remove(channel, peer, effects, notify=False, now=now)
+            result = Result.SUCCESS
+        return result, effects
+
     def peer(self, room_id: str, client_id: str) -> Peer | None:
         """The signaling client, if any (for tests and status pages)."""
         channel = self.storage.get_channel(room_id)

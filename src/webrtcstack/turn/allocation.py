@@ -119,6 +119,11 @@ class TurnCounters:
         }
 
 
+def _address_text(address: Address) -> str:
+    host, port = address
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 def xor_address_value(address: Address, transaction_id: bytes) -> bytes:
     """The value of an XOR-*-ADDRESS attribute (RFC 8489 §14.2)."""
     return pack_address(address, MAGIC_COOKIE_BYTES + transaction_id)
@@ -182,6 +187,11 @@ class Allocation:
         self.bucket_to_peer: TokenBucket | None = None
         self.bucket_to_client: TokenBucket | None = None
         self.closed = False
+        #: what the sessions admin lists: a short id, when it was made, bytes relayed each way
+        self.id = ""
+        self.created_at = 0.0
+        self.bytes_to_peer = 0
+        self.bytes_to_client = 0
         #: ("ipv4" | "ipv6" | "dual", transport name), for the counters.
         self.label: tuple[str, str] = ("", "")
         # Per-allocation transaction ID for Data indications (a debugging aid
@@ -193,6 +203,23 @@ class Allocation:
         # XOR-PEER-ADDRESS values of Send indications already decoded (IPv4 only:
         # their XOR key is the magic cookie alone, so the bytes name the peer).
         self._send_peers: dict[bytes, Address] = {}
+
+    def describe(self, now: float) -> dict[str, Any]:
+        """What the sessions admin shows (coturn's ``ps``): who, from where, to whom, how much, how long."""
+        transport, client, _ = self.five_tuple
+        return {
+            "id": self.id,
+            "user": self.username,
+            "transport": getattr(transport, "name", str(transport)).lower(),
+            "client": _address_text(client),
+            "relayed": [_address_text(a) for a in self.relayed_addresses.values()],
+            "peers": sorted(self.permissions),
+            "channels": len(self.channels),
+            "bytes_to_peer": self.bytes_to_peer,
+            "bytes_to_client": self.bytes_to_client,
+            "age_s": round(now - self.created_at, 1),
+            "expires_in_s": round(self.expires_at - now, 1),
+        }
 
     def family_of(self, host: str) -> int:
         """4 or 6 for an address text."""
@@ -236,6 +263,7 @@ class Allocation:
         self.to_client(out)
         counters.packets_to_client += 1
         counters.bytes_to_client += len(data)
+        self.bytes_to_client += len(data)
 
     def handle_send_indication(self, data: bytes, now: float) -> bool:
         """The fast path for a Send indication to an IPv4 peer (RFC 8656 §11.2).
@@ -296,4 +324,5 @@ class Allocation:
         relay.send_to_peer(data, peer)
         self.counters.packets_to_peer += 1
         self.counters.bytes_to_peer += len(data)
+        self.bytes_to_peer += len(data)
         return True

@@ -240,6 +240,8 @@ class TurnEngine:
         self.user_allocations: dict[str, int] = {}
         self._heap: list[tuple[float, int, str, Any, Any]] = []
         self._seq = 0
+        #: allocations made so far (their ids: a1, a2, ...)
+        self._made = 0
         self._software = ((AttrType.SOFTWARE, settings.software.encode()),) if settings.software else ()
         self._realm_value = settings.realm.encode()
         #: Set by the shell when the process drains (SIGTERM): new allocations get 508.
@@ -258,6 +260,22 @@ class TurnEngine:
     def allocation_count(self) -> int:
         """Allocations alive now."""
         return len(self.allocations)
+
+    def describe_allocations(self, now: float) -> list[dict[str, Any]]:
+        """Every allocation alive, oldest first, as the sessions admin lists them."""
+        return [a.describe(now) for a in sorted(self.allocations.values(), key=lambda a: a.created_at)]
+
+    def handle_end(self, allocation_id: str, *, now: float) -> dict[str, Any] | None:
+        """End one allocation at an operator's word (coturn's ``cs``): relays closed, quotas freed.
+
+        :returns: what it was, or None when no allocation has that id.
+        """
+        for allocation in self.allocations.values():
+            if allocation.id == allocation_id:
+                described = allocation.describe(now)
+                self._delete_allocation(allocation)
+                return described
+        return None
 
     def accepting(self) -> bool:
         """Whether an Allocate could get a relay here now (not draining, ports free in every family)."""
@@ -647,6 +665,9 @@ class TurnEngine:
         lifetime = self._lifetime(first.get(AttrType.LIFETIME), allow_zero=False)
         allocation = Allocation(five_tuple, auth.username, auth.key, auth.sha256, to_client, self.counters,
                                 now + lifetime, message.transaction_id)
+        self._made += 1
+        allocation.id = f"a{self._made}"
+        allocation.created_at = now
         extra: list[tuple[int, Any]] = []
         # Step 9: get a relayed transport address per family.
         for index, family in enumerate(families):

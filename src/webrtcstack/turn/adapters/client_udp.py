@@ -182,6 +182,7 @@ class TurnUdpListener:
                                 continue
                             counters.packets_to_peer += 1
                             counters.bytes_to_peer += length
+                            allocation.bytes_to_peer += length
                         else:
                             counters.drop("bandwidth")
                         continue
