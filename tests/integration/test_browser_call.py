@@ -58,7 +58,8 @@ pc.getStats().then((stats) => {
   const out = {ready: true, ice: pc.iceConnectionState, signaling: pc.signalingState,
                policy: pc.getConfiguration().iceTransportPolicy, framesDecoded: 0,
                gathering: pc.iceGatheringState, counts: call.counts, candidates: [],
-               status: status, messages: messages};
+               status: status, messages: messages,
+               statsLine: (document.getElementById('stats') || {}).textContent};
   let pairId = null;
   stats.forEach((r) => { if (r.type === 'transport' && r.selectedCandidatePairId) pairId = r.selectedCandidatePairId; });
   stats.forEach((r) => {
@@ -73,6 +74,18 @@ pc.getStats().then((stats) => {
   });
   done(out);
 }).catch((e) => done({ready: false, error: String(e)}));
+"""
+
+
+# Resolves when the expression (evaluated in the page) turns true; false after the timeout.  Waits on DOM
+# mutations (a MutationObserver), not by polling.
+WAIT_FOR = """
+const expr = arguments[0], timeoutMs = arguments[1], done = arguments[arguments.length - 1];
+const test = () => { try { return !!eval(expr); } catch (e) { return false; } };
+if (test()) { done(true); return; }
+const observer = new MutationObserver(() => { if (test()) { observer.disconnect(); clearTimeout(timer); done(true); } });
+observer.observe(document.documentElement, {subtree: true, childList: true, characterData: true, attributes: true});
+const timer = setTimeout(() => { observer.disconnect(); done(false); }, timeoutMs);
 """
 
 
@@ -249,6 +262,10 @@ def drive_tabs(urls: list[str], profile: Path, report: dict[str, Any], *, wait_s
             report["stalled"] = True
             return
         wait_each("call", deadline)
+        # The page's live stats line (path, round-trip time, bitrate) is refreshed every 2 s.
+        for handle in handles:
+            driver.switch_to.window(handle)
+            driver.execute_async_script(WAIT_FOR, "document.getElementById('stats').textContent.includes(' ms')", 8000)
         stats()
     finally:
         driver.quit()
@@ -352,6 +369,7 @@ class BrowserCallTests(unittest.TestCase):
             self.assertEqual((tab.get("local") or {}).get("type"), "relay", detail)
             self.assertEqual((tab.get("local") or {}).get("address"), "127.0.0.1", detail)
             self.assertGreater(tab.get("framesDecoded", 0), 0, detail)
+            self.assertRegex(tab.get("statsLine") or "", r"^relay · \d+ ms · ↑\d+ ↓\d+ kbit/s$", detail)
 
 
 if __name__ == "__main__":

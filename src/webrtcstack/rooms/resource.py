@@ -122,6 +122,9 @@ class RoomServerResource(Resource):
                 return b"405 Method Not Allowed\n"
             return handler(request, *m.groups())
         request.setResponseCode(404)
+        if request.method in (b"GET", b"HEAD"):  # a person followed a bad link: a page that says what to do
+            request.setHeader(b"Content-Type", b"text/html; charset=utf-8")
+            return render_template("notfound.html", {})
         request.setHeader(b"Content-Type", b"text/plain; charset=utf-8")
         return b"404 Not Found\n"
 

@@ -5,6 +5,8 @@
 //   initiator: offer, candidates -> POST /message/<room>/<client>
 //   the other: answer, candidates -> WebSocket {"cmd":"send","msg":...}
 //   hang up: POST /leave, send {"type":"bye"}, close the socket, DELETE
+//   signaling dropped: reconnect with back-off and register again; if the
+//   room no longer knows us, or the server stays away, say so and offer Rejoin
 'use strict';
 
 (function () {
@@ -22,6 +24,13 @@
   function setStatus(text) {
     $('status').textContent = text;
   }
+
+  function setControls(enabled) {
+    for (const id of ['mute-audio', 'mute-video', 'hangup']) $(id).disabled = !enabled;
+  }
+
+  // Waits between signaling reconnection attempts (ms); then the page gives up and offers Rejoin.
+  const RECONNECT_DELAYS = [250, 1000, 2000, 4000, 8000, 15000];
 
   function randomRoom() {
     const digits = new Uint32Array(9);
@@ -90,8 +99,12 @@
       this.hungUp = false;
       this.mediaReady = null;
       this.iceReady = null;
-      this.counts = { sent: 0, received: 0, candidatesSent: 0, candidatesReceived: 0, iceRestarts: 0 };  // for tests
+      this.counts = { sent: 0, received: 0, candidatesSent: 0, candidatesReceived: 0, iceRestarts: 0,
+                      reconnects: 0 };  // for tests
       this.gathered = false;
+      this.reconnecting = false;
+      this.statsTimer = null;
+      this.lastStats = null;
     }
 
     start() {
@@ -169,6 +182,7 @@
       Promise.all([joined, socketOpen]).then(() => {
         this.ws.send(JSON.stringify({ cmd: 'register', roomid: this.roomId, clientid: this.clientId }));
         this.registered = true;
+        setControls(true);
         setStatus(this.isInitiator ? 'Waiting for someone to join…' : 'Connecting…');
         return Promise.all([this.mediaReady, this.iceReady]);
       }).then(() => {
@@ -188,18 +202,58 @@
         ws.onopen = () => resolve();
         ws.onerror = () => reject(new Error('cannot reach the signaling server'));
         ws.onclose = () => {
-          if (!this.hungUp && this.registered) showMessage('Signaling connection closed.', 'warning');
+          // One chain of attempts at a time: a socket that fails while reconnecting is that chain's business.
+          if (this.ws === ws && !this.hungUp && this.registered && !this.reconnecting) this.reconnect(0);
         };
         ws.onmessage = (event) => {
           let envelope;
           try { envelope = JSON.parse(event.data); } catch (e) { return; }
           if (envelope.error) {
+            if (this.reconnecting) {
+              // The room forgot us while we were away (the grace period ran out).
+              this.giveUp('The room no longer has your place (' + envelope.error + ').');
+              return;
+            }
             showMessage('Signaling: ' + envelope.error, 'error');
             return;
           }
           if (envelope.msg) this.receive(JSON.parse(envelope.msg));
         };
       });
+    }
+
+    // The signaling socket dropped (a network change, a server restart): open
+    // a new one and register the same client again, waiting longer each time.
+    reconnect(attempt) {
+      if (this.hungUp) return;
+      if (attempt >= RECONNECT_DELAYS.length) {
+        this.giveUp('Cannot reach the server.');
+        return;
+      }
+      this.reconnecting = true;
+      setStatus('Signaling connection lost; reconnecting…');
+      if (attempt === 0) showMessage('Signaling connection lost; reconnecting…', 'warning');
+      setTimeout(() => {
+        if (this.hungUp) return;
+        this.openSocket().then(() => {
+          this.counts.reconnects += 1;
+          this.ws.send(JSON.stringify({ cmd: 'register', roomid: this.roomId, clientid: this.clientId }));
+          // The server answers a bad registration at once; silence for a moment means it took.
+          setTimeout(() => {
+            if (!this.reconnecting || this.hungUp) return;
+            if (this.ws.readyState !== WebSocket.OPEN) { this.reconnect(attempt + 1); return; }
+            this.reconnecting = false;
+            showMessage('Signaling reconnected.', 'info');
+            setStatus(this.pc && ['connected', 'completed'].includes(this.pc.iceConnectionState) ? 'Connected.'
+              : (this.isInitiator ? 'Waiting for someone to join…' : 'Connecting…'));
+          }, 1000);
+        }).catch(() => this.reconnect(attempt + 1));
+      }, RECONNECT_DELAYS[attempt]);
+    }
+
+    giveUp(why) {
+      this.reconnecting = false;
+      this.hangUp(false, why + ' Press Rejoin to join the room again.');
     }
 
     send(message) {
@@ -250,6 +304,7 @@
         if (config.iceTransportPolicy === 'relay' && c.candidate.indexOf(' typ relay') === -1) return;
         this.send({ type: 'candidate', label: c.sdpMLineIndex, id: c.sdpMid, candidate: c.candidate });
       };
+      this.watchStats(pc);
       pc.oniceconnectionstatechange = () => {
         $('ice-state').textContent = 'ICE: ' + pc.iceConnectionState;
         if (pc.iceConnectionState === 'connected' || pc.iceConnectionState === 'completed') setStatus('Connected.');
@@ -333,6 +388,37 @@
       }
     }
 
+    // A line a person can glance at: relay or direct, round-trip time, bitrate both ways.
+    watchStats(pc) {
+      clearInterval(this.statsTimer);
+      this.lastStats = null;
+      this.statsTimer = setInterval(() => {
+        if (this.pc !== pc) { clearInterval(this.statsTimer); return; }
+        pc.getStats().then((report) => {
+          let pair = null, sent = 0, received = 0;
+          const byId = new Map();
+          report.forEach((s) => {
+            byId.set(s.id, s);
+            if (s.type === 'transport' && s.selectedCandidatePairId) pair = s.selectedCandidatePairId;
+            if (s.type === 'outbound-rtp') sent += s.bytesSent || 0;
+            if (s.type === 'inbound-rtp') received += s.bytesReceived || 0;
+          });
+          const selected = pair && byId.get(pair);
+          const now = performance.now();
+          const last = this.lastStats;
+          this.lastStats = { now, sent, received };
+          if (!selected || !last) { $('stats').textContent = ''; return; }
+          const local = byId.get(selected.localCandidateId) || {};
+          const remote = byId.get(selected.remoteCandidateId) || {};
+          const path = (local.candidateType === 'relay' || remote.candidateType === 'relay') ? 'relay' : 'direct';
+          const rtt = selected.currentRoundTripTime !== undefined ? Math.round(selected.currentRoundTripTime * 1000) + ' ms' : '?';
+          const secs = (now - last.now) / 1000;
+          const kbps = (bytes) => Math.max(0, Math.round(bytes * 8 / 1000 / secs));
+          $('stats').textContent = path + ' · ' + rtt + ' · ↑' + kbps(sent - last.sent) + ' ↓' + kbps(received - last.received) + ' kbit/s';
+        }).catch(() => {});
+      }, 2000);
+    }
+
     flushCandidates() {
       const list = this.pendingCandidates;
       this.pendingCandidates = [];
@@ -355,9 +441,10 @@
       this.startPeerConnection();
     }
 
-    hangUp(unloading) {
+    hangUp(unloading, why) {
       if (this.hungUp) return;
       this.hungUp = true;
+      clearInterval(this.statsTimer);
       const opts = { method: 'POST', keepalive: true };
       if (this.clientId) {
         const room = encodeURIComponent(this.roomId), client = encodeURIComponent(this.clientId);
@@ -379,10 +466,13 @@
       this.pc = null;
       if (this.localStream) for (const t of this.localStream.getTracks()) t.stop();
       if (!unloading) {
-        setStatus('You hung up.');
+        setStatus(why ? 'Disconnected.' : 'You hung up.');
         $('ice-state').textContent = '';
+        $('stats').textContent = '';
+        setControls(false);
         $('controls').hidden = true;
-        showMessage('Call ended. Reload the page to join again.', 'info');
+        $('rejoin-bar').hidden = false;
+        showMessage(why || 'Call ended. Press Rejoin to join the room again.', why ? 'warning' : 'info');
       }
     }
 
@@ -396,13 +486,26 @@
     }
   }
 
-  const call = new Call(params);
+  let call = new Call(params);
   window.webrtcstackCall = call;  // for tests and the console
 
   $('mute-audio').addEventListener('click', (e) => call.toggle('audio', e.currentTarget));
   $('mute-video').addEventListener('click', (e) => call.toggle('video', e.currentTarget));
   $('hangup').addEventListener('click', () => call.hangUp(false));
   window.addEventListener('pagehide', () => call.hangUp(true));
+  // Rejoin in place: a new client in the same room (the join was confirmed once already).
+  $('rejoin').addEventListener('click', () => {
+    $('rejoin-bar').hidden = true;
+    $('controls').hidden = false;
+    $('messages').textContent = '';
+    for (const id of ['mute-audio', 'mute-video']) {
+      $(id).setAttribute('aria-pressed', 'false');
+      $(id).textContent = id === 'mute-audio' ? 'Mute audio' : 'Stop video';
+    }
+    call = new Call(Object.assign({}, params, { bypassJoinConfirmation: true }));
+    window.webrtcstackCall = call;
+    call.start();
+  });
   $('copy-link').addEventListener('click', () => {
     const link = $('room-link');
     const done = () => { $('copy-link').textContent = 'Copied'; setTimeout(() => { $('copy-link').textContent = 'Copy link'; }, 1500); };
