@@ -482,6 +482,8 @@ class RoomsSection:
     header_message: str = _key("", _text(512), "a message shown at the top of the call page")
     extra_ice_urls: tuple[str, ...] = _key("", parse_ice_urls, "other STUN/TURN servers handed out after ours in /v1alpha/iceconfig (e.g. an existing coturn: turn:turn.example.org:3478?transport=udp); turn: and turns: URLs get REST credentials from extra_ice_secret")
     extra_ice_secret: str = _key("", _text(4096), "the REST API secret (coturn's static-auth-secret) of the extra_ice_urls TURN servers; empty: ours ([turn] static_auth_secret)")
+    extra_ice_username: str = _key("", _text(512), "a fixed TURN user name for the extra_ice_urls TURN servers (a coturn user of lt-cred-mech), instead of REST credentials; needs extra_ice_credential")
+    extra_ice_credential: str = _key("", _text(512), "the password of extra_ice_username (every page gets it: give that user a quota)")
     allowed_option_hosts: tuple[str, ...] = _key("", parse_option_hosts, "hosts (host or host:port) that the page options wshpp and ts (with wstls) may name; empty: none, the page only uses our own signaling and ICE servers")
 
 
@@ -765,10 +767,15 @@ def _check_consistency(config: StackConfig, lines: dict[str, dict[str, int]]) ->
     if config.redis.renew_seconds * 2 > config.redis.lease_seconds:
         fail("redis", "renew_seconds", f"{config.redis.renew_seconds} is more than half of lease_seconds "
                                        f"({config.redis.lease_seconds}); a lease must survive a missed renewal")
+    if bool(config.rooms.extra_ice_username) != bool(config.rooms.extra_ice_credential):
+        fail("rooms", "extra_ice_credential" if config.rooms.extra_ice_username else "extra_ice_username",
+             "extra_ice_username and extra_ice_credential go together (a fixed TURN user and its password)")
     if (any(u.startswith(("turn:", "turns:")) for u in config.rooms.extra_ice_urls)
-            and not config.rooms.extra_ice_secret and not turn.static_auth_secret):
+            and not config.rooms.extra_ice_secret and not turn.static_auth_secret
+            and not config.rooms.extra_ice_username):
         fail("rooms", "extra_ice_secret", "is required for the turn: URLs of extra_ice_urls (their server's REST "
-                                          "secret), unless [turn] static_auth_secret is set to the secret both share")
+                                          "secret), unless [turn] static_auth_secret is set to the secret both share "
+                                          "or extra_ice_username/extra_ice_credential name a fixed user")
     if config.redis.url and config.turn.enabled:
         if not turn.static_auth_secret:
             fail("turn", "static_auth_secret", "is required with [redis] url: every node must accept the TURN "

@@ -8,7 +8,7 @@ import hmac
 
 from twisted.trial import unittest
 
-from webrtcstack.config import parse_config
+from webrtcstack.config import ConfigError, parse_config
 from webrtcstack.rooms.credentials import ice_servers, ice_urls, rest_credentials
 
 
@@ -90,6 +90,16 @@ class IceUrlTests(unittest.TestCase):
         self.assertEqual([s["urls"] for s in servers], [["turn:127.0.0.1:3478?transport=udp", "turn:127.0.0.1:3478?transport=tcp"],
                                                         ["stun:127.0.0.1:3478"], ["turn:[2001:db8::1]:3478"]])
         self.assertEqual(servers[2]["credential"], servers[0]["credential"])  # one secret for both
+
+    def test_extra_ice_servers_with_a_fixed_user(self) -> None:
+        """extra_ice_username/credential are handed out as they are (a coturn user of lt-cred-mech); they go together."""
+        config = parse_config("[turn]\nenabled = no\n[rooms]\nextra_ice_urls = turn:coturn.example:3478\n"
+                              "extra_ice_username = webcall\nextra_ice_credential = pass-word\n")
+        servers = ice_servers(config, "secret-unused", "call.example", now=1000.0)["iceServers"]
+        self.assertEqual(servers, [{"urls": ["turn:coturn.example:3478"], "username": "webcall", "credential": "pass-word"}])
+        with self.assertRaises(ConfigError) as ctx:
+            parse_config("[rooms]\nextra_ice_urls = turn:coturn.example\nextra_ice_username = webcall\n")
+        self.assertEqual(ctx.exception.key, "extra_ice_credential")
 
     def test_extra_ice_urls_checked(self) -> None:
         """A URL that is not stun:/turn:/turns: is refused; extra TURN URLs need a secret they share with us."""

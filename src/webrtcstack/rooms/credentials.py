@@ -139,7 +139,10 @@ def ice_servers(config: StackConfig, secret: str, request_host: str, *, now: flo
     extra = config.rooms.extra_ice_urls
     extra_turn = [u for u in extra if u.startswith(("turn:", "turns:"))]
     extra_stun = [u for u in extra if u.startswith(("stun:", "stuns:"))]
-    if extra_turn:
+    if extra_turn and config.rooms.extra_ice_username:
+        servers.append({"urls": extra_turn, "username": config.rooms.extra_ice_username,
+                        "credential": config.rooms.extra_ice_credential})
+    elif extra_turn:
         username, password = rest_credentials(
             config.rooms.extra_ice_secret or secret, name if name is not None else secrets.token_hex(4),
             ttl_s=ttl, now=now, separator=config.turn.rest_api_separator,
