@@ -124,6 +124,19 @@ class ListenerService(service.Service):
         self.port: IListeningPort | None = None
         self.setName(f"{what or kind} {kind} {endpoint}")
 
+    def preflight(self) -> None:
+        """Bind a throw-away socket like the real one and close it, so a port in use is found before any binds.
+
+        :raises ListenFailed: the address cannot be bound (an optional listener is not checked).
+        """
+        if self.optional or self.endpoint.port == 0:
+            return
+        kind = socket.SOCK_DGRAM if self.kind == "udp" else socket.SOCK_STREAM
+        try:
+            make_socket(kind, self.endpoint.host, self.endpoint.port, reuse_port=self.reuse_port).close()
+        except OSError as e:
+            raise ListenFailed(self.what, self.kind, self.endpoint, e) from None
+
     def startService(self) -> None:
         # Binding errors propagate: a port in use stops the start with a clear error.
         # An optional listener (the metrics one) logs the error and the stack serves on.

@@ -68,12 +68,17 @@ class StackService(service.MultiService):
         return super().setServiceParent(parent)
 
     def startService(self) -> None:
-        from webrtcstack.sockets import ListenFailed
+        from webrtcstack.sockets import ListenerService, ListenFailed
 
         try:
+            # Every required address first, so a port in use stops the start before any port is bound.
+            for svc in _services(self):
+                if isinstance(svc, ListenerService):
+                    svc.preflight()
             super().startService()
         except ListenFailed as e:
-            # One clear line and a non-zero exit, not a traceback; what did bind is closed first.
+            # One clear line and exit status 2 (the config cannot be served here), not a traceback;
+            # what did bind is closed first.
             log.critical("webrtcstack: {error}", error=str(e))
             for child in reversed(list(self)):
                 if child.running:
@@ -82,7 +87,7 @@ class StackService(service.MultiService):
                     except Exception:
                         pass
             self.running = False
-            raise SystemExit(1) from None
+            raise SystemExit(2) from None
         self.runtime.state = "running"
         if self.install_signals:
             self._old_sighup = signal.signal(signal.SIGHUP, self._on_sighup)
@@ -220,3 +225,11 @@ class StackService(service.MultiService):
             return super(StackService, self).stopService()
 
         return d.addCallback(close)
+
+
+def _services(parent: Any) -> Any:
+    """Every service under ``parent``, depth first."""
+    for child in parent:
+        yield child
+        if hasattr(child, "__iter__"):
+            yield from _services(child)
