@@ -142,7 +142,7 @@ class ErrorTests(unittest.TestCase):
             ("[turn]\nusers = alice\n", "turn", "users", 2, "name:password"),
             ("[turn]\nstatic_auth_secret = short\n", "turn", "static_auth_secret", 2, "too easy to guess"),
             ("[turn]\nrelay_ip = not-an-ip\n", "turn", "relay_ip", 2, "not an IP address"),
-            ("[rooms]\ncapacity = 1\n", "rooms", "capacity", 2, "allowed: 2 to 16"),
+            ("[rooms]\ncapacity = 1\n", "rooms", "capacity", 2, "allowed: 2 to 6"),
             ("[http]\npublic_url = ftp://x\n", "http", "public_url", 2, "base URL"),
             ("[signaling]\nallowed_origins = example.org\n", "signaling", "allowed_origins", 2, "origin"),
         ]

@@ -471,7 +471,7 @@ class RoomsSection:
     """``[rooms]``: the apprtc-compatible room server."""
 
     enabled: bool = _key("yes", _bool, "serve the room API and the call page", restart=True)
-    capacity: int = _key("2", _int_in(2, 16), "clients per room (apprtc: 2)")
+    capacity: int = _key("2", _int_in(2, 6), "members of a group call on our page (a full mesh: each member sends its video to every other, so 4 to 6 at most); 2: our page makes two-person rooms as apprtc does. Rooms of apprtc's clients always hold 2")
     room_ttl_seconds: int = _key("86400", _int_in(60, 30 * 86400), "a room with no change for this long is removed (never during a call: two members with live sockets)")
     max_rooms: int = _key("10000", _int_in(1, 10_000_000), "rooms at once; a join beyond it gets ERROR")
     max_message_bytes: int = _key("65536", _int_in(256, 1_048_576), "the largest signaling message accepted")

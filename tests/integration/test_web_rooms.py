@@ -217,7 +217,13 @@ class ReloadTests(WebCase, unittest.TestCase):
         await self.join("room")
         self.app.apply_config(make_config(rooms={"capacity": "3", "header_message": "maintenance at 5"}), ("new-secret-123",))
         await self.join("room")
-        self.assertEqual((await self.join("room"))["result"], "SUCCESS")
+        # The new capacity is that of group calls; the running room (apprtc's) stays two-person.
+        self.assertEqual((await self.join("room"))["result"], "FULL")
+        for _ in range(3):
+            answer = await self.join("group", "?mesh=1")
+            self.assertEqual((answer["result"], answer["params"]["mesh"]), ("SUCCESS", "true"))
+        self.assertEqual(len(answer["params"]["members"]), 2)
+        self.assertEqual((await self.join("group", "?mesh=1"))["result"], "FULL")
         _, _, body = await http("GET", self.url + "/r/other")
         self.assertEqual(loading_params(body)["headerMessage"], "maintenance at 5")
         turn = (await http_json("POST", self.url + "/v1alpha/iceconfig"))["iceServers"][0]

@@ -54,11 +54,34 @@ class JoinTests(unittest.TestCase):
         self.assertTrue(self.reg.is_full("room"))
 
     def test_capacity(self) -> None:
-        """The capacity is configurable."""
-        reg = RoomRegistry(MemoryStorage(), capacity=3, make_client_id=ids("A", "B", "C", "D"))
-        for _ in range(3):
-            self.assertEqual(reg.handle_join("room", now=0).result, Result.SUCCESS)
-        self.assertEqual(reg.handle_join("room", now=0).result, Result.FULL)
+        """The capacity is that of group calls (mesh rooms); apprtc's rooms stay two-person whatever it is."""
+        reg = RoomRegistry(MemoryStorage(), capacity=3, make_client_id=ids("A", "B", "C", "D", "E", "F"))
+        joins = [reg.handle_join("group", mesh=True, now=0) for _ in range(3)]
+        self.assertEqual([j.result for j in joins], [Result.SUCCESS] * 3)
+        self.assertEqual([j.members for j in joins], [(), ("A",), ("A", "B")])
+        self.assertTrue(all(j.mesh for j in joins))
+        self.assertEqual(reg.handle_join("group", mesh=True, now=0).result, Result.FULL)
+        self.assertTrue(reg.is_full("group", mesh=True))
+        reg.handle_join("pair", now=0)
+        reg.handle_join("pair", now=0)
+        self.assertEqual(reg.handle_join("pair", now=0).result, Result.FULL)
+
+    def test_apprtc_clients_and_group_rooms(self) -> None:
+        """An apprtc client is told a group room is full; our page joins an apprtc room as an apprtc client."""
+        reg = RoomRegistry(MemoryStorage(), capacity=4, make_client_id=ids("A", "B", "C", "D"))
+        reg.handle_join("group", mesh=True, now=0)
+        refused = reg.handle_join("group", now=0)
+        self.assertEqual(refused.result, Result.FULL)
+        self.assertTrue(reg.is_full("group"))
+        reg.handle_join("pair", now=0)
+        ours = reg.handle_join("pair", mesh=True, now=0)
+        self.assertEqual((ours.result, ours.mesh, ours.members), (Result.SUCCESS, False, ()))
+
+    def test_no_group_rooms_at_capacity_two(self) -> None:
+        """With capacity 2 (the default) the page's rooms are apprtc rooms: nothing changes for anyone."""
+        reg = RoomRegistry(MemoryStorage(), make_client_id=ids("A", "B"))
+        self.assertFalse(reg.handle_join("room", mesh=True, now=0).mesh)
+        self.assertEqual(reg.handle_join("room", now=0).result, Result.SUCCESS)
 
     def test_duplicate_client(self) -> None:
         """A new id that is already in the room gets DUPLICATE_CLIENT."""

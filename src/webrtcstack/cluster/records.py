@@ -39,9 +39,13 @@ def dump(room: Room | None, channel: Channel | None, token_of: Callable[[object]
     if room is not None:
         out["room"] = {"expires_at": room.expires_at,
                        "members": [[m.client_id, m.is_initiator, m.messages] for m in room.members.values()]}
+        if room.mesh:
+            out["room"]["mesh"] = True
     if channel is not None:
         out["peers"] = [[p.client_id, None if p.conn is None else token_of(p.conn), p.queue, p.queued_bytes,
-                         p.remove_at, p.left, p.pseudo] for p in channel.peers.values()]
+                         p.remove_at, p.left, p.pseudo] + ([p.inbox, p.inbox_bytes, p.announced]
+                                                          if p.inbox or p.announced else [])
+                        for p in channel.peers.values()]
     return json.dumps(out, separators=(",", ":"))
 
 
@@ -54,13 +58,20 @@ def load(room_id: str, text: str | bytes, resolve: Callable[[str], object]) -> t
     if "room" in data:
         r = data["room"]
         room = Room(room_id, float(r["expires_at"]),
-                    {cid: Member(cid, bool(init), list(msgs)) for cid, init, msgs in r["members"]})
+                    {cid: Member(cid, bool(init), list(msgs)) for cid, init, msgs in r["members"]},
+                    bool(r.get("mesh", False)))
     if "peers" in data:
-        channel = Channel(room_id, {
-            cid: Peer(cid, None if conn is None else resolve(conn), list(queue), int(qbytes),
-                      None if remove_at is None else float(remove_at), bool(left), bool(pseudo))
-            for cid, conn, queue, qbytes, remove_at, left, pseudo in data["peers"]})
+        channel = Channel(room_id, {item[0]: _peer(item, resolve) for item in data["peers"]})
     return room, channel
+
+
+def _peer(item: list[Any], resolve: Callable[[str], object]) -> Peer:
+    """A peer from its record: seven fields, and three more for a group call member (older records have seven)."""
+    cid, conn, queue, qbytes, remove_at, left, pseudo = item[:7]
+    inbox, inbox_bytes, announced = item[7:10] if len(item) >= 10 else ([], 0, False)
+    return Peer(cid, None if conn is None else resolve(conn), list(queue), int(qbytes),
+                None if remove_at is None else float(remove_at), bool(left), bool(pseudo),
+                list(inbox), int(inbox_bytes), bool(announced))
 
 
 class ClusterStorage:

@@ -1,6 +1,10 @@
 """The room server's rules (apprtc's join / message / leave), on a :class:`Storage`.
 
-A room holds up to ``capacity`` clients (apprtc: 2).  The first to join is the
+A room made by an apprtc client holds two clients, as apprtc's does.  A room
+made by our page asking for a group call (``/join/<room>?mesh=1``) is a
+*mesh* room of up to ``capacity`` members (``[rooms] capacity``, at most
+:data:`MAX_MESH_CAPACITY`), when that is above two; only group-call clients
+may join it (an apprtc client is told the room is full).  See docs/rooms.md.  The first to join is the
 initiator; what it POSTs to ``/message`` while alone is stored and handed to
 the next joiner in the join response.  When the room is full, messages are
 not stored: the caller passes them to signaling.  A room with no change for
@@ -26,6 +30,8 @@ __all__ = [
     "Result",
     "LOOPBACK_CLIENT_ID",
     "ID_PATTERN",
+    "APPRTC_CAPACITY",
+    "MAX_MESH_CAPACITY",
     "is_valid_id",
     "new_client_id",
     "JoinResult",
@@ -35,6 +41,11 @@ __all__ = [
 
 #: the pseudo client ``?debug=loopback`` adds to a room (apprtc's constant)
 LOOPBACK_CLIENT_ID = "LOOPBACK_CLIENT_ID"
+
+#: apprtc's rooms: two clients
+APPRTC_CAPACITY = 2
+#: the largest group call: in a full mesh each member sends its video to every other one
+MAX_MESH_CAPACITY = 6
 
 #: room and client ids: letters, digits, ``-`` and ``_``, 1 to 64 of them
 ID_PATTERN = "[A-Za-z0-9_-]{1,64}"
@@ -79,6 +90,10 @@ class JoinResult:
     #: the room went from empty to existing with this join
     created: bool = False
     error: str = ""
+    #: a group call room (see the module docstring)
+    mesh: bool = False
+    #: group calls: the members already in the room, in join order
+    members: tuple[str, ...] = ()
 
 
 @attr.s(frozen=True, slots=True, auto_attribs=True)
@@ -94,7 +109,7 @@ class RoomRegistry:
     """Rooms and their members; apprtc's room server without memcache.
 
     :param storage: where rooms live.
-    :param capacity: clients per room.
+    :param capacity: members of a group call room (``[rooms] capacity``); apprtc's rooms hold two.
     :param room_ttl_s: a room unchanged for this long is removed.
     :param max_rooms: a join that would create one more room gets ERROR.
     :param max_stored_messages: messages stored for a client waiting alone.
@@ -136,9 +151,25 @@ class RoomRegistry:
         room = self.storage.get_room(room_id)
         return len(room.members) if room else 0
 
-    def is_full(self, room_id: str) -> bool:
-        """Whether a join would get FULL."""
-        return self.occupancy(room_id) >= self.capacity
+    def capacity_of(self, room: Room | None) -> int:
+        """How many members ``room`` may hold (a new room: an apprtc one)."""
+        if room is not None and room.mesh:
+            return self.capacity
+        return min(APPRTC_CAPACITY, self.capacity)
+
+    def is_full(self, room_id: str, *, mesh: bool = False) -> bool:
+        """Whether a join (a group-call client's with ``mesh``) would get FULL."""
+        room = self.storage.get_room(room_id)
+        if room is None:
+            return False
+        if room.mesh and not mesh:
+            return True
+        return len(room.members) >= self.capacity_of(room)
+
+    def is_mesh(self, room_id: str) -> bool:
+        """Whether the room is a group call room."""
+        room = self.storage.get_room(room_id)
+        return room is not None and room.mesh
 
     def is_member(self, room_id: str, client_id: str) -> bool:
         """Whether the room server let this client into this room."""
@@ -151,25 +182,33 @@ class RoomRegistry:
 
     # -- inputs --------------------------------------------------------------
 
-    def handle_join(self, room_id: str, *, loopback: bool = False, now: float) -> JoinResult:
+    def handle_join(self, room_id: str, *, loopback: bool = False, mesh: bool = False, now: float) -> JoinResult:
         """Add a new client to a room (creating it), as ``POST /join`` does.
 
         The first client is the initiator.  A later one takes over the
         initiator's stored messages, which are then emptied.  With
         ``loopback`` an empty room also gets :data:`LOOPBACK_CLIENT_ID`.
+
+        :param mesh: a group-call client (our page, ``?mesh=1``): a room it
+            makes is a mesh room when ``capacity`` is above two; it may join
+            an apprtc room too (and is then an apprtc client there).
         """
         room = self.storage.get_room(room_id)
         created = room is None
         if room is None:
             if self.storage.room_count() >= self.max_rooms:
                 return JoinResult(Result.ERROR, error="too many rooms")
-            room = Room(room_id, expires_at=now + self.room_ttl_s)
-        if len(room.members) >= self.capacity:
+            room = Room(room_id, expires_at=now + self.room_ttl_s,
+                        mesh=mesh and not loopback and self.capacity > APPRTC_CAPACITY)
+        if room.mesh and not mesh:
+            return JoinResult(Result.FULL, error="this room is a group call of the webrtcstack page")
+        if len(room.members) >= self.capacity_of(room):
             return JoinResult(Result.FULL)
         client_id = self._make_client_id()
         if client_id in room.members:
             return JoinResult(Result.DUPLICATE_CLIENT)
         messages: list[str] = []
+        present = tuple(room.members)
         if not room.members:
             is_initiator = True
             room.members[client_id] = Member(client_id, True)
@@ -182,7 +221,8 @@ class RoomRegistry:
                 self._drop_stored(other)
             room.members[client_id] = Member(client_id, False)
         self._touch(room, now)
-        return JoinResult(Result.SUCCESS, client_id, is_initiator, tuple(messages), created)
+        return JoinResult(Result.SUCCESS, client_id, is_initiator, tuple(messages), created, mesh=room.mesh,
+                          members=present if room.mesh else ())
 
     def handle_message(self, room_id: str, client_id: str, message: str, *, now: float) -> MessageResult:
         """Store a message from a client alone in its room, or say to forward it."""
@@ -194,7 +234,7 @@ class RoomRegistry:
             return MessageResult(Result.UNKNOWN_CLIENT)
         if len(message.encode("utf-8")) > self.max_message_bytes:
             return MessageResult(Result.ERROR, error=f"message too large: at most {self.max_message_bytes} bytes")
-        if len(room.members) >= 2:
+        if len(room.members) >= 2 or room.mesh:
             return MessageResult(Result.SUCCESS, forward=True)
         if len(member.messages) >= self.max_stored_messages:
             return MessageResult(Result.ERROR, error=f"too many stored messages: at most {self.max_stored_messages}")

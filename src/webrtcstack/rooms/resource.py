@@ -159,8 +159,11 @@ class RoomServerResource(Resource):
     def _page(self, request: Request, params: dict[str, Any]) -> bytes:
         request.setHeader(b"Content-Type", b"text/html; charset=utf-8")
         request.setHeader(b"Cache-Control", b"no-store")
+        loading = _loading_params(params)
+        # Group calls (docs/rooms.md): the page asks for a mesh room when rooms may hold more than two.
+        loading["groupCallSize"] = self.config.rooms.capacity
         return render_template("call.html", {
-            "loading_params": script_json(_loading_params(params)),
+            "loading_params": script_json(loading),
             "include_loopback_js": params["include_loopback_js"],
         })
 
@@ -181,10 +184,12 @@ class RoomServerResource(Resource):
 
         rooms = self.hub.rooms
         cluster = self.runner.cluster
+        # The page is ours, so it counts as a group-call client: it may join a mesh room.
         if rooms is None or cluster is None:
-            return page(rooms is not None and rooms.is_full(room_id))
+            return page(rooms is not None and rooms.is_full(room_id, mesh=True))
         d = cluster.peek(room_id)
-        d.addCallback(lambda records: records[0] is not None and len(records[0].members) >= rooms.capacity)
+        d.addCallback(lambda records: records[0] is not None
+                      and len(records[0].members) >= rooms.capacity_of(records[0]))
         d.addErrback(lambda _: False)  # the page itself needs no shared state; /join will say what is wrong
         return finish_deferred(request, d.addCallback(page))
 
@@ -202,7 +207,9 @@ class RoomServerResource(Resource):
             return self._json(request, {"result": "ERROR", "params": {"messages": []},
                                         "error": f"the service is unavailable ({why}); try again shortly"})
         loopback = params["is_loopback"] == "true"
-        d = runner.in_room(room_id, lambda: (self.hub.handle_join(room_id, loopback=loopback, now=runner.now()), []))
+        mesh = self._query(request).get("mesh") == "1"
+        d = runner.in_room(room_id, lambda: (self.hub.handle_join(room_id, loopback=loopback, mesh=mesh,
+                                                                  now=runner.now()), []))
 
         def answer(outcome: Any) -> bytes:
             result = outcome[0]
@@ -215,6 +222,9 @@ class RoomServerResource(Resource):
             params["client_id"] = result.client_id
             params["is_initiator"] = json.dumps(result.is_initiator)
             params["messages"] = list(result.messages)
+            if result.mesh:  # the group-call extension (docs/rooms.md); apprtc's clients never get a mesh room
+                params["mesh"] = "true"
+                params["members"] = list(result.members)
             return self._json(request, {"result": "SUCCESS", "params": params})
 
         d.addCallback(answer)

@@ -49,6 +49,9 @@ class Room:
     expires_at: float
     #: client id -> member, in join order
     members: dict[str, Member] = attr.ib(factory=dict)
+    #: a group call (our page's extension, see docs/rooms.md): up to ``[rooms] capacity`` members,
+    #: presence events and addressed messages; False: apprtc's two-person room
+    mesh: bool = False
 
 
 @attr.s(slots=True, auto_attribs=True)
@@ -70,6 +73,12 @@ class Peer:
     #: never removed by a timer and never reported to the room server
     #: (the ``debug=loopback`` pseudo client)
     pseudo: bool = False
+    #: group calls: frames addressed to this client while it had no socket, oldest first (sent on register)
+    inbox: list[str] = attr.ib(factory=list)
+    #: UTF-8 bytes in ``inbox``
+    inbox_bytes: int = 0
+    #: group calls: the others were told this client joined (its first register)
+    announced: bool = False
 
 
 @attr.s(slots=True, auto_attribs=True)

@@ -28,6 +28,22 @@ Beyond collider (with a room registry):
 - ``/leave`` marks the signaling client as left: it may still send its
   ``bye``, counts for nothing, and goes with its socket.
 
+Group calls (a *mesh* room, made by our page; docs/rooms.md), an extension
+collider's clients never see:
+
+- on ``register`` the member gets ``{"type":"members","ids":[…]}`` (the
+  others in the room), then every frame addressed to it while it had no
+  socket, in order;
+- the others get ``{"type":"joined","id":…}`` on a member's first register
+  and ``{"type":"left","id":…}`` when it leaves or its grace period runs out;
+  these frames have no ``from``: they come from the server;
+- ``send`` takes ``to`` (one member; else every other member); the server
+  stamps each delivered frame with ``"from"``, the sender's client id, so no
+  member can speak as another; a ``to`` that names no member is an error and
+  delivers nothing;
+- a frame for a member without a socket waits in that member's inbox
+  (bounded like a queue) until it registers again.
+
 This module is part of the sans-IO core.
 """
 
@@ -153,10 +169,10 @@ class SignalingHub:
 
     # -- room server inputs --------------------------------------------------
 
-    def handle_join(self, room_id: str, *, loopback: bool = False, now: float) -> JoinResult:
+    def handle_join(self, room_id: str, *, loopback: bool = False, mesh: bool = False, now: float) -> JoinResult:
         """``POST /join``: the registry's join, then expect the new client's socket."""
         assert self.rooms is not None
-        result = self.rooms.handle_join(room_id, loopback=loopback, now=now)
+        result = self.rooms.handle_join(room_id, loopback=loopback, mesh=mesh, now=now)
         if result.result is not Result.SUCCESS:
             return result
         channel = self._channel(room_id, create=True)
@@ -187,6 +203,8 @@ class SignalingHub:
         if channel is not None:
             peer = channel.peers.get(client_id)
             if peer is not None and not peer.left:
+                if self._mesh(room_id):
+                    effects.extend(self._presence(channel, peer, "left"))
                 peer.left = True
                 if peer.conn is None:
                     self._remove(channel, peer, effects, notify=False)
@@ -220,7 +238,9 @@ class SignalingHub:
         self.counters.open_ws += 1
         self.counters.total_ws += 1
         effects: list[Effect] = []
-        if sum(1 for p in channel.peers.values() if not p.left) >= 2:
+        if self._mesh(room_id):
+            self._register_mesh(channel, peer, effects, now)
+        elif sum(1 for p in channel.peers.values() if not p.left) >= 2:
             for other in channel.peers.values():
                 if other is not peer and other.queue and not other.left:
                     for msg in other.queue:
@@ -232,15 +252,20 @@ class SignalingHub:
             self.rooms.touch(room_id, now=now)
         return effects
 
-    def handle_send(self, room_id: str, client_id: str, msg: str, *, now: float) -> list[Effect]:
+    def handle_send(self, room_id: str, client_id: str, msg: str, *, to: str = "", now: float) -> list[Effect]:
         """A message from a registered client: deliver it or queue it on the sender.
 
-        :raises SignalingError: the sender is gone, or its queue is full.
+        In a group call it goes to ``to`` (else to every other member), stamped
+        with the sender, and waits in a recipient's inbox while it has no socket.
+
+        :raises SignalingError: the sender is gone, a queue is full, or ``to`` names no member.
         """
         channel = self.storage.get_channel(room_id)
         peer = channel.peers.get(client_id) if channel is not None else None
         if channel is None or peer is None:
             raise SignalingError(Errors.NOT_REGISTERED)
+        if self._mesh(room_id):
+            return self._send_mesh(channel, peer, msg, to, now)
         return self._send(channel, peer, msg, now)
 
     def handle_post(self, room_id: str, client_id: str, msg: str, *, now: float) -> list[Effect]:
@@ -260,6 +285,8 @@ class SignalingHub:
             peer = self._add_peer(channel, client_id, now)
             self.storage.put_channel(channel)
         assert channel is not None
+        if self._mesh(room_id):
+            return self._send_mesh(channel, peer, msg, "", now)
         return self._send(channel, peer, msg, now)
 
     def handle_delete(self, room_id: str, client_id: str, *, now: float) -> list[Effect]:
@@ -406,7 +433,9 @@ class SignalingHub:
         channel = self.storage.get_channel(room_id)
         peer = channel.peers.get(client_id) if channel is not None else None
         if channel is not None and peer is not None:
-            if not peer.left:
+            if not peer.left and self._mesh(room_id):
+                effects.extend(self._presence(channel, peer, "left"))
+            elif not peer.left:
                 bye = envelope(json.dumps({"type": "bye"}))
                 for other in channel.peers.values():
                     if other is not peer and other.conn is not None and not other.left:
@@ -422,6 +451,73 @@ class SignalingHub:
         return channel.peers.get(client_id) if channel is not None else None
 
     # -- internals -----------------------------------------------------------
+
+    # -- group calls -------------------------------------------------------
+
+    def _mesh(self, room_id: str) -> bool:
+        """Whether the room is a group call (only with a room registry)."""
+        return self.rooms is not None and self.rooms.is_mesh(room_id)
+
+    def _presence(self, channel: Channel, about: Peer, kind: str) -> list[Effect]:
+        """``{"type": kind, "id": …}`` from the server to every other member with a socket."""
+        frame = envelope(json.dumps({"type": kind, "id": about.client_id}))
+        out: list[Effect] = [Deliver(channel.room_id, other.client_id, frame) for other in channel.peers.values()
+                             if other is not about and other.conn is not None and not other.left and not other.pseudo]
+        self.counters.messages_forwarded += len(out)
+        return out
+
+    def _register_mesh(self, channel: Channel, peer: Peer, effects: list[Effect], now: float) -> None:
+        """A group call member registered: the member list, its inbox, and (the first time) ``joined`` to the others."""
+        assert self.rooms is not None
+        room = self.storage.get_room(channel.room_id)
+        others = [cid for cid in (room.members if room is not None else ()) if cid != peer.client_id]
+        effects.append(Deliver(channel.room_id, peer.client_id, envelope(json.dumps({"type": "members", "ids": others}))))
+        for frame in peer.inbox:
+            effects.append(Deliver(channel.room_id, peer.client_id, frame))
+        self.counters.messages_forwarded += len(peer.inbox)
+        self._release_inbox(peer)
+        if not peer.announced:
+            peer.announced = True
+            effects.extend(self._presence(channel, peer, "joined"))
+
+    def _send_mesh(self, channel: Channel, sender: Peer, msg: str, to: str, now: float) -> list[Effect]:
+        """Deliver ``msg`` stamped with its sender to ``to`` (or every other member); inbox it for those without a socket."""
+        if to:
+            target = channel.peers.get(to)
+            if target is None or target is sender or target.left or target.pseudo:
+                self.counters.messages_dropped += 1
+                raise SignalingError(Errors.UNKNOWN_RECIPIENT)
+            targets = [target]
+        else:
+            targets = [p for p in channel.peers.values() if p is not sender and not p.left and not p.pseudo]
+        frame = envelope(msg, sender=sender.client_id)
+        size = len(frame.encode("utf-8"))
+        waiting = [t for t in targets if t.conn is None]
+        # Check every inbox first: a message goes to all its recipients or to none.
+        for target in waiting:
+            if len(target.inbox) >= self.max_queued or target.inbox_bytes + size > self.max_queued_bytes:
+                self.counters.messages_dropped += 1
+                raise SignalingError(Errors.QUEUE_FULL)
+        if waiting and not self.buffers.take(size * len(waiting)):
+            self.counters.messages_dropped += 1
+            raise SignalingError(Errors.SERVER_FULL)
+        effects: list[Effect] = []
+        for target in targets:
+            if target.conn is None:
+                target.inbox.append(frame)
+                target.inbox_bytes += size
+                self.counters.messages_queued += 1
+            else:
+                effects.append(Deliver(channel.room_id, target.client_id, frame))
+        self.counters.messages_forwarded += len(effects)
+        if waiting:
+            self.storage.put_channel(channel)
+        return effects
+
+    def _release_inbox(self, peer: Peer) -> None:
+        self.buffers.release(peer.inbox_bytes)
+        peer.inbox.clear()
+        peer.inbox_bytes = 0
 
     def _release_queue(self, peer: Peer) -> None:
         """Empty a client's queue and give its bytes back to the process budget."""
@@ -509,8 +605,11 @@ class SignalingHub:
     def _remove(self, channel: Channel, peer: Peer, effects: list[Effect], *, notify: bool, now: float = 0.0) -> None:
         if channel.peers.get(peer.client_id) is not peer:
             return
+        if not peer.left and not peer.pseudo and self._mesh(channel.room_id):
+            effects.extend(self._presence(channel, peer, "left"))
         del channel.peers[peer.client_id]
         self._release_queue(peer)
+        self._release_inbox(peer)
         peer.remove_at = None
         if peer.conn is not None:
             effects.append(Disconnect(channel.room_id, peer.client_id, peer.conn))
@@ -600,7 +699,7 @@ class SignalingSession:
             if not command.msg:
                 return self._error(Errors.INVALID_SEND)
             try:
-                return self.hub.handle_send(self.room_id, self.client_id, command.msg, now=now)
+                return self.hub.handle_send(self.room_id, self.client_id, command.msg, to=command.to, now=now)
             except SignalingError as e:
                 return self._error(str(e), close=False)
         if command.cmd == "register":

@@ -39,6 +39,7 @@ class Errors:
     NOT_ISSUED = "Invalid register request: the room server did not issue this 'clientid' for this 'roomid'"
     BAD_ID = "Invalid register request: 'roomid' and 'clientid' may use only letters, digits, '-' and '_' (1 to 64)"
     NOT_IN_ROOM = "Client not in room"
+    UNKNOWN_RECIPIENT = "Invalid send request: 'to' names no member of the room"
     TOO_MANY_ROOMS = "Too many rooms"
 
     @staticmethod
@@ -64,6 +65,8 @@ class Command:
     roomid: str = ""
     clientid: str = ""
     msg: str = ""
+    #: group calls (our extension): the one member to deliver to; empty: every other member
+    to: str = ""
 
 
 def parse_command(text: str) -> Command:
@@ -78,7 +81,7 @@ def parse_command(text: str) -> Command:
     if not isinstance(value, dict):
         raise FrameError(Errors.JSON_PREFIX + f"cannot decode a JSON {type(value).__name__} into a command object")
     fields: dict[str, str] = {}
-    for key in ("cmd", "roomid", "clientid", "msg"):
+    for key in ("cmd", "roomid", "clientid", "msg", "to"):
         item: Any = value.get(key)
         if item is None:
             continue
@@ -91,11 +94,17 @@ def parse_command(text: str) -> Command:
 _GO_ESCAPES = str.maketrans({"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"})
 
 
-def envelope(msg: str = "", error: str = "") -> str:
+def envelope(msg: str = "", error: str = "", sender: str | None = None) -> str:
     """One server frame: ``{"msg":"…","error":"…"}`` and a newline, escaped as Go escapes.
 
     Both keys are always there (Android reads ``msg`` unconditionally).
+
+    :param sender: group calls only: the member who sent ``msg``, stamped by the
+        server as ``"from"`` (a frame without it comes from the server itself).
     """
-    body = json.dumps({"msg": msg, "error": error}, ensure_ascii=False, separators=(",", ":"))
+    fields = {"msg": msg, "error": error}
+    if sender is not None:
+        fields["from"] = sender
+    body = json.dumps(fields, ensure_ascii=False, separators=(",", ":"))
     # <, >, & and the two JS line separators only occur inside the strings.
     return body.translate(_GO_ESCAPES) + "\n"
