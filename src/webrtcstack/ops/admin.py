@@ -9,7 +9,11 @@ ends one:
   that refreshes gets 437 and must allocate again);
 - ``room/ROOM/CLIENT``: a room member (the others get ``bye``, its socket
   closes, it leaves the room);
-- ``room/ROOM``: every member of a room.
+- ``room/ROOM``: every member of a room;
+- ``socket/ROOM/CLIENT``: only the member's signaling socket is closed; it
+  stays in the room for the grace period, so its page reconnects and
+  registers again (what a dropped connection does: for trying clients'
+  reconnection, or moving a client off this node).
 
 Every request needs ``Authorization: Bearer <token>``, the token kept in
 ``<state dir>/admin-token`` (mode 0600, made on first start; see
@@ -85,6 +89,14 @@ class AdminResource(resource.Resource):
 
     def _end(self, request: IRequest, session_id: str, peer: str) -> Any:
         rt = self.runtime
+        if session_id.startswith("socket/"):
+            room_id, _, client_id = session_id[len("socket/"):].partition("/")
+            if not self._drop_socket(room_id, client_id):
+                request.setResponseCode(404)
+                return _json({"error": f"no signaling socket of {room_id}/{client_id} on this node"})
+            log.warn("admin: {peer} closed the signaling socket of {room}/{client}", peer=peer, room=room_id,
+                     client=client_id)
+            return _json({"ended": [session_id]})
         if session_id.startswith("room/"):
             room_id, _, client_id = session_id[len("room/"):].partition("/")
             d = self._kick(room_id, client_id)
@@ -114,6 +126,22 @@ class AdminResource(resource.Resource):
         log.warn("admin: {peer} ended allocation {id} (user {user}, client {client}, relayed {relayed})", peer=peer,
                  id=session_id, user=ended["user"], client=ended["client"], relayed=" ".join(ended["relayed"]))
         return _json({"ended": [session_id], "allocation": ended})
+
+    def _drop_socket(self, room_id: str, client_id: str) -> bool:
+        """Close a member's socket on this node, after the hub has let go of it (so nothing is sent to it after)."""
+        for runner in self.runtime.hub_runners:
+            peer = runner.hub.peer(room_id, client_id)
+            conn = getattr(peer, "conn", None)
+            if conn is None or not hasattr(conn, "dropConnection"):
+                continue
+            if runner.cluster is None:  # with [redis] the socket's own close goes through the room's lock
+                if runner.sockets.get((room_id, client_id)) is conn:
+                    del runner.sockets[(room_id, client_id)]
+                runner.apply(runner.hub.handle_disconnect(room_id, client_id, conn, now=runner.now()))
+                runner.rearm()
+            conn.dropConnection(abort=True)
+            return True
+        return False
 
     @defer.inlineCallbacks
     def _kick(self, room_id: str, client_id: str) -> Any:

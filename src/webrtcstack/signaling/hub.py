@@ -421,7 +421,8 @@ class SignalingHub:
                 peer = peers.get(client_id)
                 members.append({"client": client_id, "initiator": member.is_initiator,
                                 "socket": peer is not None and peer.conn is not None,
-                                "queued": len(peer.queue) if peer is not None else 0})
+                                "queued": len(peer.queue) if peer is not None else 0,
+                                "inbox": len(peer.inbox) if peer is not None else 0})
             out.append({"room": room.room_id, "members": members, "expires_in_s": round(room.expires_at - now, 1)})
         return out
 

@@ -29,6 +29,31 @@
     for (const id of ['mute-audio', 'mute-video', 'hangup']) $(id).disabled = !enabled;
   }
 
+  // ICE that fails, or stays disconnected for a few seconds (a network change, a TURN relay gone), is
+  // restarted by the side that offers (the other answers the new offer): new candidates, a new relay.
+  const ICE_DISCONNECTED_GRACE_MS = 3000;
+  const MAX_ICE_RESTARTS = 5;
+
+  function watchIce(pc, isOfferer, restart, counts) {
+    let timer = null;
+    const kick = () => {
+      timer = null;
+      const state = pc.iceConnectionState;
+      if (pc.signalingState === 'closed' || !isOfferer()) return;
+      if (state !== 'failed' && state !== 'disconnected') return;
+      if (pc.signalingState !== 'stable' || counts.iceFailRestarts >= MAX_ICE_RESTARTS) return;
+      counts.iceFailRestarts = (counts.iceFailRestarts || 0) + 1;
+      counts.iceFailRestartsTotal = (counts.iceFailRestartsTotal || 0) + 1;
+      restart();
+    };
+    pc.addEventListener('iceconnectionstatechange', () => {
+      const state = pc.iceConnectionState;
+      if (state === 'failed') { clearTimeout(timer); kick(); }
+      else if (state === 'disconnected') { if (!timer) timer = setTimeout(kick, ICE_DISCONNECTED_GRACE_MS); }
+      else if (state === 'connected' || state === 'completed') { clearTimeout(timer); timer = null; counts.iceFailRestarts = 0; }
+    });
+  }
+
   // Waits between signaling reconnection attempts (ms); then the page gives up and offers Rejoin.
   const RECONNECT_DELAYS = [250, 1000, 2000, 4000, 8000, 15000];
 
@@ -100,7 +125,7 @@
       this.mediaReady = null;
       this.iceReady = null;
       this.counts = { sent: 0, received: 0, candidatesSent: 0, candidatesReceived: 0, iceRestarts: 0,
-                      reconnects: 0 };  // for tests
+                      reconnects: 0, iceFailRestarts: 0, iceFailRestartsTotal: 0 };  // for tests
       this.gathered = false;
       this.reconnecting = false;
       this.statsTimer = null;
@@ -208,6 +233,12 @@
         ws.onmessage = (event) => {
           let envelope;
           try { envelope = JSON.parse(event.data); } catch (e) { return; }
+          this.onEnvelope(envelope);
+        };
+      });
+    }
+
+    onEnvelope(envelope) {
           if (envelope.error) {
             if (this.reconnecting) {
               // The room forgot us while we were away (the grace period ran out).
@@ -218,8 +249,6 @@
             return;
           }
           if (envelope.msg) this.receive(JSON.parse(envelope.msg));
-        };
-      });
     }
 
     // The signaling socket dropped (a network change, a server restart): open
@@ -243,6 +272,7 @@
             if (!this.reconnecting || this.hungUp) return;
             if (this.ws.readyState !== WebSocket.OPEN) { this.reconnect(attempt + 1); return; }
             this.reconnecting = false;
+            this.onReregistered();
             showMessage('Signaling reconnected.', 'info');
             setStatus(this.pc && ['connected', 'completed'].includes(this.pc.iceConnectionState) ? 'Connected.'
               : (this.isInitiator ? 'Waiting for someone to join…' : 'Connecting…'));
@@ -250,6 +280,8 @@
         }).catch(() => this.reconnect(attempt + 1));
       }, RECONNECT_DELAYS[attempt]);
     }
+
+    onReregistered() {}
 
     giveUp(why) {
       this.reconnecting = false;
@@ -305,16 +337,23 @@
         this.send({ type: 'candidate', label: c.sdpMLineIndex, id: c.sdpMid, candidate: c.candidate });
       };
       this.watchStats(pc);
-      pc.oniceconnectionstatechange = () => {
+      watchIce(pc, () => this.isInitiator && this.pc === pc, () => this.restartIce(pc), this.counts);
+      pc.addEventListener('iceconnectionstatechange', () => {
         $('ice-state').textContent = 'ICE: ' + pc.iceConnectionState;
         if (pc.iceConnectionState === 'connected' || pc.iceConnectionState === 'completed') setStatus('Connected.');
         else if (pc.iceConnectionState === 'failed') setStatus('Connection failed.');
         else if (pc.iceConnectionState === 'disconnected') setStatus('Connection interrupted…');
-      };
+      });
       if (this.isInitiator) {
         this.makeOffer();
       }
       this.drainInbox();
+    }
+
+    restartIce(pc) {
+      pc.createOffer({ iceRestart: true }).then((offer) => pc.setLocalDescription(offer)).then(() => {
+        this.send({ sdp: pc.localDescription.sdp, type: 'offer' });
+      }).catch(() => {});
     }
 
     makeOffer() {
@@ -486,7 +525,255 @@
     }
   }
 
-  let call = new Call(params);
+  // ------------------------------------------------------------- group call
+  // A mesh room (docs/rooms.md): the newcomer offers to every member present;
+  // every message is addressed ("to") and arrives stamped by the server
+  // ("from"); "joined"/"left" frames without "from" come from the server.
+  class GroupCall extends Call {
+    constructor(p) {
+      super(p);
+      this.peers = new Map();   // member id -> { pc, tile, video, label, offerer, pending: [], restarts }
+      this.members = [];
+      this.outbox = [];         // frames written while the socket was down, sent after re-registering
+      this.received = [];       // types of messages from others the page does not act on (for tests and the console)
+    }
+
+    // The first remote peer connection (the two-person tests and the console look at call.pc).
+    get pc() { const first = this.peers.values().next().value; return first ? first.pc : null; }
+    set pc(value) {}
+
+    join() {
+      setStatus('Joining the room…');
+      const socketOpen = this.openSocket();
+      const sep = window.location.search ? '&' : '?';
+      const joined = postJson('/join/' + encodeURIComponent(this.roomId) + window.location.search + sep + 'mesh=1').then((answer) => {
+        if (answer.result === 'FULL') {
+          window.location.href = '/r/' + encodeURIComponent(this.roomId) + window.location.search;
+          throw new Error('room full');
+        }
+        if (answer.result !== 'SUCCESS') throw new Error('join failed: ' + answer.result + (answer.error ? ' (' + answer.error + ')' : ''));
+        this.clientId = answer.params.client_id;
+        if (answer.params.mesh !== 'true') throw Object.assign(new Error('two-person room'), { pairRoom: true });
+        this.members = answer.params.members || [];
+      });
+      Promise.all([joined, socketOpen]).then(() => {
+        this.ws.send(JSON.stringify({ cmd: 'register', roomid: this.roomId, clientid: this.clientId }));
+        this.registered = true;
+        setControls(true);
+        setStatus(this.members.length ? 'Connecting…' : 'Waiting for others to join…');
+        return Promise.all([this.mediaReady, this.iceReady]);
+      }).then(() => {
+        if (this.hungUp) return;
+        for (const id of this.members) if (!this.peers.has(id)) this.connect(id, true);
+      }).catch((err) => {
+        if (err.pairRoom) { this.becomePair(); return; }
+        if (err.message !== 'room full') {
+          setStatus('Could not join.');
+          showMessage(err.message, 'error');
+        }
+      });
+    }
+
+    // The room was made by an apprtc client (two people, apprtc's protocol): leave it and join as one.
+    becomePair() {
+      this.hungUp = true;
+      if (this.localStream) for (const t of this.localStream.getTracks()) t.stop();
+      const room = encodeURIComponent(this.roomId), client = encodeURIComponent(this.clientId);
+      if (this.ws) this.ws.close();
+      fetch('/leave/' + room + '/' + client, { method: 'POST' }).catch(() => {}).then(() => {
+        startCall(new Call(Object.assign({}, this.p, { bypassJoinConfirmation: true })));
+      });
+    }
+
+    onEnvelope(envelope) {
+      if (envelope.error) { super.onEnvelope(envelope); return; }
+      if (!envelope.msg) return;
+      let message;
+      try { message = JSON.parse(envelope.msg); } catch (e) { return; }
+      if (typeof envelope.from === 'string') { this.fromMember(envelope.from, message); return; }
+      if (message.type === 'members') {
+        this.members = message.ids || [];
+        for (const id of Array.from(this.peers.keys())) if (!this.members.includes(id)) this.drop(id, false);
+      } else if (message.type === 'joined') {
+        showMessage('Member ' + message.id + ' joined.', 'info');
+      } else if (message.type === 'left') {
+        this.drop(message.id, true);
+      }
+    }
+
+    sendTo(id, message) {
+      const frame = JSON.stringify({ cmd: 'send', msg: JSON.stringify(message), to: id });
+      this.counts.sent += 1;
+      if (message.type === 'candidate') this.counts.candidatesSent += 1;
+      if (this.ws && this.ws.readyState === WebSocket.OPEN && !this.reconnecting) this.ws.send(frame);
+      else this.outbox.push(frame);
+    }
+
+    onReregistered() {
+      const frames = this.outbox;
+      this.outbox = [];
+      for (const frame of frames) this.ws.send(frame);
+    }
+
+    tile(id) {
+      const tile = document.createElement('figure');
+      tile.className = 'tile';
+      tile.dataset.member = id;
+      const video = document.createElement('video');
+      video.autoplay = true;
+      video.playsInline = true;
+      const label = document.createElement('figcaption');
+      label.textContent = 'Member ' + id;
+      tile.append(video, label);
+      $('grid').appendChild(tile);
+      this.layout();
+      return { tile, video, label };
+    }
+
+    layout() {
+      const n = $('grid').children.length;
+      $('grid').dataset.count = String(n);
+      $('videos').classList.toggle('group', true);
+    }
+
+    connect(id, offerer) {
+      const cfg = this.pcConfig;
+      const pc = new RTCPeerConnection({
+        iceServers: cfg.iceServers || [],
+        iceTransportPolicy: cfg.iceTransportPolicy || cfg.iceTransports || 'all',
+        bundlePolicy: 'max-bundle',
+        rtcpMuxPolicy: 'require',
+      });
+      const view = this.tile(id);
+      const stream = new MediaStream();
+      view.video.srcObject = stream;
+      const peer = Object.assign(view, { pc, offerer, pending: [], counts: { iceFailRestarts: 0, iceFailRestartsTotal: 0 } });
+      this.peers.set(id, peer);
+      if (this.localStream) {
+        for (const track of this.localStream.getTracks()) pc.addTrack(track, this.localStream);
+      } else {
+        pc.addTransceiver('audio', { direction: 'recvonly' });
+        pc.addTransceiver('video', { direction: 'recvonly' });
+      }
+      pc.ontrack = (event) => { if (!stream.getTracks().includes(event.track)) stream.addTrack(event.track); };
+      const relayOnly = pc.getConfiguration().iceTransportPolicy === 'relay';
+      pc.onicecandidate = (event) => {
+        const c = event.candidate;
+        if (!c || !c.candidate) return;
+        peer.gathered = true;
+        if (/ tcp /i.test(c.candidate)) return;
+        if (relayOnly && c.candidate.indexOf(' typ relay') === -1) return;
+        this.sendTo(id, { type: 'candidate', label: c.sdpMLineIndex, id: c.sdpMid, candidate: c.candidate });
+      };
+      watchIce(pc, () => peer.offerer && this.peers.get(id) === peer, () => this.offer(id, true), peer.counts);
+      pc.addEventListener('iceconnectionstatechange', () => {
+        view.label.textContent = 'Member ' + id + ' · ' + pc.iceConnectionState;
+        this.showState();
+      });
+      if (this.peers.size === 1) this.watchStats(pc);
+      if (offerer) this.offer(id, false);
+      return peer;
+    }
+
+    offer(id, iceRestart) {
+      const peer = this.peers.get(id);
+      if (!peer) return;
+      const pc = peer.pc;
+      pc.createOffer(Object.assign({}, this.p.offerOptions || {}, iceRestart ? { iceRestart: true } : {}))
+        .then((offer) => pc.setLocalDescription(offer))
+        .then(() => {
+          this.sendTo(id, { type: 'offer', sdp: pc.localDescription.sdp });
+          this.watchGatheringOf(id, peer);
+        })
+        .catch((err) => showMessage('Cannot make an offer: ' + err.message, 'error'));
+    }
+
+    // As Call.watchGathering, per member: no candidate at all after a while wakes ICE with a restart.
+    watchGatheringOf(id, peer) {
+      setTimeout(() => {
+        const pc = peer.pc;
+        if (this.peers.get(id) !== peer || peer.gathered || pc.iceGatheringState !== 'gathering' || pc.signalingState !== 'stable') return;
+        if (this.counts.iceRestarts >= 3 * Math.max(1, this.peers.size)) return;
+        this.counts.iceRestarts += 1;
+        this.offer(id, true);
+      }, 5000);
+    }
+
+    fromMember(id, message) {
+      this.counts.received += 1;
+      let peer = this.peers.get(id);
+      if (message.type === 'offer') {
+        if (!peer) peer = this.connect(id, false);
+        const pc = peer.pc;
+        pc.setRemoteDescription({ type: 'offer', sdp: message.sdp })
+          .then(() => this.flushPending(peer))
+          .then(() => pc.createAnswer())
+          .then((answer) => pc.setLocalDescription(answer))
+          .then(() => this.sendTo(id, { type: 'answer', sdp: pc.localDescription.sdp }))
+          .catch((err) => showMessage('Cannot answer: ' + err.message, 'error'));
+      } else if (message.type === 'answer' && peer) {
+        peer.pc.setRemoteDescription({ type: 'answer', sdp: message.sdp })
+          .then(() => this.flushPending(peer))
+          .catch((err) => showMessage('Cannot apply the answer: ' + err.message, 'error'));
+      } else if (message.type === 'candidate' && peer) {
+        this.counts.candidatesReceived += 1;
+        const init = { candidate: message.candidate, sdpMid: message.id, sdpMLineIndex: message.label };
+        if (peer.pc.remoteDescription) peer.pc.addIceCandidate(init).catch(() => {});
+        else peer.pending.push(init);
+      } else if (message.type === 'bye') {
+        this.drop(id, true);
+      } else {
+        this.received.push({ from: id, type: message.type, text: message.text });
+      }
+    }
+
+    flushPending(peer) {
+      const list = peer.pending;
+      peer.pending = [];
+      return Promise.all(list.map((c) => peer.pc.addIceCandidate(c).catch(() => {})));
+    }
+
+    drop(id, say) {
+      const peer = this.peers.get(id);
+      if (!peer) return;
+      this.peers.delete(id);
+      peer.pc.close();
+      peer.tile.remove();
+      this.layout();
+      if (say) showMessage('Member ' + id + ' left.', 'info');
+      const first = this.pc;
+      if (first) this.watchStats(first); else $('stats').textContent = '';
+      this.showState();
+    }
+
+    showState() {
+      if (this.hungUp || this.reconnecting) return;
+      const states = Array.from(this.peers.values(), (p) => p.pc.iceConnectionState);
+      const up = states.filter((s) => s === 'connected' || s === 'completed').length;
+      if (!states.length) setStatus('Waiting for others to join…');
+      else if (up === states.length) setStatus('Connected with ' + up + (up === 1 ? ' member.' : ' members.'));
+      else setStatus('Connected with ' + up + ' of ' + states.length + '…');
+      $('ice-state').textContent = '';
+    }
+
+    hangUp(unloading, why) {
+      if (this.hungUp) return;
+      for (const id of Array.from(this.peers.keys())) {
+        this.sendTo(id, { type: 'bye' });
+        this.drop(id, false);
+      }
+      super.hangUp(unloading, why);
+    }
+  }
+
+  function startCall(next) {
+    call = next;
+    window.webrtcstackCall = call;
+    call.start();
+  }
+
+  const makeCall = (p) => ((p.groupCallSize || 2) > 2 ? new GroupCall(p) : new Call(p));
+  let call = makeCall(params);
   window.webrtcstackCall = call;  // for tests and the console
 
   $('mute-audio').addEventListener('click', (e) => call.toggle('audio', e.currentTarget));
@@ -502,9 +789,7 @@
       $(id).setAttribute('aria-pressed', 'false');
       $(id).textContent = id === 'mute-audio' ? 'Mute audio' : 'Stop video';
     }
-    call = new Call(Object.assign({}, params, { bypassJoinConfirmation: true }));
-    window.webrtcstackCall = call;
-    call.start();
+    startCall(makeCall(Object.assign({}, params, { bypassJoinConfirmation: true })));
   });
   $('copy-link').addEventListener('click', () => {
     const link = $('room-link');
