@@ -18,7 +18,7 @@ from tests.support import RedisServer, StackProcess, free_port
 
 
 def node_config(redis_url: str, http_port: int, node_id: str) -> str:
-    return ("[turn]\nenabled = no\n"
+    return ("[turn]\nenabled = no\n[rooms]\ncapacity = 3\n"
             f"[http]\nlisten = 127.0.0.1:{http_port}\nwrites_per_second_per_ip = 10000\n"
             "[signaling]\nping_interval_seconds = 0\n"
             f"[redis]\nurl = {redis_url}\nkey_prefix = t:\nnode_id = {node_id}\nlease_seconds = 4\nrenew_seconds = 1\n"
@@ -111,3 +111,48 @@ class SplitCallTests(unittest.TestCase):
             self.assertEqual(results, ["FULL", "FULL", "SUCCESS", "SUCCESS"], room)
             initiators = [a["params"]["is_initiator"] for a in mine if a["result"] == "SUCCESS"]
             self.assertEqual(sorted(initiators), ["false", "true"], room)
+
+    @async_test
+    async def test_group_call_across_nodes(self) -> None:
+        """A group room with its three members on three nodes: members lists, joined, addressed messages stamped
+        with from, an inbox filled while a member is away and handed over on another node, and left."""
+        ids = []
+        for node in ("a", "b", "c"):
+            answer = await http_json("POST", self.urls[node] + "/join/g3?mesh=1")
+            self.assertEqual((answer["result"], answer["params"]["mesh"], answer["params"]["members"]),
+                             ("SUCCESS", "true", ids), node)
+            ids.append(answer["params"]["client_id"])
+        self.assertEqual((await http_json("POST", self.urls["a"] + "/join/g3?mesh=1"))["result"], "FULL")
+        sockets = {}
+        for node, cid in zip(("a", "b", "c"), ids):
+            sockets[cid] = await self.ws(node, "g3", cid)
+            members = await sockets[cid].next(10)  # type: ignore[attr-defined]
+            self.assertEqual(json.loads(members["msg"]), {"type": "members", "ids": [i for i in ids if i != cid]})
+        a, b, c = ids
+        for cid in (a, b):  # c's register told the others, across nodes
+            events = [json.loads((await sockets[cid].next(10))["msg"]) for _ in range(2 if cid == a else 1)]  # type: ignore[attr-defined]
+            self.assertIn({"type": "joined", "id": c}, events)
+        sockets[a].send({"cmd": "send", "msg": "to c only", "to": c, "from": b})  # type: ignore[attr-defined]
+        self.assertEqual(await sockets[c].next(10), {"msg": "to c only", "error": "", "from": a})  # type: ignore[attr-defined]
+        changes = self.redis.keyspace_events("t:room:g3")
+        self.addCleanup(changes.close)
+        await sockets[c].close()  # type: ignore[attr-defined]
+
+        def c_socket() -> object:
+            peers = json.loads(self.redis.command("GET", "t:room:g3").split(b"|", 1)[1])["peers"]
+            return next(p[1] for p in peers if p[0] == c)
+
+        # A message can only wait for c once the room's record says c's socket is gone (until then it is in
+        # flight to the old socket, as on any network): wait for that write.
+        while c_socket() is not None:
+            await threads.deferToThread(changes.next, "t:room:g3", "set")
+        sockets[b].send({"cmd": "send", "msg": "while c is away", "to": c})  # type: ignore[attr-defined]
+        sockets[b].send({"cmd": "send", "msg": "marker", "to": a})  # type: ignore[attr-defined]
+        self.assertEqual((await sockets[a].next(10))["msg"], "marker")  # type: ignore[attr-defined]  # b's sends are done
+        back = await self.ws("a", "g3", c)  # c comes back on another node
+        self.assertEqual(json.loads((await back.next(10))["msg"])["type"], "members")  # type: ignore[attr-defined]
+        self.assertEqual(await back.next(10), {"msg": "while c is away", "error": "", "from": b})  # type: ignore[attr-defined]
+        code, _, _ = await http("POST", f"{self.urls['b']}/leave/g3/{b}")
+        self.assertEqual(code, 200)
+        for cid, ws in ((a, sockets[a]), (c, back)):
+            self.assertEqual(json.loads((await ws.next(10))["msg"]), {"type": "left", "id": b}, cid)  # type: ignore[attr-defined]
