@@ -72,7 +72,8 @@ class TurnutilsTlsTests(StackCase):
         self.assertTrue(m, text)
         sent, received = (int(x) for x in m[-1])
         self.assertGreater(sent, 0, text)
-        self.assertEqual(sent, received, text)
+        counters = [(c.dropped, c.relayed()) for c in self.top.runtime.turn_counters]
+        self.assertEqual(sent, received, f"{text}\nour drop counters and relayed packets: {counters}")
         self.assertIn("Total lost packets 0 ", text)
         return sent
 
