@@ -669,7 +669,10 @@ class PermissionChannelTests(SynchronousTestCase):
 
 PEERS = ["127.0.0.1", "127.0.0.2", "::ffff:127.0.0.1", "0.0.0.0", "::", "::1", "169.254.169.254",
          "::ffff:169.254.169.254", "224.0.0.1", "255.255.255.255", "240.0.0.1", "fe80::1", "ff02::1",
-         "::ffff:10.0.0.1:"[:-1], "64:ff9b::a9fe:a9fe", "::ffff:224.0.0.1"]
+         "::ffff:10.0.0.1:"[:-1], "64:ff9b::a9fe:a9fe", "::ffff:224.0.0.1",
+         # 6to4 and Teredo carrying loopback and the metadata address (IPv4 inside IPv6)
+         "2002:7f00:1::", "2002:a9fe:a9fe::1", "2001:0:4136:e378:8000:ffff:80ff:fffe",
+         "2001:0:4136:e378:8000:ffff:5601:5601"]
 
 
 class PeerTableTests(SynchronousTestCase):

@@ -63,6 +63,32 @@ class PeerPolicyTests(SynchronousTestCase):
         self.assertIsNotNone(policy.check("169.254.1.1"))
         self.assertIsNone(policy.check("169.254.169.254"))
 
+    def test_6to4_and_teredo_are_judged_by_the_ipv4_inside(self) -> None:
+        """6to4 (2002::/16) and Teredo (2001::/32) addresses of loopback, link-local, metadata or private IPv4
+        addresses are refused as those addresses are; public ones pass and stay the IPv6 peer they are."""
+        policy = PeerPolicy(denied=[ipaddress.ip_network("10.0.0.0/8")])
+
+        def sixtofour(v4: str) -> str:
+            return str(ipaddress.IPv6Address((0x2002 << 112) | (int(ipaddress.IPv4Address(v4)) << 80) | 1))
+
+        def teredo(client: str, server: str = "65.54.227.120") -> str:
+            inverted = int(ipaddress.IPv4Address(client)) ^ 0xFFFFFFFF
+            return str(ipaddress.IPv6Address((0x20010000 << 96) | (int(ipaddress.IPv4Address(server)) << 64)
+                                             | (0x8000 << 48) | (0xFFFF << 32) | inverted))
+
+        self.assertEqual(sixtofour("127.0.0.1"), "2002:7f00:1::1")
+        for v4 in ("127.0.0.1", "169.254.169.254", "169.254.1.1", "10.1.2.3", "0.0.0.0", "224.0.0.1"):
+            self.assertIsNone(policy.check(sixtofour(v4)), v4)
+            self.assertIsNone(policy.check(teredo(v4)), v4)
+        self.assertIsNone(policy.check(teredo("8.8.8.8", server="127.0.0.1")))
+        for v4 in ("8.8.8.8", "1.1.1.1"):
+            self.assertEqual(str(policy.check(sixtofour(v4))), sixtofour(v4))
+            self.assertEqual(str(policy.check(teredo(v4))), teredo(v4))
+        listed = PeerPolicy(allowed=[ipaddress.ip_network("2002:7f00:1::/48")])
+        self.assertIsNotNone(listed.check(sixtofour("127.0.0.1")))
+        opted_in = PeerPolicy(allow_loopback=True)
+        self.assertIsNotNone(opted_in.check(sixtofour("127.0.0.1")))
+
     def test_garbage(self) -> None:
         """Something that is not an IP address is denied."""
         self.assertIsNone(PeerPolicy().check("not-an-ip"))

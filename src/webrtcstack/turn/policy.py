@@ -7,6 +7,13 @@ Rules (RFC 8656 §17 and §21 ask servers to restrict peers; we deny by default)
   IPv4-compatible (``::a.b.c.d``), IPv4-translated (``::ffff:0:a.b.c.d``) and
   NAT64 (``64:ff9b::/96``, ``64:ff9b:1::/48``) IPv6 spellings become the IPv4
   address they carry, so every check below sees the real destination.
+* **6to4** (``2002::/16``, the IPv4 address in bits 16–47) and **Teredo**
+  (``2001::/32``: the client's IPv4 address, inverted, in the last 32 bits;
+  the Teredo server's in bits 32–63) carry IPv4 too, but they are real IPv6
+  destinations (a tunnel relay delivers them): the peer stays the IPv6
+  address, and the IPv4 addresses inside must also pass every rule, so
+  ``2002:7f00:1::`` (6to4 for 127.0.0.1) or a Teredo address for
+  169.254.169.254 is refused like the IPv4 address itself.
 * ``allowed_peers`` wins over everything, then ``denied_peers``, then the
   built-in special-purpose ranges (loopback is allowed only with
   ``allow_loopback_peers``).
@@ -24,7 +31,7 @@ import ipaddress
 from collections.abc import Iterable
 from typing import Union
 
-__all__ = ["PeerPolicy", "normalise_address", "DEFAULT_DENIED"]
+__all__ = ["PeerPolicy", "normalise_address", "tunnelled_ipv4", "DEFAULT_DENIED"]
 
 IPAddress = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
 IPNetwork = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
@@ -81,6 +88,18 @@ def normalise_address(host: str) -> IPAddress:
     return address
 
 
+def tunnelled_ipv4(address: IPAddress) -> tuple[ipaddress.IPv4Address, ...]:
+    """The IPv4 addresses a 6to4 or Teredo IPv6 address leads to (none for any other address)."""
+    if not isinstance(address, ipaddress.IPv6Address):
+        return ()
+    if address.sixtofour is not None:
+        return (address.sixtofour,)
+    if address.teredo is not None:
+        server, client = address.teredo
+        return (client, server)
+    return ()
+
+
 class PeerPolicy:
     """Decides whether a peer address may be relayed to.
 
@@ -113,4 +132,9 @@ class PeerPolicy:
             address = normalise_address(host)
         except ValueError:
             return None
-        return address if self.permits(address) else None
+        if not self.permits(address):
+            return None
+        listed = any(address.version == n.version and address in n for n in self.allowed)
+        if not listed and any(not self.permits(inner) for inner in tunnelled_ipv4(address)):
+            return None
+        return address
