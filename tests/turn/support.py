@@ -126,7 +126,9 @@ class Client:
         return msgs.encode(method, cls, transaction_id, attrs, key=key, sha256=sha256, fingerprint=fingerprint)
 
     def fetch_nonce(self, now: float = 0.0) -> None:
-        reply = self.send_raw(self.build(Method.ALLOCATE, [], sign=False), now)
+        # As clients do: an unsigned Allocate with REQUESTED-TRANSPORT (a bare one gets 400, not a challenge).
+        reply = self.send_raw(self.build(Method.ALLOCATE, [(AttrType.REQUESTED_TRANSPORT, bytes((17, 0, 0, 0)))],
+                                         sign=False), now)
         assert reply is not None and reply.get(AttrType.NONCE) is not None
         self.nonce = reply.get(AttrType.NONCE)
 

@@ -503,6 +503,16 @@ class TurnEngine:
         unknown = [t for t in first if t < 0x8000 and t not in KNOWN_REQUIRED]
         if unknown:
             return self._error(message, 420, ((AttrType.UNKNOWN_ATTRIBUTES, tuple(sorted(unknown))),), None, first)
+        if AttrType.MESSAGE_INTEGRITY not in first and AttrType.MESSAGE_INTEGRITY_SHA256 not in first:
+            # Unauthenticated: answer in few bytes, so the TURN port is no amplifier (docs/turn.md).
+            # An Allocate without REQUESTED-TRANSPORT, which no client sends, gets 400 (RFC 8656
+            # §7.2 step 2) before any challenge; a request for an allocation this 5-tuple does not have
+            # gets 437 before any challenge: the 401 (REALM, NONCE, PASSWORD-ALGORITHMS) goes only to a
+            # well-formed Allocate, or to a client that holds an allocation.
+            if method == Method.ALLOCATE and AttrType.REQUESTED_TRANSPORT not in first:
+                return self._error(message, 400, (), None, first)
+            if method != Method.ALLOCATE and five_tuple not in self.allocations:
+                return self._error(message, 437, (), None, first)
         auth_or_reply = self._authenticate(five_tuple, message, first, data, now)
         if not isinstance(auth_or_reply, _Auth):
             return auth_or_reply
