@@ -238,18 +238,22 @@ def parse_external_ips(text: str) -> tuple[tuple[str, str | None], ...]:
 
 
 def parse_users(text: str) -> tuple[tuple[str, str], ...]:
-    """One ``name:password`` a line (a password of ``0x`` + 32 hex digits is an MD5 key)."""
+    """One ``name:password`` a line (a password of ``0x`` + 32 hex digits is an MD5 key).
+
+    Blank lines and ``#`` comment lines are skipped.  The one parser of users, for ``[turn] users``
+    and for ``users_file`` (:func:`read_users_file`); a bad line is an error naming it, never skipped.
+    """
     users: list[tuple[str, str]] = []
     seen: set[str] = set()
-    for raw in text.splitlines():
+    for number, raw in enumerate(text.splitlines(), 1):
         line = raw.strip()
-        if not line:
+        if not line or line.startswith("#"):
             continue
         name, sep, password = line.partition(":")
         if not sep or not name or not password:
-            raise _ValueError(f"{line!r} is not name:password")
+            raise _ValueError(f"line {number}: {line!r} is not name:password")
         if name in seen:
-            raise _ValueError(f"user {name!r} is listed twice")
+            raise _ValueError(f"line {number}: user {name!r} is listed twice")
         seen.add(name)
         users.append((name, password))
     return tuple(users)
@@ -801,6 +805,32 @@ def _check_consistency(config: StackConfig, lines: dict[str, dict[str, int]]) ->
                 if ep.port and ep == other_ep and ("tcp" in proto and "tcp" in other_proto):
                     fail(section, key, f"{ep} is also used by {other_where}; each listener needs its own port")
             all_listen.append((ep, proto, f"[{section}] {key}"))
+
+
+def read_users_file(config: StackConfig) -> tuple[tuple[str, str], ...]:
+    """The users of ``[turn] users_file`` (none when it is not set), read with :func:`parse_users`.
+
+    :raises ConfigError: naming the config's ``users_file`` key, the file and the line, when the file
+        cannot be read or a line is not ``name:password``.
+    """
+    path = config.turn.users_file
+    if not path:
+        return ()
+
+    def fail(why: str) -> ConfigError:
+        return ConfigError(f"{path}: {why}", filename=config.filename, section="turn", key="users_file")
+
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except OSError as e:
+        raise fail(f"cannot read it: {e.strerror}") from None
+    except UnicodeDecodeError as e:
+        raise fail(f"not UTF-8 text ({e.reason} at byte {e.start})") from None
+    try:
+        return parse_users(text)
+    except _ValueError as e:
+        raise fail(str(e)) from None
 
 
 def acme_names(config: StackConfig) -> tuple[str, ...]:

@@ -87,6 +87,21 @@ class ReloadTests(LifecycleCase):
         self.assertIn("the running config stays", errors[0])
         self.assertEqual(self.notifier.sent, ["READY", "RELOADING", "READY"])
 
+    def test_bad_users_file_line_rejects_the_reload(self) -> None:
+        """A users_file that gains a bad line is refused on reload, naming the file and line; nothing is applied."""
+        users = os.path.abspath(self.mktemp())
+        with open(users, "w") as f:
+            f.write("alice:pw\n")
+        svc = self.make(BASE)
+        self.write(BASE.replace("user_quota = 5", f"user_quota = 5\nusers_file = {users}"))
+        self.assertTrue(svc.reload())
+        with open(users, "a") as f:
+            f.write("no-password-here\n")
+        logs = self.capture_logs()
+        self.assertFalse(svc.reload())
+        self.assertEqual(len(self.applied), 1)
+        self.assertTrue(any(f"{users}: line 2: 'no-password-here' is not name:password" in line for line in logs), logs)
+
     def test_valid_config_applies_and_reports_listener_changes(self) -> None:
         """Quota and peer-list changes reach the hooks; a listen change is kept back and reported."""
         svc = self.make(BASE)

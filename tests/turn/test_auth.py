@@ -14,7 +14,6 @@ from webrtcstack.turn.auth import (
     PasswordAlgorithm,
     long_term_key,
     opaque_string,
-    parse_users_text,
     rest_password,
     userhash,
 )
@@ -43,9 +42,21 @@ class KeyTests(SynchronousTestCase):
         expected = base64.b64encode(hmac.new(b"secret", b"123:bob", hashlib.sha1).digest()).decode()
         self.assertEqual(rest_password("secret", "123:bob"), expected)
 
-    def test_parse_users_text(self) -> None:
-        """A users file has name:password lines, comments and blanks."""
-        self.assertEqual(parse_users_text("# c\n\nalice:pw\nbad\nbob:x:y\n"), [("alice", "pw"), ("bob", "x:y")])
+    def test_users_file_is_strict(self) -> None:
+        """A users file has name:password lines, comments and blanks; a bad line is an error naming the file and line."""
+        from webrtcstack.config import ConfigError, parse_config, read_users_file
+
+        path = self.mktemp()
+        with open(path, "w") as f:
+            f.write("# c\n\nalice:pw\nbob:x:y\n")
+        config = parse_config(f"[turn]\nusers_file = {path}\n", "etc/t.ini")
+        self.assertEqual(read_users_file(config), (("alice", "pw"), ("bob", "x:y")))
+        with open(path, "a") as f:
+            f.write("bad\n")
+        with self.assertRaises(ConfigError) as ctx:
+            read_users_file(config)
+        self.assertEqual((ctx.exception.section, ctx.exception.key), ("turn", "users_file"))
+        self.assertIn(f"{path}: line 5: 'bad' is not name:password", str(ctx.exception))
 
 
 class CredentialStoreTests(SynchronousTestCase):

@@ -138,6 +138,13 @@ class StackService(service.MultiService):
         restart = reloading.restart_keys(old, new)
         applied = reloading.applied_keys(old, new)
         effective = reloading.effective_config(old, new)
+        if effective.turn.enabled:
+            from webrtcstack.config import read_users_file
+
+            try:
+                read_users_file(effective)  # a bad users_file line is refused now, not half applied later
+            except ConfigError as e:
+                return self._reject(str(e))
         if rt.cert_store is not None:
             from webrtcstack.tls import TlsError
 

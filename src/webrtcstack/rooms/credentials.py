@@ -11,9 +11,6 @@ This module is part of the sans-IO core.
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 import ipaddress
 import secrets
 from typing import Any
@@ -29,10 +26,11 @@ def rest_credentials(secret: str, name: str, *, ttl_s: int, now: float, separato
     :param secret: the shared secret the TURN server also knows.
     :param name: the user part after the expiry (may be empty).
     """
+    from webrtcstack.turn.auth import rest_password
+
     expiry = int(now) + int(ttl_s)
     username = f"{expiry}{separator}{name}" if name else str(expiry)
-    digest = hmac.new(secret.encode("utf-8"), username.encode("utf-8"), hashlib.sha1).digest()
-    return username, base64.b64encode(digest).decode("ascii")
+    return username, rest_password(secret, username)
 
 
 def _is_v6(host: str) -> bool:

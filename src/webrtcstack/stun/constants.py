@@ -109,11 +109,6 @@ class AttrType(enum.IntEnum):
     RESPONSE_ORIGIN = 0x802B  # RFC 5780 §7.3
     OTHER_ADDRESS = 0x802C  # RFC 5780 §7.4
 
-    @property
-    def comprehension_required(self) -> bool:
-        """True for types in 0x0000-0x7FFF (RFC 8489 §14)."""
-        return self.value < 0x8000
-
 
 class ErrorCode(enum.IntEnum):
     """ERROR-CODE values (RFC 8489 §14.8, RFC 8656 §18, RFC 6062, RFC 8016)."""

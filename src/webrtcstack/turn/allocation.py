@@ -48,7 +48,6 @@ __all__ = [
     "TurnCounters",
     "xor_address_value",
     "data_indication",
-    "channel_data",
 ]
 
 # The fast paths below build and walk these few messages by hand; the
@@ -139,17 +138,10 @@ def data_indication(peer_attr: bytes, transaction_id: bytes, data: bytes) -> byt
     ))
 
 
-def channel_data(number: int, data: bytes, stream: bool) -> bytes:
-    """A ChannelData message (padded to 4 bytes on streams, RFC 8656 §12.5)."""
-    if stream:
-        return _CHANNEL_HEADER.pack(number, len(data)) + data + _PAD[len(data) & 3]
-    return _CHANNEL_HEADER.pack(number, len(data)) + data
-
-
 class ChannelBinding:
     """A channel number bound to one peer transport address (RFC 8656 §12)."""
 
-    __slots__ = ("number", "peer", "expires_at", "header_host")
+    __slots__ = ("number", "peer", "expires_at")
 
     def __init__(self, number: int, peer: Address, expires_at: float) -> None:
         self.number = number
@@ -164,8 +156,7 @@ class Allocation:
     """
 
     def __init__(self, five_tuple: FiveTuple, username: str, key: bytes, sha256: bool,
-                 to_client: Callable[[bytes], Any], counters: TurnCounters, expires_at: float,
-                 transaction_id: bytes = b"") -> None:
+                 to_client: Callable[[bytes], Any], counters: TurnCounters, expires_at: float) -> None:
         self.five_tuple = five_tuple
         self.username = username
         self.key = key
@@ -174,7 +165,6 @@ class Allocation:
         self.stream = five_tuple.transport.is_stream
         self.counters = counters
         self.expires_at = expires_at
-        self.transaction_id = transaction_id
         self.relays: dict[int, Relay] = {}
         self.relay_ports: dict[int, int] = {}
         self.relayed_addresses: dict[int, Address] = {}
@@ -220,10 +210,6 @@ class Allocation:
             "age_s": round(now - self.created_at, 1),
             "expires_in_s": round(self.expires_at - now, 1),
         }
-
-    def family_of(self, host: str) -> int:
-        """4 or 6 for an address text."""
-        return 6 if ":" in host else 4
 
     def handle_peer_datagram(self, data: bytes, peer: Address, now: float) -> None:
         """Relay a datagram from ``peer`` to the client (the peer fast path).

@@ -51,7 +51,6 @@ __all__ = [
     "long_term_key",
     "userhash",
     "rest_password",
-    "parse_users_text",
 ]
 
 NONCE_COOKIE = "obMatJos2"
@@ -82,21 +81,8 @@ def userhash(username: str, realm: str) -> bytes:
 
 def rest_password(secret: str, username: str) -> str:
     """coturn's REST API password: base64(HMAC-SHA1(secret, username))."""
-    digest = hmac.new(secret.encode(), username.encode(), hashlib.sha1).digest()
+    digest = hmac.new(secret.encode("utf-8"), username.encode("utf-8"), hashlib.sha1).digest()
     return base64.b64encode(digest).decode("ascii")
-
-
-def parse_users_text(text: str) -> list[tuple[str, str]]:
-    """``name:password`` lines (``#`` comments and blank lines ignored)."""
-    users = []
-    for raw in text.splitlines():
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        name, sep, password = line.partition(":")
-        if sep and name and password:
-            users.append((name, password))
-    return users
 
 
 def _md5_key(password: str) -> bytes | None:
@@ -169,11 +155,6 @@ class CredentialStore:
     def cached_key_count(self) -> tuple[int, int]:
         """``(static, REST)`` entries in the key caches (for tests and metrics)."""
         return len(self._static_keys), len(self._rest_keys)
-
-    @property
-    def user_count(self) -> int:
-        """How many static users are known."""
-        return len(self._users)
 
     def username_for_hash(self, value: bytes) -> str | None:
         """The static username whose USERHASH is ``value`` (REST users cannot be hashed)."""

@@ -39,7 +39,6 @@ from __future__ import annotations
 import binascii
 import heapq
 import hmac
-import ipaddress
 import os
 import struct
 from collections.abc import Callable, Iterable
@@ -47,7 +46,7 @@ from typing import Any, Protocol
 
 from webrtcstack.stun.attributes import encode_value, pack_address, unpack_address
 from webrtcstack.stun.constants import FINGERPRINT_XOR, MAGIC_COOKIE_BYTES, AttrType, Method, MessageClass
-from webrtcstack.stun.errors import StunDecodeError
+from webrtcstack.stun.errors import ProtocolViolation, StunDecodeError
 from webrtcstack.stun.integrity import verify_fingerprint, verify_integrity, verify_integrity_sha256
 from webrtcstack.stun.message import Message, decode, message_type
 from webrtcstack.turn.allocation import Allocation, ChannelBinding, Relay, TurnCounters
@@ -92,15 +91,6 @@ _METHOD_NAMES = {m.value: m.name.lower() for m in Method}
 _TURN_METHODS = frozenset({Method.ALLOCATE, Method.REFRESH, Method.CREATE_PERMISSION, Method.CHANNEL_BIND})
 #: ERROR-CODE values (no reason phrase) by code, encoded once.
 _ERROR_CODE_VALUES: dict[int, bytes] = {}
-
-
-class ProtocolViolation(Exception):
-    """A request the RFC says to refuse; ``error_code`` is the STUN error to send."""
-
-    def __init__(self, error_code: int, extra: tuple[tuple[int, Any], ...] = ()) -> None:
-        super().__init__(error_code)
-        self.error_code = error_code
-        self.extra = extra
 
 
 class Elsewhere(Protocol):
@@ -674,7 +664,7 @@ class TurnEngine:
             families = [reservation.family]
         lifetime = self._lifetime(first.get(AttrType.LIFETIME), allow_zero=False)
         allocation = Allocation(five_tuple, auth.username, auth.key, auth.sha256, to_client, self.counters,
-                                now + lifetime, message.transaction_id)
+                                now + lifetime)
         self._made += 1
         allocation.id = f"a{self._made}"
         allocation.created_at = now
@@ -1098,7 +1088,3 @@ def _xor_address(message: Message, value: bytes) -> tuple[str, int] | None:
     except StunDecodeError:
         return None
 
-
-def family_of(host: str) -> int:
-    """4 or 6."""
-    return ipaddress.ip_address(host).version

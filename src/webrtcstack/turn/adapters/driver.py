@@ -33,7 +33,7 @@ from webrtcstack.turn.adapters.client_stream import TurnStreamFactory
 from webrtcstack.turn.adapters._ratelimit import RateLimitedLog
 from webrtcstack.turn.adapters.client_udp import TurnUdpService
 from webrtcstack.turn.adapters.relay import SocketRelayOpener
-from webrtcstack.turn.auth import CredentialStore, parse_users_text
+from webrtcstack.turn.auth import CredentialStore
 from webrtcstack.turn.engine import TurnEngine, TurnSettings
 from webrtcstack.turn.five_tuple import Transport
 from webrtcstack.turn.policy import PeerPolicy
@@ -144,12 +144,13 @@ def shard_settings(settings: TurnSettings, shard: Shard, ports: tuple[int, int])
 
 
 def load_users(config: StackConfig) -> list[tuple[str, str]]:
-    """Static users from ``users`` and ``users_file`` (the file wins on a clash)."""
-    users = list(config.turn.users)
-    if config.turn.users_file:
-        with open(config.turn.users_file, encoding="utf-8") as f:
-            users += parse_users_text(f.read())
-    return users
+    """Static users from ``users`` and ``users_file`` (the file wins on a clash).
+
+    :raises webrtcstack.config.ConfigError: a ``users_file`` that cannot be read or has a bad line.
+    """
+    from webrtcstack.config import read_users_file
+
+    return list(config.turn.users) + list(read_users_file(config))
 
 
 class TurnDriver:
@@ -288,7 +289,6 @@ def build_engine(config: StackConfig, reactor: Any, auth_secrets: tuple[str, ...
                         allowed=turn.allowed_peers)
     opener = SocketRelayOpener(reactor)
     engine = TurnEngine(settings, credentials, policy, opener, nonce_key=nonce_key)
-    opener.counters = engine.counters
     return TurnDriver(engine, reactor)
 
 

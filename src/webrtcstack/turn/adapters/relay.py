@@ -102,10 +102,8 @@ class RelayReader:
 class SocketRelayOpener:
     """Binds relay sockets for the engine (the engine's ``RelayOpener``)."""
 
-    def __init__(self, reactor: Any, counters: TurnCounters | None = None) -> None:
+    def __init__(self, reactor: Any) -> None:
         self.reactor = reactor
-        self.counters = counters or TurnCounters()
-        self.open_count = 0
 
     def open_relay(self, host: str, port: int, allocation: Allocation, dont_fragment: bool) -> RelayReader | None:
         """Bind ``host:port``; None if the port is taken by someone else."""
@@ -138,5 +136,4 @@ class SocketRelayOpener:
             raise
         relay = RelayReader(self.reactor, sock, allocation, allocation.counters, (host, port), v6)
         self.reactor.addReader(relay)
-        self.open_count += 1
         return relay
