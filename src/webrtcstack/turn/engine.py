@@ -45,7 +45,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
 from webrtcstack.stun.attributes import encode_value, pack_address, unpack_address
-from webrtcstack.stun.constants import FINGERPRINT_XOR, MAGIC_COOKIE_BYTES, AttrType, Method, MessageClass
+from webrtcstack.stun.constants import FINGERPRINT_XOR, MAGIC_COOKIE_BYTES, AttrType, ErrorCode, Method, MessageClass
 from webrtcstack.stun.errors import ProtocolViolation, StunDecodeError
 from webrtcstack.stun.integrity import verify_fingerprint, verify_integrity, verify_integrity_sha256
 from webrtcstack.stun.message import Message, decode, message_type
@@ -459,7 +459,7 @@ class TurnEngine:
         attrs.extend(extra)
         if auth is not None:
             attrs.extend(self._software)
-        self._count(message.method, str(code))
+        self._count(message.method, str(int(code)))
         fingerprint = AttrType.FINGERPRINT in (first if first is not None else message)
         return self._respond(message, MessageClass.ERROR, attrs, auth, fingerprint)
 
@@ -485,14 +485,14 @@ class TurnEngine:
         if method == Method.BINDING:
             return self._binding(five_tuple, message)
         if method not in _TURN_METHODS:
-            return self._error(message, 400, (), None, first)
+            return self._error(message, ErrorCode.BAD_REQUEST, (), None, first)
         cache_key = (five_tuple, message.transaction_id)
         cached = self.transactions.get(cache_key, now)
         if cached is not None:
             return cached
         unknown = [t for t in first if t < 0x8000 and t not in KNOWN_REQUIRED]
         if unknown:
-            return self._error(message, 420, ((AttrType.UNKNOWN_ATTRIBUTES, tuple(sorted(unknown))),), None, first)
+            return self._error(message, ErrorCode.UNKNOWN_ATTRIBUTE, ((AttrType.UNKNOWN_ATTRIBUTES, tuple(sorted(unknown))),), None, first)
         if AttrType.MESSAGE_INTEGRITY not in first and AttrType.MESSAGE_INTEGRITY_SHA256 not in first:
             # Unauthenticated: answer in few bytes, so the TURN port is no amplifier (docs/turn.md).
             # An Allocate without REQUESTED-TRANSPORT, which no client sends, gets 400 (RFC 8656
@@ -500,9 +500,9 @@ class TurnEngine:
             # gets 437 before any challenge: the 401 (REALM, NONCE, PASSWORD-ALGORITHMS) goes only to a
             # well-formed Allocate, or to a client that holds an allocation.
             if method == Method.ALLOCATE and AttrType.REQUESTED_TRANSPORT not in first:
-                return self._error(message, 400, (), None, first)
+                return self._error(message, ErrorCode.BAD_REQUEST, (), None, first)
             if method != Method.ALLOCATE and five_tuple not in self.allocations:
-                return self._error(message, 437, (), None, first)
+                return self._error(message, ErrorCode.ALLOCATION_MISMATCH, (), None, first)
         auth_or_reply = self._authenticate(five_tuple, message, first, data, now)
         if not isinstance(auth_or_reply, _Auth):
             return auth_or_reply
@@ -541,7 +541,7 @@ class TurnEngine:
         # Step 1: no integrity at all -> 401 with REALM and NONCE.
         if not (has_mi or has_mi256):
             self._auth_failure("no_credentials", client_host, now)
-            return self._challenge(message, first, 401, client_host, now)
+            return self._challenge(message, first, ErrorCode.UNAUTHENTICATED, client_host, now)
         username_raw = first.get(AttrType.USERNAME)
         user_hash = first.get(AttrType.USERHASH)
         realm = first.get(AttrType.REALM)
@@ -549,7 +549,7 @@ class TurnEngine:
         # Step 2: USERNAME/USERHASH, REALM and NONCE must all be there -> else 400.
         if (username_raw is None and user_hash is None) or realm is None or nonce is None:
             self._auth_failure("bad_request", client_host, now)
-            return self._error(message, 400, (), None, first)
+            return self._error(message, ErrorCode.BAD_REQUEST, (), None, first)
         # Step 3: with the nonce cookie, PASSWORD-ALGORITHM(S) must agree with our offer.
         algorithm = PasswordAlgorithm.MD5
         chosen = first.get(AttrType.PASSWORD_ALGORITHM)
@@ -557,36 +557,36 @@ class TurnEngine:
         if chosen is not None or offered is not None:
             if chosen is None or offered is None or offered != _PASSWORD_ALGORITHMS_VALUE or len(chosen) < 4:
                 self._auth_failure("bad_request", client_host, now)
-                return self._error(message, 400, (), None, first)
+                return self._error(message, ErrorCode.BAD_REQUEST, (), None, first)
             value = struct.unpack_from("!H", chosen)[0]
             if value not in (PasswordAlgorithm.MD5, PasswordAlgorithm.SHA256):
                 self._auth_failure("bad_request", client_host, now)
-                return self._error(message, 400, (), None, first)
+                return self._error(message, ErrorCode.BAD_REQUEST, (), None, first)
             algorithm = PasswordAlgorithm(value)
         # Step 4: the nonce must be ours, for this address, and fresh -> else 438.
         if not self.nonces.check_bytes(nonce, client_host, now):
             self._auth_failure("stale_nonce", client_host, now)
-            return self._challenge(message, first, 438, client_host, now)
+            return self._challenge(message, first, ErrorCode.STALE_NONCE, client_host, now)
         if realm != self._realm_value:
             self._auth_failure("wrong_realm", client_host, now)
-            return self._challenge(message, first, 401, client_host, now)
+            return self._challenge(message, first, ErrorCode.UNAUTHENTICATED, client_host, now)
         # Step 5: find the user (by USERHASH if that is what was sent).
         if user_hash is not None:
             username = self.credentials.username_for_hash(user_hash)
             if username is None:
                 self._auth_failure("unknown_user", client_host, now)
-                return self._challenge(message, first, 401, client_host, now)
+                return self._challenge(message, first, ErrorCode.UNAUTHENTICATED, client_host, now)
         else:
             assert username_raw is not None
             try:
                 username = username_raw.decode("utf-8")
             except UnicodeDecodeError:
                 self._auth_failure("unknown_user", client_host, now)
-                return self._challenge(message, first, 401, client_host, now)
+                return self._challenge(message, first, ErrorCode.UNAUTHENTICATED, client_host, now)
         keys, reason = self.credentials.candidate_keys(username, algorithm, now)
         if not keys:
             self._auth_failure(reason, client_host, now)
-            return self._challenge(message, first, 401, client_host, now)
+            return self._challenge(message, first, ErrorCode.UNAUTHENTICATED, client_host, now)
         # Step 6: check the integrity (SHA-256 when sent, it is the stronger).
         sha256 = has_mi256
         verify = verify_integrity_sha256 if sha256 else verify_integrity
@@ -595,7 +595,7 @@ class TurnEngine:
             if verify(data, None, key):
                 return _Auth(username, key, sha256)
         self._auth_failure("bad_integrity", client_host, now)
-        return self._challenge(message, first, 401, client_host, now)
+        return self._challenge(message, first, ErrorCode.UNAUTHENTICATED, client_host, now)
 
     # ------------------------------------------------------------------
     # Handlers (RFC 8656), each written as the RFC's steps
@@ -607,13 +607,13 @@ class TurnEngine:
         s = self.settings
         # Step 2: a 5-tuple already in use -> 437 (retransmissions were answered from the cache).
         if five_tuple in self.allocations:
-            raise ProtocolViolation(437)
+            raise ProtocolViolation(ErrorCode.ALLOCATION_MISMATCH)
         # Step 3: REQUESTED-TRANSPORT must be there (400) and be UDP (442).
         transport = first.get(AttrType.REQUESTED_TRANSPORT)
         if transport is None or len(transport) != 4:
-            raise ProtocolViolation(400)
+            raise ProtocolViolation(ErrorCode.BAD_REQUEST)
         if transport[0] != _UDP:
-            raise ProtocolViolation(442)
+            raise ProtocolViolation(ErrorCode.UNSUPPORTED_TRANSPORT_PROTOCOL)
         # Step 4: DONT-FRAGMENT is supported (the relay socket sets DF).
         dont_fragment = AttrType.DONT_FRAGMENT in first
         token = first.get(AttrType.RESERVATION_TOKEN)
@@ -623,27 +623,27 @@ class TurnEngine:
         # Step 5: RESERVATION-TOKEN excludes EVEN-PORT and the address family attributes (400).
         if token is not None and (even_port is not None or requested_family is not None
                                   or additional_family is not None):
-            raise ProtocolViolation(400)
+            raise ProtocolViolation(ErrorCode.BAD_REQUEST)
         # Step 6: EVEN-PORT must be well formed.
         if even_port is not None and len(even_port) < 1:
-            raise ProtocolViolation(400)
+            raise ProtocolViolation(ErrorCode.BAD_REQUEST)
         # Step 7 (RFC 8656 §7.2 + RFC 6156): choose the families.
         if requested_family is not None and additional_family is not None:
-            raise ProtocolViolation(400)
+            raise ProtocolViolation(ErrorCode.BAD_REQUEST)
         families: list[int]
         if requested_family is not None:
             family = _FAMILY_CODE.get(requested_family[0]) if requested_family else None
             if family is None:
-                raise ProtocolViolation(440)
+                raise ProtocolViolation(ErrorCode.ADDRESS_FAMILY_NOT_SUPPORTED)
             families = [family]
         elif additional_family is not None:
             if not additional_family or additional_family[0] != 2:
-                raise ProtocolViolation(400)
+                raise ProtocolViolation(ErrorCode.BAD_REQUEST)
             families = [4, 6]
         else:
             families = [4]
         if families[0] not in s.relay_hosts:
-            raise ProtocolViolation(440)
+            raise ProtocolViolation(ErrorCode.ADDRESS_FAMILY_NOT_SUPPORTED)
         # Step 8: quotas -> 486 per user, 508 in all (counting the other nodes' allocations with
         # [redis]); while draining, 508, or 300 naming a node with room.
         elsewhere = self.elsewhere
@@ -652,15 +652,15 @@ class TurnEngine:
         if s.user_quota and (self.user_allocations.get(auth.username, 0)
                              + (elsewhere.user_count(auth.username) if elsewhere is not None else 0)) >= s.user_quota:
             self._quota_hit("user")
-            raise ProtocolViolation(486)
+            raise ProtocolViolation(ErrorCode.ALLOCATION_QUOTA_REACHED)
         if len(self.allocations) + (elsewhere.total if elsewhere is not None else 0) >= s.total_quota:
             self._quota_hit("total")
-            raise ProtocolViolation(508)
+            raise ProtocolViolation(ErrorCode.INSUFFICIENT_CAPACITY)
         reservation: _Reservation | None = None
         if token is not None:
             reservation = self.reservations.pop(token, None)
             if reservation is None:
-                raise ProtocolViolation(508)
+                raise ProtocolViolation(ErrorCode.INSUFFICIENT_CAPACITY)
             families = [reservation.family]
         lifetime = self._lifetime(first.get(AttrType.LIFETIME), allow_zero=False)
         allocation = Allocation(five_tuple, auth.username, auth.key, auth.sha256, to_client, self.counters,
@@ -726,7 +726,7 @@ class TurnEngine:
         if value is None:
             return float(s.default_lifetime_s)
         if len(value) != 4:
-            raise ProtocolViolation(400)
+            raise ProtocolViolation(ErrorCode.BAD_REQUEST)
         requested = int.from_bytes(value, "big")
         if requested == 0 and allow_zero:
             return 0.0
@@ -743,8 +743,8 @@ class TurnEngine:
             family = 6 if ":" in five_tuple.client[0] else 4
             alternate = self.elsewhere.alternate(_TRANSPORT_NAME[five_tuple.transport], family)
             if alternate is not None:
-                return ProtocolViolation(300, ((AttrType.ALTERNATE_SERVER, alternate),))
-        return ProtocolViolation(508)
+                return ProtocolViolation(ErrorCode.TRY_ALTERNATE, ((AttrType.ALTERNATE_SERVER, alternate),))
+        return ProtocolViolation(ErrorCode.INSUFFICIENT_CAPACITY)
 
     def _open(self, allocation: Allocation, family: int, port: int, dont_fragment: bool) -> Relay | None:
         return self.relay_opener.open_relay(self.settings.relay_hosts[family], port, allocation, dont_fragment)
@@ -812,7 +812,7 @@ class TurnEngine:
         if requested_family is not None:
             family = _FAMILY_CODE.get(requested_family[0]) if requested_family else None
             if family is None or family not in allocation.relays:
-                raise ProtocolViolation(443)
+                raise ProtocolViolation(ErrorCode.PEER_ADDRESS_FAMILY_MISMATCH)
         lifetime = self._lifetime(message.get(AttrType.LIFETIME), allow_zero=True)
         if lifetime == 0:
             self._delete_allocation(allocation)
@@ -825,22 +825,22 @@ class TurnEngine:
         """The allocation of this 5-tuple (437 if none; 441 for another user, RFC 8656 §5)."""
         allocation = self.allocations.get(five_tuple)
         if allocation is None:
-            raise ProtocolViolation(437)
+            raise ProtocolViolation(ErrorCode.ALLOCATION_MISMATCH)
         if allocation.username != auth.username:
-            raise ProtocolViolation(441)
+            raise ProtocolViolation(ErrorCode.WRONG_CREDENTIALS)
         return allocation
 
     def _peer(self, message: Message, value: bytes, allocation: Allocation) -> tuple[str, int]:
         """Decode and vet one XOR-PEER-ADDRESS: 400 if malformed, 403 by policy, 443 wrong family."""
         peer = _xor_address(message, value)
         if peer is None:
-            raise ProtocolViolation(400)
+            raise ProtocolViolation(ErrorCode.BAD_REQUEST)
         address = self.policy.check(peer[0])
         if address is None:
             self.counters.peers_denied += 1
-            raise ProtocolViolation(403)
+            raise ProtocolViolation(ErrorCode.FORBIDDEN)
         if address.version not in allocation.relays:
-            raise ProtocolViolation(443)
+            raise ProtocolViolation(ErrorCode.PEER_ADDRESS_FAMILY_MISMATCH)
         return str(address), peer[1]
 
     def _create_permission(self, five_tuple: FiveTuple, message: Message, auth: _Auth,
@@ -849,12 +849,12 @@ class TurnEngine:
         allocation = self._allocation_for(five_tuple, auth)
         values = message.get_all(AttrType.XOR_PEER_ADDRESS)
         if not values:
-            raise ProtocolViolation(400)
+            raise ProtocolViolation(ErrorCode.BAD_REQUEST)
         hosts = {self._peer(message, value, allocation)[0] for value in values}
         new = [h for h in hosts if h not in allocation.permissions]
         if len(allocation.permissions) + len(new) > self.settings.max_permissions:
             self._quota_hit("permissions")
-            raise ProtocolViolation(508)
+            raise ProtocolViolation(ErrorCode.INSUFFICIENT_CAPACITY)
         for host in hosts:
             self._install_permission(allocation, host, now)
         return []
@@ -900,26 +900,26 @@ class TurnEngine:
         peer_value = message.get(AttrType.XOR_PEER_ADDRESS)
         # Step 1: both attributes, channel number in 0x4000-0x4FFF (or the RFC 5766 range) -> else 400.
         if number_value is None or peer_value is None or len(number_value) != 4:
-            raise ProtocolViolation(400)
+            raise ProtocolViolation(ErrorCode.BAD_REQUEST)
         number = struct.unpack("!H", number_value[:2])[0]
         if not 0x4000 <= number <= self.settings.max_channel_number:
-            raise ProtocolViolation(400)
+            raise ProtocolViolation(ErrorCode.BAD_REQUEST)
         host, port = self._peer(message, peer_value, allocation)
         peer = (host, port)
         # Step 2: the number may not be bound to another peer, nor the peer to another number.
         bound = allocation.channels.get(number)
         if bound is not None and bound.peer != peer:
-            raise ProtocolViolation(400)
+            raise ProtocolViolation(ErrorCode.BAD_REQUEST)
         other = allocation.bindings_by_peer.get(peer)
         if other is not None and other.number != number:
-            raise ProtocolViolation(400)
+            raise ProtocolViolation(ErrorCode.BAD_REQUEST)
         if bound is None and len(allocation.channels) >= self.settings.max_channels:
             self._quota_hit("channels")
-            raise ProtocolViolation(508)
+            raise ProtocolViolation(ErrorCode.INSUFFICIENT_CAPACITY)
         if bound is None and host not in allocation.permissions \
                 and len(allocation.permissions) >= self.settings.max_permissions:
             self._quota_hit("permissions")
-            raise ProtocolViolation(508)
+            raise ProtocolViolation(ErrorCode.INSUFFICIENT_CAPACITY)
         # Step 3: bind or refresh (600 s) and install or refresh the permission (300 s).
         expires_at = now + self.settings.channel_lifetime_s
         if bound is None:
