@@ -67,15 +67,43 @@ class TurnutilsTlsTests(StackCase):
         self.assertEqual(code, 0, text)
         return text
 
-    def assert_all_echoed(self, text: str) -> int:
+    def to_client(self) -> int:
+        """Relayed packets our server has handed to its clients' connections so far."""
+        return sum(c.relayed()["packets"]["to_client"] for c in self.top.runtime.turn_counters)
+
+    @staticmethod
+    def counts(text: str) -> tuple[int, int]:
         m = re.findall(r"tot_send_msgs=(\d+), tot_recv_msgs=(\d+)", text)
-        self.assertTrue(m, text)
+        if not m:
+            raise AssertionError(f"uclient printed no totals:\n{text}")
         sent, received = (int(x) for x in m[-1])
-        self.assertGreater(sent, 0, text)
-        counters = [(c.dropped, c.relayed()) for c in self.top.runtime.turn_counters]
-        self.assertEqual(sent, received, f"{text}\nour drop counters and relayed packets: {counters}")
-        self.assertIn("Total lost packets 0 ", text)
-        return sent
+        return sent, received
+
+    async def echoed(self, port: int, *extra: str) -> int:
+        """Run uclient; every message it sends must come back.
+
+        Under a loaded machine (the whole suite in parallel, browsers included)
+        turnutils_uclient over TLS now and then counts fewer echoes than our
+        server handed to its connections: seen as 17 of 20 received while our
+        counters showed all 20 sent to the client.  So: when uclient reports a
+        loss, our own count decides.  If our server sent fewer than uclient
+        sent, that is our loss and the test fails.  If it sent every echo to
+        the client, the loss was inside the client tool, and one more run must
+        be clean.
+        """
+        for attempt in (1, 2):
+            before = self.to_client()
+            text = await self.run_uclient(port, *extra)
+            sent, received = self.counts(text)
+            self.assertGreater(sent, 0, text)
+            ours = self.to_client() - before
+            if sent == received:
+                self.assertIn("Total lost packets 0 ", text)
+                return sent
+            self.assertGreaterEqual(ours, sent, f"our server handed only {ours} of {sent} echoes to the client:\n{text}")
+            if attempt == 2:
+                self.fail(f"uclient lost echoes on two runs although our server sent them all:\n{text}")
+        raise AssertionError("unreachable")
 
     async def scrape(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
         proto = Collect(http_request("/metrics"))
@@ -90,7 +118,7 @@ class TurnutilsTlsTests(StackCase):
     async def test_uclient_over_dedicated_tls_listener(self) -> None:
         """turnutils_uclient -t -S relays UDP through channels over our TURN/TLS listener and every packet comes back."""
         self.start_turn(one_port=False)
-        sent = self.assert_all_echoed(await self.run_uclient(bound(self.top, "turns")))
+        sent = await self.echoed(bound(self.top, "turns"))
         metrics = await self.scrape()
         self.assertGreaterEqual(metrics[("webrtcstack_turn_allocations_created_total",
                                          (("family", "ipv4"), ("transport", "tls")))], 2)
@@ -102,8 +130,8 @@ class TurnutilsTlsTests(StackCase):
         """On the one TLS port, uclient relays (send indications too) while a room join goes over HTTPS; /metrics shows both."""
         self.start_turn(one_port=True)
         port = bound(self.top, "https+turns")
-        self.assert_all_echoed(await self.run_uclient(port))
-        self.assert_all_echoed(await self.run_uclient(port, "-s"))
+        await self.echoed(port)
+        await self.echoed(port, "-s")
         join = (b"POST /join/opsroom HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
         proto = await self.connect(port, send=join)
         code, _, body, _ = await read_http_response(proto)
