@@ -75,7 +75,7 @@ class StunclientInteropTests(unittest.TestCase):
         """The stack's STUN/TURN listeners on 127.0.0.1 (UDP and TCP, one port), stopped at cleanup."""
         stack = TurnStack()
         if handler is not None:
-            stack.driver.binding = handler
+            stack.driver.engine.binding = handler
         stack.start()
         self.addCleanup(stack.stop)
         return stack

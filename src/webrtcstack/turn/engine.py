@@ -45,6 +45,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
 from webrtcstack.stun.attributes import encode_value, pack_address, unpack_address
+from webrtcstack.stun.binding import BindingHandler
 from webrtcstack.stun.constants import FINGERPRINT_XOR, MAGIC_COOKIE_BYTES, AttrType, ErrorCode, Method, MessageClass
 from webrtcstack.stun.errors import ProtocolViolation, StunDecodeError
 from webrtcstack.stun.integrity import verify_fingerprint, verify_integrity, verify_integrity_sha256
@@ -234,6 +235,8 @@ class TurnEngine:
         self._made = 0
         self._software = ((AttrType.SOFTWARE, settings.software.encode()),) if settings.software else ()
         self._realm_value = settings.realm.encode()
+        #: STUN Binding on the TURN ports: the one Binding implementation (stun.binding)
+        self.binding = BindingHandler(settings.software)
         #: Set by the shell when the process drains (SIGTERM): new allocations get 508.
         self.draining = False
         #: Called as ``(reason, client_host, now)`` on every authentication failure
@@ -295,6 +298,9 @@ class TurnEngine:
         self.challenge_limiter = ReplyRateLimiter(settings.unauthenticated_replies_per_second)
         self._software = ((AttrType.SOFTWARE, settings.software.encode()),) if settings.software else ()
         self._realm_value = settings.realm.encode()
+        if settings.software != self.binding.software:
+            counters, self.binding = self.binding.counters, BindingHandler(settings.software)
+            self.binding.counters = counters
 
     def next_deadline(self) -> float | None:
         """When :meth:`handle_timer` next has work (None: nothing scheduled)."""
@@ -340,6 +346,9 @@ class TurnEngine:
         if data and 0x40 <= data[0] < 0x80:
             self.handle_channel_data(five_tuple, data, now)
             return None
+        if data[:2] == b"\x00\x01":
+            # Binding requests (RFC 3489 ones too) go to the STUN Binding handler, the one implementation.
+            return self.binding.handle(data, five_tuple[1], five_tuple[0].name.lower())
         # Values stay raw bytes: a malformed one gets 400 from its handler, not a silent drop.
         message = decode(data, typed=False)
         if message.classic:
@@ -482,8 +491,6 @@ class TurnEngine:
     def _handle_request(self, five_tuple: FiveTuple, message: Message, first: dict[int, Any], data: bytes,
                         to_client: Callable[[bytes], Any], now: float) -> bytes | None:
         method = message.method
-        if method == Method.BINDING:
-            return self._binding(five_tuple, message)
         if method not in _TURN_METHODS:
             return self._error(message, ErrorCode.BAD_REQUEST, (), None, first)
         cache_key = (five_tuple, message.transaction_id)
@@ -524,13 +531,6 @@ class TurnEngine:
             response = self._respond(message, MessageClass.SUCCESS, attrs, auth, AttrType.FINGERPRINT in first)
         self.transactions.put(cache_key, response, now)
         return response
-
-    def _binding(self, five_tuple: FiveTuple, message: Message) -> bytes:
-        """RFC 8489 §6.3.1: a Binding success with XOR-MAPPED-ADDRESS."""
-        attrs: list[tuple[int, Any]] = [(AttrType.XOR_MAPPED_ADDRESS, five_tuple.client)]
-        attrs.extend(self._software)
-        self._count(Method.BINDING, "ok")
-        return self._respond(message, MessageClass.SUCCESS, attrs, None, AttrType.FINGERPRINT in message)
 
     def _authenticate(self, five_tuple: FiveTuple, message: Message, first: dict[int, Any], data: bytes,
                       now: float) -> _Auth | bytes | None:

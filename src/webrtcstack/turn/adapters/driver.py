@@ -160,7 +160,8 @@ class TurnDriver:
                  *, log_interval_s: float = 10.0) -> None:
         self.engine = engine
         self.reactor = reactor
-        self.binding = binding or BindingHandler(engine.settings.software)
+        if binding is not None:
+            engine.binding = binding
         self.stream_connections = 0
         self.stopped = False
         #: This process's part of ``[turn] workers`` (None: the only process).
@@ -199,6 +200,11 @@ class TurnDriver:
             self.rearm()
         return True
 
+    @property
+    def binding(self) -> BindingHandler:
+        """The engine's STUN Binding handler (its counters feed the metrics)."""
+        return self.engine.binding
+
     def handle_message(self, five_tuple: Any, data: bytes, to_client: Any, now: float) -> bytes | None:
         """The reply to one message from a client, not sent and with the timer not re-armed.
 
@@ -207,9 +213,6 @@ class TurnDriver:
 
         :raises StunDecodeError: the bytes are malformed (see :meth:`malformed`).
         """
-        if data[:2] == b"\x00\x01":
-            # Binding requests (including RFC 3489 ones) go to the STUN handler.
-            return self.binding.handle(data, five_tuple[1], five_tuple[0].name.lower())
         return self.engine.handle_client_message(five_tuple, data, to_client, now=now)
 
     def malformed(self, five_tuple: Any, error: StunDecodeError) -> None:
