@@ -1,0 +1,104 @@
+"""The production UDP ChannelData fast path (``client_udp.TurnUdpListener``), with a fake socket.
+
+The listener reads datagrams itself and relays ChannelData on a bound
+channel straight from the engine's ``channel_routes`` table, without the
+engine.  These tests drive that exact code: a fake socket hands it
+datagrams, fake relays record what goes to the peer.
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+from collections import deque
+
+from twisted.internet import task
+from twisted.trial.unittest import SynchronousTestCase
+
+from tests.turn.support import SERVER, Client, make_engine
+from webrtcstack.stun.constants import MessageClass
+from webrtcstack.turn.adapters.client_udp import TurnUdpListener
+from webrtcstack.turn.adapters.driver import TurnDriver
+
+
+class FakeUdpSocket:
+    """Queued datagrams in, sent datagrams recorded."""
+
+    family = socket.AF_INET
+
+    def __init__(self) -> None:
+        self.inbox: deque[tuple[bytes, tuple[str, int]]] = deque()
+        self.sent: list[tuple[bytes, tuple[str, int]]] = []
+
+    def getsockname(self) -> tuple[str, int]:
+        return SERVER
+
+    def fileno(self) -> int:
+        return -1
+
+    def recvfrom(self, size: int) -> tuple[bytes, tuple[str, int]]:
+        if not self.inbox:
+            raise BlockingIOError()
+        data, addr = self.inbox.popleft()
+        return data[:size], addr
+
+    def sendto(self, data: bytes, addr: tuple[str, int]) -> int:
+        self.sent.append((data, addr))
+        return len(data)
+
+
+class UdpFastPathTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.engine, self.opener = make_engine(max_bps=0)
+        self.clock = task.Clock()
+        self.driver = TurnDriver(self.engine, self.clock)
+        self.sock = FakeUdpSocket()
+        self.listener = TurnUdpListener(self.driver, self.sock)  # type: ignore[arg-type]
+        self.client = Client(self.engine)
+        self.client.allocate()
+        bound = self.client.channel_bind(0x4001, "93.184.216.34", 5000)
+        assert bound.msg_class == MessageClass.SUCCESS, bound  # the channel is in the fast-path table now
+        self.relay = self.opener.relays[0]
+
+    def datagram(self, data: bytes) -> None:
+        self.sock.inbox.append((data, self.client.five_tuple.client))
+        self.listener.doRead()
+
+    def test_bound_channel_goes_to_the_peer(self) -> None:
+        """ChannelData on a bound channel reaches its peer, with the counters and the allocation's bytes."""
+        self.datagram(struct.pack("!HH", 0x4001, 5) + b"hello" + b"\0\0\0")
+        self.assertEqual(self.relay.via_sendto, [(b"hello", ("93.184.216.34", 5000))])  # not through the engine
+        self.assertEqual((self.engine.counters.packets_to_peer, self.engine.counters.bytes_to_peer), (1, 5))
+        (allocation,) = self.engine.allocations.values()
+        self.assertEqual(allocation.bytes_to_peer, 5)
+        self.assertEqual(self.sock.sent, [])
+
+    def test_unbound_channel_and_short_length_are_dropped(self) -> None:
+        """An unbound channel number, or a length past the datagram, sends nothing and is counted."""
+        self.datagram(struct.pack("!HH", 0x4002, 2) + b"hi")
+        self.datagram(struct.pack("!HH", 0x4001, 50) + b"short")
+        self.assertEqual(self.relay.sent, [])
+        self.assertEqual(self.engine.counters.dropped.get("no_channel"), 1)
+        self.assertEqual(self.engine.counters.dropped.get("malformed"), 1)
+
+    def test_bandwidth_bucket_applies(self) -> None:
+        """With max_bps the fast path takes from the allocation's bucket and drops what it cannot pay for."""
+        (allocation,) = self.engine.allocations.values()
+        from webrtcstack.limits import TokenBucket
+
+        allocation.bucket_to_peer = TokenBucket(8 * 10, 8 * 10, self.clock.seconds())  # 10 bytes
+        self.datagram(struct.pack("!HH", 0x4001, 8) + b"12345678")
+        self.datagram(struct.pack("!HH", 0x4001, 8) + b"abcdefgh")
+        self.assertEqual([d for d, _ in self.relay.via_sendto], [b"12345678"])
+        self.assertEqual(len(self.relay.sent), 1)
+        self.assertEqual(self.engine.counters.dropped.get("bandwidth"), 1)
+
+    def test_stun_still_answered_on_the_same_socket(self) -> None:
+        """A Binding request on the listener is answered through the engine's one Binding handler."""
+        from tests.turn import msgs
+        from webrtcstack.stun.constants import Method
+
+        self.datagram(msgs.encode(Method.BINDING, MessageClass.REQUEST, b"b" * 12, []))
+        (reply, to), = self.sock.sent
+        self.assertEqual(to, self.client.five_tuple.client)
+        self.assertEqual(msgs.decode(reply).msg_class, MessageClass.SUCCESS)
