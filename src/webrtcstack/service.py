@@ -297,7 +297,9 @@ def _reconfigure_turn(engine: Any, config: StackConfig, auth_secrets: tuple[str,
     turn = config.turn
     settings = TurnSettings.from_section(turn, engine.settings.relay_hosts, engine.settings.advertised_hosts)
     if shard is not None:
-        settings.total_quota = shard.total_quota(settings.total_quota)
+        import attr
+
+        settings = attr.evolve(settings, total_quota=shard.total_quota(settings.total_quota))
     policy = PeerPolicy(allow_loopback=turn.allow_loopback_peers, denied=turn.denied_peers, allowed=turn.allowed_peers)
     engine.reconfigure(settings, load_users(config), auth_secrets, policy)
 

@@ -44,6 +44,8 @@ import struct
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
+import attr
+
 from webrtcstack.stun.attributes import encode_value, pack_address, unpack_address
 from webrtcstack.stun.binding import BindingHandler
 from webrtcstack.stun.constants import FINGERPRINT_XOR, MAGIC_COOKIE_BYTES, AttrType, ErrorCode, Method, MessageClass
@@ -114,40 +116,48 @@ class RelayOpener(Protocol):
         """Bind ``host:port`` for ``allocation``; None if the port is in use."""
 
 
+def _host_map(value: Any) -> dict[int, str]:
+    """A copy of a family → address mapping (so a settings object never shares one with its caller)."""
+    return dict(value)
+
+
+@attr.s(frozen=True, slots=True, kw_only=True, auto_attribs=True)
 class TurnSettings:
-    """What the engine needs from ``[turn]`` plus the addresses the shell worked out.
+    """What the engine needs from ``[turn]`` plus the addresses the shell worked out (frozen).
+
+    Made once from the config (:meth:`from_section`); a reload or a worker's
+    shard makes a new one with :func:`attr.evolve`, and
+    :meth:`TurnEngine.reconfigure` swaps it in whole.
 
     :param relay_hosts: family → address relay sockets bind to.
-    :param advertised_hosts: family → address written in XOR-RELAYED-ADDRESS.
+    :param advertised_hosts: family → address written in XOR-RELAYED-ADDRESS (default: ``relay_hosts``).
     """
 
-    def __init__(self, *, realm: str = "webrtcstack", software: str = "webrtcstack",
-                 relay_hosts: dict[int, str] | None = None, advertised_hosts: dict[int, str] | None = None,
-                 relay_ports: tuple[int, int] = (49152, 65535), default_lifetime_s: int = 600,
-                 max_lifetime_s: int = 3600, permission_lifetime_s: int = 300, channel_lifetime_s: int = 600,
-                 nonce_lifetime_s: int = 600, user_quota: int = 20, total_quota: int = 10000,
-                 max_permissions: int = 10, max_channels: int = 64, max_bps: int = 0,
-                 unauthenticated_replies_per_second: int = 20, legacy_channel_numbers: bool = True,
-                 rest_api_separator: str = ":") -> None:
-        self.realm = realm
-        self.software = software
-        self.relay_hosts = dict(relay_hosts if relay_hosts is not None else {4: "0.0.0.0", 6: "::"})
-        self.advertised_hosts = dict(advertised_hosts if advertised_hosts is not None else self.relay_hosts)
-        self.relay_ports = relay_ports
-        self.default_lifetime_s = default_lifetime_s
-        self.max_lifetime_s = max_lifetime_s
-        self.permission_lifetime_s = permission_lifetime_s
-        self.channel_lifetime_s = channel_lifetime_s
-        self.nonce_lifetime_s = nonce_lifetime_s
-        self.user_quota = user_quota
-        self.total_quota = total_quota
-        self.max_permissions = max_permissions
-        self.max_channels = max_channels
-        self.max_bps = max_bps
-        self.unauthenticated_replies_per_second = unauthenticated_replies_per_second
-        #: RFC 8656 allows 0x4000-0x4FFF; RFC 5766 allowed up to 0x7FFE and coturn's clients use that.
-        self.max_channel_number = 0x7FFE if legacy_channel_numbers else 0x4FFF
-        self.rest_api_separator = rest_api_separator
+    realm: str = "webrtcstack"
+    software: str = "webrtcstack"
+    relay_hosts: dict[int, str] = attr.ib(factory=lambda: {4: "0.0.0.0", 6: "::"}, converter=_host_map)
+    advertised_hosts: dict[int, str] = attr.ib(
+        default=attr.Factory(lambda self: dict(self.relay_hosts), takes_self=True), converter=_host_map)
+    relay_ports: tuple[int, int] = (49152, 65535)
+    default_lifetime_s: int = 600
+    max_lifetime_s: int = 3600
+    permission_lifetime_s: int = 300
+    channel_lifetime_s: int = 600
+    nonce_lifetime_s: int = 600
+    user_quota: int = 20
+    total_quota: int = 10000
+    max_permissions: int = 10
+    max_channels: int = 64
+    max_bps: int = 0
+    unauthenticated_replies_per_second: int = 20
+    #: RFC 8656 allows 0x4000-0x4FFF; RFC 5766 allowed up to 0x7FFE and coturn's clients use that.
+    legacy_channel_numbers: bool = True
+    rest_api_separator: str = ":"
+
+    @property
+    def max_channel_number(self) -> int:
+        """The highest channel number accepted (see ``legacy_channel_numbers``)."""
+        return 0x7FFE if self.legacy_channel_numbers else 0x4FFF
 
     @classmethod
     def from_section(cls, turn: Any, relay_hosts: dict[int, str], advertised_hosts: dict[int, str]) -> TurnSettings:
@@ -284,9 +294,8 @@ class TurnEngine:
         port range stay as they are (those sockets exist already), and a
         drain in progress stays in progress.
         """
-        settings.relay_hosts = self.settings.relay_hosts
-        settings.advertised_hosts = self.settings.advertised_hosts
-        settings.relay_ports = self.settings.relay_ports
+        settings = attr.evolve(settings, relay_hosts=self.settings.relay_hosts,
+                               advertised_hosts=self.settings.advertised_hosts, relay_ports=self.settings.relay_ports)
         self.settings = settings
         # The realm first: set_users derives the USERHASH table from it.
         self.credentials.realm = settings.realm

@@ -22,6 +22,8 @@ from __future__ import annotations
 import socket
 from typing import Any
 
+import attr
+
 from twisted.application import service
 from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger, LogLevel
@@ -138,9 +140,8 @@ class Shard:
 
 def shard_settings(settings: TurnSettings, shard: Shard, ports: tuple[int, int]) -> TurnSettings:
     """``settings`` with this shard's relay ports and total quota (``ports``: the whole range)."""
-    settings.relay_ports = shard.relay_ports(ports)
-    settings.total_quota = shard.total_quota(settings.total_quota)
-    return settings
+    return attr.evolve(settings, relay_ports=shard.relay_ports(ports),
+                       total_quota=shard.total_quota(settings.total_quota))
 
 
 def load_users(config: StackConfig) -> list[tuple[str, str]]:
@@ -286,7 +287,7 @@ def build_engine(config: StackConfig, reactor: Any, auth_secrets: tuple[str, ...
     bind, advertised = relay_addresses(config)
     settings = TurnSettings.from_section(turn, bind, advertised)
     if shard is not None:
-        shard_settings(settings, shard, turn.relay_ports)
+        settings = shard_settings(settings, shard, turn.relay_ports)
     credentials = CredentialStore(turn.realm, load_users(config), auth_secrets, turn.rest_api_separator)
     policy = PeerPolicy(allow_loopback=turn.allow_loopback_peers, denied=turn.denied_peers,
                         allowed=turn.allowed_peers)
