@@ -91,7 +91,6 @@ KNOWN_REQUIRED = frozenset({
 #: RFC 8656 §7.2: a reservation made with EVEN-PORT R=1 is held about 30 s.
 RESERVATION_LIFETIME_S = 30.0
 _METHOD_NAMES = {m.value: m.name.lower() for m in Method}
-_TURN_METHODS = frozenset({Method.ALLOCATE, Method.REFRESH, Method.CREATE_PERMISSION, Method.CHANNEL_BIND})
 #: ERROR-CODE values (no reason phrase) by code, encoded once.
 _ERROR_CODE_VALUES: dict[int, bytes] = {}
 
@@ -500,7 +499,7 @@ class TurnEngine:
     def _handle_request(self, five_tuple: FiveTuple, message: Message, first: dict[int, Any], data: bytes,
                         to_client: Callable[[bytes], Any], now: float) -> bytes | None:
         method = message.method
-        if method not in _TURN_METHODS:
+        if method not in _METHOD_HANDLERS:
             return self._error(message, ErrorCode.BAD_REQUEST, (), None, first)
         cache_key = (five_tuple, message.transaction_id)
         cached = self.transactions.get(cache_key, now)
@@ -524,14 +523,7 @@ class TurnEngine:
             return auth_or_reply
         auth = auth_or_reply
         try:
-            if method == Method.ALLOCATE:
-                attrs = self._allocate(five_tuple, message, first, auth, to_client, now)
-            elif method == Method.REFRESH:
-                attrs = self._refresh(five_tuple, message, auth, now)
-            elif method == Method.CREATE_PERMISSION:
-                attrs = self._create_permission(five_tuple, message, auth, now)
-            else:
-                attrs = self._channel_bind(five_tuple, message, auth, now)
+            attrs = _METHOD_HANDLERS[method](self, five_tuple, message, first, auth, to_client, now)
         except ProtocolViolation as e:
             response = self._error(message, e.error_code, e.extra, auth, first)
         else:
@@ -1011,6 +1003,19 @@ class TurnEngine:
         if allocation.label in self.counters.allocations_active:
             self.counters.allocations_active[allocation.label] -= 1
 
+
+
+#: The request methods, one handler each (RFC 8656 §7.2 Allocate, §7.4 Refresh, §9.2 CreatePermission,
+#: §12.2 ChannelBind), all called as ``(engine, five_tuple, message, first, auth, to_client, now)`` after
+#: authentication; each returns the success response's attributes or raises ProtocolViolation.
+_MethodHandler = Callable[["TurnEngine", FiveTuple, Message, dict[int, Any], _Auth, Callable[[bytes], Any], float],
+                          list[tuple[int, Any]]]
+_METHOD_HANDLERS: dict[int, _MethodHandler] = {
+    Method.ALLOCATE: lambda e, ft, m, first, auth, to_client, now: e._allocate(ft, m, first, auth, to_client, now),
+    Method.REFRESH: lambda e, ft, m, first, auth, to_client, now: e._refresh(ft, m, auth, now),
+    Method.CREATE_PERMISSION: lambda e, ft, m, first, auth, to_client, now: e._create_permission(ft, m, auth, now),
+    Method.CHANNEL_BIND: lambda e, ft, m, first, auth, to_client, now: e._channel_bind(ft, m, auth, now),
+}
 
 _TLV = struct.Struct("!HH")
 _PAD = (b"", b"\0\0\0", b"\0\0", b"\0")
