@@ -637,7 +637,7 @@ def _turn_report(config: StackConfig, engine: Any) -> dict[str, Any]:
         if host is not None:
             servers += [("udp", host, ep.port), ("tcp", host, ep.port)]
     turn, stun = ice_urls(config, "")
-    return turn_report(engine.allocation_count(), engine.user_allocations, engine.accepting(), servers, turn, stun)
+    return turn_report(engine.allocation_count(), engine.allocations_by_user(), engine.accepting(), servers, turn, stun)
 
 
 def _wire_workers(runtime: StackRuntime, config: StackConfig, reactor: Any, nonce_key: bytes,

@@ -263,6 +263,14 @@ class TurnEngine:
         """Allocations alive now."""
         return len(self.allocations)
 
+    def has_allocation(self, five_tuple: Any) -> bool:
+        """Whether this 5-tuple holds an allocation (for the stream adapter's checks)."""
+        return five_tuple in self.allocations
+
+    def allocations_by_user(self) -> dict[str, int]:
+        """Allocations alive per user, as a copy (the cluster report)."""
+        return dict(self.user_allocations)
+
     def describe_allocations(self, now: float) -> list[dict[str, Any]]:
         """Every allocation alive, oldest first, as the sessions admin lists them."""
         return [a.describe(now) for a in sorted(self.allocations.values(), key=lambda a: a.created_at)]

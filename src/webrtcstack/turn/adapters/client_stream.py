@@ -63,7 +63,7 @@ class TurnStreamProtocol(Protocol):
         self._allocated = False
 
     def _no_allocation_yet(self) -> bool:
-        if not self._allocated and self.five_tuple in self.factory.engine.allocations:
+        if not self._allocated and self.factory.engine.has_allocation(self.five_tuple):
             self._allocated = True
         return not self._allocated
 
@@ -132,7 +132,7 @@ class TurnStreamProtocol(Protocol):
             return
         reactor = factory.driver.reactor
         due = self._last_activity + factory.idle_timeout_s
-        if self.five_tuple in factory.engine.allocations:
+        if factory.engine.has_allocation(self.five_tuple):
             # An allocation keeps the connection (it ends with its allocation, or Refresh).
             due = reactor.seconds() + factory.idle_timeout_s
         if due > reactor.seconds():
