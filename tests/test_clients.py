@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from twisted.trial import unittest
 
-from webrtcstack.clients import anonymise_path, client_behind_proxies, is_trusted, parse_networks, truncate_address
+from webrtcstack.clients import anonymise_path, client_behind_proxies, is_trusted, truncate_address
+from webrtcstack.config import parse_networks
 
-TRUSTED = parse_networks(["127.0.0.1", "10.0.0.0/8", "::1"])
+TRUSTED = parse_networks("127.0.0.1 10.0.0.0/8 ::1")
 
 
 class ForwardedTests(unittest.TestCase):

@@ -22,7 +22,7 @@ from collections.abc import Iterable, Sequence
 
 import attr
 
-__all__ = ["ForwardedClient", "parse_networks", "is_trusted", "client_behind_proxies", "truncate_address",
+__all__ = ["ForwardedClient", "is_trusted", "client_behind_proxies", "truncate_address",
            "anonymise_path"]
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -35,15 +35,6 @@ class ForwardedClient:
     ip: str
     #: ``https``/``http`` as the proxy received the request; None when no trusted proxy said
     proto: str | None = None
-
-
-def parse_networks(items: Iterable[str]) -> tuple[Network, ...]:
-    """Addresses and CIDR blocks (``10.0.0.0/8``, ``::1``).
-
-    :raises ValueError: for an item that is neither.
-    """
-    return tuple(ipaddress.ip_network(item.strip().strip("[]") if "/" not in item else item.strip(), strict=False)
-                 for item in items if item.strip())
 
 
 def _ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:

@@ -211,7 +211,7 @@ def parse_networks(text: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Net
     result = []
     for item in _split_list(text):
         try:
-            result.append(ipaddress.ip_network(item, strict=False))
+            result.append(ipaddress.ip_network(item.strip("[]") if "/" not in item else item, strict=False))
         except ValueError:
             raise _ValueError(f"{item!r} is not a CIDR network such as 10.0.0.0/8 or fd00::/8") from None
     return tuple(result)
@@ -295,18 +295,6 @@ def parse_url(text: str) -> str:
     if value and not re.match(r"^https?://[^/\s]+$", value):
         raise _ValueError(f"{value!r} is not a base URL such as https://call.example.org")
     return value
-
-
-def parse_proxies(text: str) -> tuple[str, ...]:
-    """IP addresses or CIDR blocks, normalised (``10.0.0.0/8``, ``::1/128``)."""
-    out = []
-    for item in _split_list(text):
-        try:
-            net = ipaddress.ip_network(item.strip("[]") if "/" not in item else item, strict=False)
-        except ValueError:
-            raise _ValueError(f"{item!r} is not an IP address or CIDR block (10.0.0.0/8)") from None
-        out.append(str(net))
-    return tuple(dict.fromkeys(out))
 
 
 def parse_https_url(text: str) -> str:
@@ -452,7 +440,7 @@ class HttpSection:
     max_connections_per_ip: int = _key("100", _int_in(1, 1_000_000), "HTTP and WebSocket connections at once from one client address (so one address cannot hold every slot)")
     max_body_bytes: int = _key("262144", _int_in(1024, 64 * 1_048_576), "the largest request body; a bigger Content-Length gets 413 before the body is read, a chunked body is cut off at this size")
     writes_per_second_per_ip: int = _key("20", _int_in(1, 1_000_000), "POST/PUT/DELETE requests (joins, messages, leaves, collider posts) per second from one client address, also the burst; more get 429")
-    trusted_proxies: tuple[str, ...] = _key("", parse_proxies, "addresses or CIDR blocks of reverse proxies in front of us (127.0.0.1, 10.0.0.0/8) whose Forwarded / X-Forwarded-For and X-Forwarded-Proto headers are believed: per-address limits, logs and the https check then use the real client; empty: no headers believed")
+    trusted_proxies: tuple[Any, ...] = _key("", parse_networks, "addresses or CIDR blocks of reverse proxies in front of us (127.0.0.1, 10.0.0.0/8) whose Forwarded / X-Forwarded-For and X-Forwarded-Proto headers are believed: per-address limits, logs and the https check then use the real client; empty: no headers believed")
     access_log: str = _key("on", _choice("on", "anonymised", "off"), "a line per HTTP request at info: on (combined log format: address, path, user agent), anonymised (address cut to its /24 or /48, no client ids, query or user agent), or off")
     request_timeout_seconds: int = _key("15", _int_in(1, 3600), "a request (line, headers and body) must arrive whole within this long of its first byte, and a connection may idle this long between requests; else 408 and close")
 

@@ -315,9 +315,7 @@ def _resize_budgets(runtime: StackRuntime, config: StackConfig) -> None:
     if "http" in budgets:
         budgets["http"].limit = config.http.max_connections
         budgets["http"].per_address = config.http.max_connections_per_ip
-        from webrtcstack.clients import parse_networks
-
-        budgets["http"].unlimited = parse_networks(config.http.trusted_proxies)
+        budgets["http"].unlimited = config.http.trusted_proxies
     if "one-port" in budgets:
         budgets["one-port"].limit = config.http.max_connections + config.turn.max_tcp_connections
 
@@ -411,10 +409,8 @@ def build_service(config: StackConfig, reactor: Any, *, notifier: Any = None,
         _wire_web(runtime, app, auth_secrets)
         children.append(CallbackService("web-timers", app.stop))
         # One budget for every HTTP(S) listener: [http] max_connections counts them all.
-        from webrtcstack.clients import parse_networks
-
         http_budget = ConnectionBudget(config.http.max_connections, config.http.max_connections_per_ip,
-                                       unlimited=parse_networks(config.http.trusted_proxies))
+                                       unlimited=config.http.trusted_proxies)
         runtime.connection_budgets["http"] = http_budget
         runtime.reloaders.append(lambda new: _resize_budgets(runtime, new))
         for ep in config.http.listen:

@@ -25,6 +25,7 @@ from twisted.internet.protocol import DatagramProtocol, Factory, Protocol
 from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
 from twisted.logger import Logger
 
+from webrtcstack.clients import is_trusted
 from webrtcstack.config import Endpoint
 
 log = Logger()
@@ -214,11 +215,7 @@ class ConnectionBudget:
         return True
 
     def _unlimited(self, host: str) -> bool:
-        if not self.unlimited:
-            return False
-        from webrtcstack.clients import is_trusted
-
-        return is_trusted(host, self.unlimited)
+        return bool(self.unlimited) and is_trusted(host, self.unlimited)
 
     def opened(self, host: str) -> None:
         """A connection from ``host`` is open."""

@@ -133,10 +133,9 @@ class WebApp:
             factory.messages_per_second = sig.messages_per_second
             factory.message_burst = sig.message_burst
             factory.max_send_buffer_bytes = sig.max_send_buffer_bytes
-            factory.trusted_proxies = _site_options(config)["trusted_proxies"]
         for site in (self.site, self.collider_site):
             if isinstance(site, LimitedSite):
-                site.trusted_proxies = _site_options(config)["trusted_proxies"]
+                site.trusted_proxies = config.http.trusted_proxies
                 site.access_log = config.http.access_log
                 site.max_body_bytes = config.http.max_body_bytes
                 site.request_timeout_s = config.http.request_timeout_seconds
@@ -157,9 +156,7 @@ class WebApp:
 
 def _site_options(config: StackConfig) -> dict[str, Any]:
     """What every public site takes from ``[http]`` beside its limits: trusted proxies, the access log."""
-    from webrtcstack.clients import parse_networks
-
-    return {"trusted_proxies": parse_networks(config.http.trusted_proxies), "access_log": config.http.access_log}
+    return {"trusted_proxies": config.http.trusted_proxies, "access_log": config.http.access_log}
 
 
 def build_web(config: StackConfig, reactor: Any, auth_secrets: tuple[str, ...], *, storage: Storage | None = None) -> WebApp:
@@ -213,7 +210,6 @@ def build_web(config: StackConfig, reactor: Any, auth_secrets: tuple[str, ...], 
             message_burst=sig.message_burst,
             max_send_buffer_bytes=sig.max_send_buffer_bytes,
         )
-        factory.trusted_proxies = _site_options(config)["trusted_proxies"]
         runner.factory = factory
         ws_resource = SignalingResource(factory)
         collider_main = ColliderRootResource(runner, None, COLLIDER_PREFIX, sig.max_message_bytes)

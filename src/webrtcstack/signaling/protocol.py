@@ -234,22 +234,14 @@ class SignalingServerProtocol(WebSocketServerProtocol):
     _register_put_off = False
     _send_watch: _SendWatch | None = None
     _unread = 0
+    #: the client address the HTTP upgrade request had (``[http] trusted_proxies`` applied), if known
+    client_ip: str | None = None
 
     def onConnect(self, request: Any) -> None:
         # The Origin was checked by SignalingResource before the handshake.
         factory = self.factory
-        ip = getattr(self.transport.getPeer(), "host", "?")
-        if factory.trusted_proxies:
-            from webrtcstack.clients import client_behind_proxies
-
-            headers = getattr(request, "headers", {}) or {}
-
-            def values(name: str) -> list[str]:
-                value = headers.get(name)
-                return [value] if isinstance(value, str) else list(value or ())
-
-            ip = client_behind_proxies(ip, factory.trusted_proxies, forwarded=values("forwarded"),
-                                       x_forwarded_for=values("x-forwarded-for")).ip
+        # The client the HTTP layer saw (behind a trusted proxy: the one it names), else the TCP peer.
+        ip = self.client_ip or getattr(self.transport.getPeer(), "host", "?")
         if factory.open_count >= factory.max_connections:
             factory.refused_full += 1
             raise ConnectionDeny(ConnectionDeny.SERVICE_UNAVAILABLE, "Too many WebSocket connections")
@@ -479,11 +471,17 @@ class SignalingServerFactory(WebSocketServerFactory):
         self.message_burst = message_burst
         self.max_send_buffer_bytes = max_send_buffer_bytes
         self.per_ip: dict[str, int] = {}
-        #: ``[http] trusted_proxies`` (parsed): their X-Forwarded-For / Forwarded name the client
-        self.trusted_proxies: tuple[Any, ...] = ()
+        #: the client address of the upgrade request being handed over (set by SignalingResource)
+        self.handshake_client: str | None = None
         #: every accepted socket, registered or not (closed on stop)
         self.open_sockets: set[SignalingServerProtocol] = set()
         self.apply_limits(max_message_bytes, ping_interval_s)
+
+    def buildProtocol(self, addr: Any) -> Any:
+        proto = super().buildProtocol(addr)
+        # SignalingResource set this just before Autobahn builds the protocol, in the same call.
+        proto.client_ip, self.handshake_client = self.handshake_client, None
+        return proto
 
     @property
     def unregistered_count(self) -> int:

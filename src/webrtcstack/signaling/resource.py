@@ -58,6 +58,10 @@ class SignalingResource(WebSocketResource):
             request.setHeader(b"Content-Type", b"text/plain; charset=utf-8")
             return b"Origin not allowed\n"
         request.requestHeaders.removeHeader(b"origin")
+        # The per-address WebSocket limit counts the client the HTTP layer found (LimitedChannel
+        # applies [http] trusted_proxies), not the proxy in front: hand it to the protocol Autobahn
+        # builds inside super().render.
+        factory.handshake_client = getattr(request.getClientAddress(), "host", None)
         return super().render(request)  # type: ignore[no-any-return]
 
 
