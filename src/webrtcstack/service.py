@@ -13,6 +13,7 @@ timer, so a stopped stack leaves nothing behind.
 from __future__ import annotations
 
 import gc
+import ipaddress
 import os
 import secrets
 from typing import Any
@@ -34,8 +35,6 @@ log = Logger()
 
 
 def _loopback(host: str) -> bool:
-    import ipaddress
-
     if host in ("localhost", ""):
         return True
     try:
@@ -64,16 +63,15 @@ def config_warnings(config: StackConfig) -> list[str]:
 
 def _private(host: str) -> bool:
     """A private (RFC 1918, ULA, link-local, CGNAT) address, which no client beyond this network can reach."""
-    import ipaddress
-
     try:
         ip = ipaddress.ip_address(host)
     except ValueError:
         return False
-    return any(ip in ipaddress.ip_network(net) for net in _PRIVATE_NETS if ipaddress.ip_network(net).version == ip.version)
+    return any(ip.version == net.version and ip in net for net in _PRIVATE_NETS)
 
 
-_PRIVATE_NETS = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "169.254.0.0/16", "fc00::/7", "fe80::/10")
+_PRIVATE_NETS = tuple(ipaddress.ip_network(net) for net in (
+    "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "169.254.0.0/16", "fc00::/7", "fe80::/10"))
 
 
 def _turn_warnings(config: StackConfig) -> list[str]:
@@ -168,19 +166,26 @@ def check_certificates(config: StackConfig) -> str | None:
     return f"certificate {info.subject} for {', '.join(info.names) or '(no names)'}"
 
 
-def kept_admin_token(config: StackConfig) -> str | None:
-    """The sessions admin token kept in the state directory (made on first use); None, with a warning, when it cannot be."""
-    if not config.metrics.enabled:
-        return None
-    from webrtcstack.state import ADMIN_TOKEN_FILE, load_or_create_secret, state_dir
+def _kept(config: StackConfig, name: str, what: str, otherwise: str) -> str | None:
+    """The secret ``name`` kept in the state directory (made on first use); None, with a warning, when it cannot be."""
+    from webrtcstack.state import load_or_create_secret, state_dir
 
     directory = state_dir(config)
     try:
-        return load_or_create_secret(directory, ADMIN_TOKEN_FILE)
+        return load_or_create_secret(directory, name)
     except OSError as e:
-        log.warn("cannot keep the admin token in {dir} ({error}); the sessions admin API is off: set [stack] state_dir",
-                 dir=directory, error=e.strerror or e)
+        log.warn("cannot keep the {what} in {dir} ({error}); {otherwise}", what=what, dir=directory,
+                 error=e.strerror or e, otherwise=otherwise)
         return None
+
+
+def kept_admin_token(config: StackConfig) -> str | None:
+    """The sessions admin token kept in the state directory; None when the API is off or it cannot be kept."""
+    from webrtcstack.state import ADMIN_TOKEN_FILE
+
+    if not config.metrics.enabled:
+        return None
+    return _kept(config, ADMIN_TOKEN_FILE, "admin token", "the sessions admin API is off: set [stack] state_dir")
 
 
 def kept_auth_secrets(config: StackConfig) -> tuple[str, ...] | None:
@@ -189,18 +194,13 @@ def kept_auth_secrets(config: StackConfig) -> tuple[str, ...] | None:
     None, with a warning, when the state directory cannot be written: the
     process then makes up a secret for this run only.
     """
+    from webrtcstack.state import SECRET_FILE
+
     if config.turn.static_auth_secret:
         return None
-    from webrtcstack.state import load_or_create_secret, state_dir
-
-    directory = state_dir(config)
-    try:
-        return (load_or_create_secret(directory),)
-    except OSError as e:
-        log.warn("cannot keep the TURN secret in {dir} ({error}); this run makes up its own, so credentials "
-                 "from `webrtcstack turn-credentials` will not work: set [stack] state_dir or [turn] static_auth_secret",
-                 dir=directory, error=e.strerror or e)
-        return None
+    secret = _kept(config, SECRET_FILE, "TURN secret", "this run makes up its own, so credentials from "
+                   "`webrtcstack turn-credentials` will not work: set [stack] state_dir or [turn] static_auth_secret")
+    return None if secret is None else (secret,)
 
 
 def effective_auth_secrets(config: StackConfig) -> tuple[str, ...]:
@@ -663,9 +663,7 @@ def build_worker_service(config: StackConfig, reactor: Any, shard: Any, *, nonce
     from webrtcstack.ops.systemd import SystemdNotifier
     from webrtcstack.turn.adapters.driver import build_turn_services
 
-    for warning in config_warnings(config):
-        log.warn("config: {warning}", warning=warning)
-    runtime = StackRuntime(config, reactor)
+    runtime = StackRuntime(config, reactor)  # (the main process has logged the config warnings)
     top = StackService(runtime, reactor, notifier=SystemdNotifier(reactor, environ={}))
     ProcessSetupService(config, reactor).setServiceParent(top)
     secrets_in_force = config.turn.static_auth_secret or auth_secrets
