@@ -220,13 +220,22 @@ def _admin_call(args: argparse.Namespace, method: str, path: str) -> tuple[int, 
     request = Request(base + "/admin/" + quote(path), method=method, headers={"Authorization": f"Bearer {token}"})
     try:
         with urlopen(request, timeout=args.timeout) as response:
-            return 0, json.loads(response.read())
+            body = response.read()
     except HTTPError as e:
-        answer = json.loads(e.read() or b"{}")
-        print(f"webrtcstack: {answer.get('error', e.reason)}", file=sys.stderr)
+        try:
+            why = json.loads(e.read() or b"{}").get("error", e.reason)
+        except (ValueError, AttributeError):
+            why = f"HTTP {e.code} {e.reason} (is {base} the stack's metrics listener?)"
+        print(f"webrtcstack: {why}", file=sys.stderr)
         return 1, None
     except (URLError, OSError) as e:
         print(f"webrtcstack: no answer from {base}: {getattr(e, 'reason', e)}", file=sys.stderr)
+        return 1, None
+    try:
+        return 0, json.loads(body)
+    except ValueError:
+        print(f"webrtcstack: {base}/admin/{path} did not answer JSON (is it the stack's metrics listener?)",
+              file=sys.stderr)
         return 1, None
 
 

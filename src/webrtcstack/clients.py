@@ -1,8 +1,9 @@
 """Who an HTTP client is: behind trusted proxies, and as an anonymised access log writes it.
 
-Plain functions, no I/O.  The shell (:mod:`webrtcstack.httpsite`, the
-signaling protocol) hands them the TCP peer's address and the request's
-header values.
+Plain functions, no I/O.  The HTTP channel (:mod:`webrtcstack.httpsite`)
+hands them the TCP peer's address and the request's header values; every
+other user of a client address (the WebSocket limits, the logs) takes what
+the channel found.
 
 **Behind a reverse proxy** (nginx, HAProxy, a cloud load balancer) every
 connection comes from the proxy.  Only when the peer is one of ``[http]

@@ -179,3 +179,36 @@ class ConfigWarningTests(unittest.TestCase):
                       "call.example.org", out)
         self.assertNotIn("warning", check("https://www.call.example.org"))
         self.assertNotIn("warning", check("https://other.example.org:8443"))
+
+
+class AdminCommandTests(unittest.TestCase):
+    def test_a_listener_that_is_not_ours_is_a_clear_error(self) -> None:
+        """`webrtcstack sessions --url` pointed at some other web server says so in one line, with no traceback."""
+        import http.server
+        import threading
+
+        class NotOurs(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+                self.send_response(404)
+                self.end_headers()
+                self.wfile.write(b"<html>not here</html>")
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        server = http.server.HTTPServer(("127.0.0.1", 0), NotOurs)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        self.addCleanup(server.server_close)
+        self.addCleanup(server.shutdown)
+        state = os.path.abspath(self.mktemp())
+        os.makedirs(state)
+        with open(os.path.join(state, "admin-token"), "w") as f:
+            f.write("token\n")
+        path = os.path.abspath(self.mktemp())
+        with open(path, "w") as f:
+            f.write(f"[stack]\nstate_dir = {state}\n")
+        code, out, err = run("sessions", "-c", path, "--url", f"http://127.0.0.1:{server.server_address[1]}")
+        self.assertEqual(code, 1)
+        self.assertIn("HTTP 404", err)
+        self.assertIn("is it the stack's metrics listener?", err)
+        self.assertNotIn("Traceback", err)

@@ -146,7 +146,7 @@ class AcmeService(service.Service):
         chain, key = result
         now = self.reactor.seconds()
         try:
-            info = describe_certificate(chain)
+            describe_certificate(chain)  # a chain that does not parse never replaces the files in force
             self.files.write(chain, key, {"directory": self.config.tls.acme_directory, "names": list(self.plan.names),
                                           "issued_at": now})
             info = self.store.reload()

@@ -82,11 +82,14 @@ class RedirectResource(resource.Resource):
         if request.method not in (b"GET", b"HEAD"):
             request.setResponseCode(405)
             return b"method not allowed\n"
-        if _TOKEN.match(token) and self.board is not None:
+        if not _TOKEN.match(token):
+            request.setResponseCode(404)
+            return b"no such challenge\n"
+        if self.board is not None:
             answer = self.board.answer(token.decode("ascii"))
             if answer is not None:
                 return answer.encode("ascii")
-        if _TOKEN.match(token) and self.config.http.acme_webroot:
+        if self.config.http.acme_webroot:
             path = os.path.join(self.config.http.acme_webroot, ".well-known", "acme-challenge", token.decode("ascii"))
             try:
                 with open(path, "rb") as f:

@@ -38,7 +38,7 @@ from typing import Any, Protocol
 from webrtcstack.stun.attributes import pack_address
 from webrtcstack.stun.constants import FINGERPRINT_XOR, MAGIC_COOKIE, MAGIC_COOKIE_BYTES, AttrType, Method, MessageClass
 from webrtcstack.stun.message import message_type
-from webrtcstack.turn.five_tuple import Address, FiveTuple
+from webrtcstack.turn.five_tuple import Address, FiveTuple, format_address
 from webrtcstack.limits import TokenBucket
 
 __all__ = [
@@ -116,11 +116,6 @@ class TurnCounters:
             "packets": {"to_peer": self.packets_to_peer, "to_client": self.packets_to_client},
             "bytes": {"to_peer": self.bytes_to_peer, "to_client": self.bytes_to_client},
         }
-
-
-def _address_text(address: Address) -> str:
-    host, port = address
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def xor_address_value(address: Address, transaction_id: bytes) -> bytes:
@@ -201,8 +196,8 @@ class Allocation:
             "id": self.id,
             "user": self.username,
             "transport": getattr(transport, "name", str(transport)).lower(),
-            "client": _address_text(client),
-            "relayed": [_address_text(a) for a in self.relayed_addresses.values()],
+            "client": format_address(client),
+            "relayed": [format_address(a) for a in self.relayed_addresses.values()],
             "peers": sorted(self.permissions),
             "channels": len(self.channels),
             "bytes_to_peer": self.bytes_to_peer,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import enum
 from typing import NamedTuple
 
-__all__ = ["Address", "FiveTuple", "Transport"]
+__all__ = ["Address", "FiveTuple", "Transport", "format_address"]
 
 #: ``(host, port)``; the host is an IP address in the form the socket API gives.
 Address = tuple[str, int]
@@ -38,9 +38,10 @@ class FiveTuple(NamedTuple):
     server: Address
 
     def __str__(self) -> str:
-        return f"{self.transport.name} {_fmt(self.client)}->{_fmt(self.server)}"
+        return f"{self.transport.name} {format_address(self.client)}->{format_address(self.server)}"
 
 
-def _fmt(address: Address) -> str:
+def format_address(address: Address) -> str:
+    """``host:port``, with brackets around an IPv6 host."""
     host, port = address
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
