@@ -210,5 +210,5 @@ class AdminCommandTests(unittest.TestCase):
         code, out, err = run("sessions", "-c", path, "--url", f"http://127.0.0.1:{server.server_address[1]}")
         self.assertEqual(code, 1)
         self.assertIn("HTTP 404", err)
-        self.assertIn("is it the stack's metrics listener?", err)
+        self.assertIn("the stack's metrics listener?", err)
         self.assertNotIn("Traceback", err)
