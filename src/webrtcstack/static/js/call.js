@@ -29,6 +29,35 @@
     for (const id of ['mute-audio', 'mute-video', 'hangup']) $(id).disabled = !enabled;
   }
 
+  // One peer connection as both page kinds make it: apprtc's pc_config, our media (or receive-only),
+  // remote tracks into ``remoteStream``, and candidates handed to ``send`` as apprtc sends them
+  // (never TCP ones, and with it=relay only relay ones); ``gathered`` is told of any candidate at all.
+  function openPeerConnection(cfg, localStream, remoteStream, gathered, send) {
+    const pc = new RTCPeerConnection({
+      iceServers: cfg.iceServers || [],
+      iceTransportPolicy: cfg.iceTransportPolicy || cfg.iceTransports || 'all',
+      bundlePolicy: cfg.bundlePolicy || 'max-bundle',
+      rtcpMuxPolicy: cfg.rtcpMuxPolicy || 'require',
+    });
+    if (localStream) {
+      for (const track of localStream.getTracks()) pc.addTrack(track, localStream);
+    } else {
+      pc.addTransceiver('audio', { direction: 'recvonly' });
+      pc.addTransceiver('video', { direction: 'recvonly' });
+    }
+    pc.ontrack = (event) => { if (!remoteStream.getTracks().includes(event.track)) remoteStream.addTrack(event.track); };
+    const relayOnly = pc.getConfiguration().iceTransportPolicy === 'relay';
+    pc.onicecandidate = (event) => {
+      const c = event.candidate;
+      if (!c || !c.candidate) return;
+      gathered();
+      if (/ tcp /i.test(c.candidate)) return;
+      if (relayOnly && c.candidate.indexOf(' typ relay') === -1) return;
+      send({ type: 'candidate', label: c.sdpMLineIndex, id: c.sdpMid, candidate: c.candidate });
+    };
+    return pc;
+  }
+
   // ICE that fails, or stays disconnected for a few seconds (a network change, a TURN relay gone), is
   // restarted by the side that offers (the other answers the new offer): new candidates, a new relay.
   const ICE_DISCONNECTED_GRACE_MS = 3000;
@@ -306,36 +335,12 @@
     }
 
     startPeerConnection() {
-      const cfg = this.pcConfig;
-      const config = {
-        iceServers: cfg.iceServers || [],
-        iceTransportPolicy: cfg.iceTransportPolicy || cfg.iceTransports || 'all',
-        bundlePolicy: cfg.bundlePolicy || 'max-bundle',
-        rtcpMuxPolicy: cfg.rtcpMuxPolicy || 'require',
-      };
-      const pc = new RTCPeerConnection(config);
-      this.pc = pc;
       this.remoteStream = new MediaStream();
       $('remote-video').srcObject = this.remoteStream;
-      if (this.localStream) {
-        for (const track of this.localStream.getTracks()) pc.addTrack(track, this.localStream);
-      } else {
-        pc.addTransceiver('audio', { direction: 'recvonly' });
-        pc.addTransceiver('video', { direction: 'recvonly' });
-      }
-      pc.ontrack = (event) => {
-        if (!this.remoteStream.getTracks().includes(event.track)) this.remoteStream.addTrack(event.track);
-      };
       this.gathered = false;
-      pc.onicecandidate = (event) => {
-        const c = event.candidate;
-        if (!c || !c.candidate) return;
-        this.gathered = true;
-        // apprtc never sends TCP candidates, and with it=relay only relay ones.
-        if (/ tcp /i.test(c.candidate)) return;
-        if (config.iceTransportPolicy === 'relay' && c.candidate.indexOf(' typ relay') === -1) return;
-        this.send({ type: 'candidate', label: c.sdpMLineIndex, id: c.sdpMid, candidate: c.candidate });
-      };
+      const pc = openPeerConnection(this.pcConfig, this.localStream, this.remoteStream,
+                                    () => { this.gathered = true; }, (message) => this.send(message));
+      this.pc = pc;
       this.watchStats(pc);
       watchIce(pc, () => this.isInitiator && this.pc === pc, () => this.restartIce(pc), this.counts);
       pc.addEventListener('iceconnectionstatechange', () => {
@@ -637,34 +642,14 @@
     }
 
     connect(id, offerer) {
-      const cfg = this.pcConfig;
-      const pc = new RTCPeerConnection({
-        iceServers: cfg.iceServers || [],
-        iceTransportPolicy: cfg.iceTransportPolicy || cfg.iceTransports || 'all',
-        bundlePolicy: 'max-bundle',
-        rtcpMuxPolicy: 'require',
-      });
       const view = this.tile(id);
       const stream = new MediaStream();
       view.video.srcObject = stream;
-      const peer = Object.assign(view, { pc, offerer, pending: [], counts: { iceFailRestarts: 0, iceFailRestartsTotal: 0 } });
+      const peer = Object.assign(view, { offerer, pending: [], counts: { iceFailRestarts: 0, iceFailRestartsTotal: 0 } });
+      const pc = openPeerConnection(this.pcConfig, this.localStream, stream,
+                                    () => { peer.gathered = true; }, (message) => this.sendTo(id, message));
+      peer.pc = pc;
       this.peers.set(id, peer);
-      if (this.localStream) {
-        for (const track of this.localStream.getTracks()) pc.addTrack(track, this.localStream);
-      } else {
-        pc.addTransceiver('audio', { direction: 'recvonly' });
-        pc.addTransceiver('video', { direction: 'recvonly' });
-      }
-      pc.ontrack = (event) => { if (!stream.getTracks().includes(event.track)) stream.addTrack(event.track); };
-      const relayOnly = pc.getConfiguration().iceTransportPolicy === 'relay';
-      pc.onicecandidate = (event) => {
-        const c = event.candidate;
-        if (!c || !c.candidate) return;
-        peer.gathered = true;
-        if (/ tcp /i.test(c.candidate)) return;
-        if (relayOnly && c.candidate.indexOf(' typ relay') === -1) return;
-        this.sendTo(id, { type: 'candidate', label: c.sdpMLineIndex, id: c.sdpMid, candidate: c.candidate });
-      };
       watchIce(pc, () => peer.offerer && this.peers.get(id) === peer, () => this.offer(id, true), peer.counts);
       pc.addEventListener('iceconnectionstatechange', () => {
         view.label.textContent = 'Member ' + id + ' · ' + pc.iceConnectionState;
