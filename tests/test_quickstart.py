@@ -67,6 +67,8 @@ class QuickStartTests(unittest.TestCase):
     def test_readme_first_command_on_system_python(self) -> None:
         """The README's first line, in a clean shell with Debian's python3 only, gives a stack that serves the page."""
         require(None if os.access(SYSTEM_PYTHON, os.X_OK) else f"{SYSTEM_PYTHON} is missing (apt-get install python3-venv)")
+        venv_ok = subprocess.run([SYSTEM_PYTHON, "-c", "import ensurepip, venv"], capture_output=True).returncode == 0
+        require(None if venv_ok else f"{SYSTEM_PYTHON} cannot make a virtual environment (apt-get install python3-venv)")
         require(None if os.path.isdir(WHEELHOUSE) and os.listdir(WHEELHOUSE)
                 else f"no wheelhouse at {WHEELHOUSE} (bash .ci/setup-tests makes it)")
         require(unshare_missing())
