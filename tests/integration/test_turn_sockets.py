@@ -146,13 +146,13 @@ class TurnSocketTests(unittest.TestCase):
     def test_tcp_close_ends_allocation(self) -> Any:
         """Over TCP the exchanges work (ChannelData padded), and closing the connection frees the relay port."""
         stack, client = yield self.round_trip("127.0.0.1", tcp=True)
-        [allocation] = stack.engine.allocations.values()
+        [allocation] = stack.engine.manager.allocations.values()
         relay_port = allocation.relay_ports[4]
         ended = Event(lambda: stack.engine.allocation_count() == 0)
         self.addCleanup(after_each_call(stack.driver, "connection_lost", ended))
         client.close()
         yield ended.wait(5)
-        self.assertTrue(stack.engine.port_pools[4].is_free(relay_port))
+        self.assertTrue(stack.engine.manager.pools[4].is_free(relay_port))
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
             s.bind(("127.0.0.1", relay_port))  # the relay socket is really closed
 

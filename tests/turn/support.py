@@ -26,18 +26,11 @@ class FakeRelay:
         self.opener = opener
         self.address = (host, port)
         self.sent: list[tuple[bytes, tuple[str, int]]] = []
-        #: of ``sent``, what came through ``sendto`` (the UDP adapter's fast path), not the engine
-        self.via_sendto: list[tuple[bytes, tuple[str, int]]] = []
         self.closed = False
 
-    def send_to_peer(self, data: bytes, peer: tuple[str, int]) -> None:
+    def send_to_peer(self, data: bytes, peer: tuple[str, int]) -> bool:
         self.sent.append((data, peer))
-
-    def sendto(self, data: bytes, peer: tuple[str, int]) -> int:
-        """What the UDP adapter's ChannelData fast path calls (a socket's ``sendto``)."""
-        self.sent.append((data, peer))
-        self.via_sendto.append((data, peer))
-        return len(data)
+        return True
 
     def close(self) -> None:
         self.closed = True

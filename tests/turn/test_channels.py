@@ -30,7 +30,7 @@ class BoundChannelCase(SynchronousTestCase):
         self.client.allocate(now=0)
         self.client.refresh(3600, now=0)
         self.relay = self.opener.relays[0]
-        self.allocation = self.engine.allocations[self.client.five_tuple]
+        self.allocation = self.engine.manager.allocations[self.client.five_tuple]
         self.assertIsNone(error_code(self.client.channel_bind(0x4000, *PEER, now=0)))
 
 
@@ -54,7 +54,7 @@ class ChannelExpiryTests(BoundChannelCase):
         self.expire()
         self.assertEqual(self.allocation.channels, {})
         self.assertEqual(self.allocation.channel_by_peer, {})
-        self.assertEqual(self.engine.channel_routes, {})
+        self.assertEqual(self.engine.fast_path.channels, {})
         self.assertEqual(self.engine.counters.channels_active, 0)
         self.assertEqual(self.engine.counters.permissions_active, 1)
 
@@ -95,7 +95,7 @@ class ChannelExpiryTests(BoundChannelCase):
         self.channel_data(0x4000, b"still", 600)
         self.assertEqual(self.relay.sent, [(b"still", PEER)])
         self.engine.handle_timer(now=1100)
-        self.assertEqual(self.engine.channel_routes, {})
+        self.assertEqual(self.engine.fast_path.channels, {})
 
     def test_live_conflicts_get_400(self) -> None:
         """While bound, the number cannot go to another peer nor the peer to another number (§12.2)."""
@@ -106,7 +106,7 @@ class ChannelExpiryTests(BoundChannelCase):
     def test_deletion_clears_channels(self) -> None:
         """Refresh 0 removes the bindings from every table and the counters."""
         self.assertEqual(self.client.refresh(0, now=10).get(AttrType.ERROR_CODE), None)
-        self.assertEqual(self.engine.channel_routes, {})
+        self.assertEqual(self.engine.fast_path.channels, {})
         self.assertEqual(self.allocation.channel_by_peer, {})
         self.assertEqual(self.engine.counters.channels_active, 0)
         self.assertEqual(self.engine.counters.permissions_active, 0)
@@ -152,13 +152,13 @@ class ChannelPermissionTests(BoundChannelCase):
         self.engine.handle_timer(now=300)
         self.assertEqual(self.allocation.channel_by_peer, {})
         self.assertIn(PEER, self.allocation.bindings_by_peer)
-        self.assertIn(route_key, self.engine.channel_routes)
+        self.assertIn(route_key, self.engine.fast_path.channels)
         self.client.create_permission(PEER[0], now=350)
         self.assertIn(PEER, self.allocation.channel_by_peer)
         self.engine.handle_timer(now=600)
         self.assertEqual(self.allocation.channel_by_peer, {})
         self.assertEqual(self.allocation.bindings_by_peer, {})
-        self.assertEqual(self.engine.channel_routes, {})
+        self.assertEqual(self.engine.fast_path.channels, {})
         self.assertIn(PEER[0], self.allocation.permissions)
         self.engine.handle_timer(now=650)
         self.assertEqual(self.allocation.permissions, {})

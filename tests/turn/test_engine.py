@@ -16,7 +16,8 @@ from webrtcstack.turn.auth import PasswordAlgorithm, long_term_key, rest_passwor
 from webrtcstack.stun.message import Message, encode
 from webrtcstack.stun.attributes import encode_value
 from webrtcstack.turn import engine as engine_module
-from webrtcstack.turn.engine import TurnSettings, encode_response, packed_xor_address
+from webrtcstack.stun.message import encode_response, packed_xor_address
+from webrtcstack.turn.engine import TurnSettings
 from webrtcstack.turn.five_tuple import Transport
 from webrtcstack.turn.policy import PeerPolicy
 
@@ -283,7 +284,7 @@ class AllocateTests(SynchronousTestCase):
         engine.handle_timer(now=clock.seconds())
         self.assertEqual(engine.allocation_count(), 0)
         self.assertTrue(opener.relays[0].closed)
-        self.assertEqual(engine.port_pools[4].free_count(), 100)
+        self.assertEqual(engine.manager.pools[4].free_count(), 100)
         self.assertEqual(engine.counters.allocations_active, {("ipv4", "udp"): 0})
         self.assertIsNone(engine.next_deadline())
 
@@ -306,7 +307,7 @@ class AllocateTests(SynchronousTestCase):
         reply = client.refresh(0)
         self.assertEqual(lifetime(reply), 0)
         self.assertEqual(engine.allocation_count(), 0)
-        self.assertEqual(engine.port_pools[4].free_count(), 100)
+        self.assertEqual(engine.manager.pools[4].free_count(), 100)
         self.assertEqual(error_code(client.refresh()), 437)
 
     def test_refresh_without_allocation(self) -> None:
@@ -326,7 +327,7 @@ class AllocateTests(SynchronousTestCase):
         engine.handle_connection_lost(client.five_tuple, now=1)
         self.assertEqual(engine.allocation_count(), 0)
         self.assertTrue(opener.relays[0].closed)
-        self.assertEqual(engine.port_pools[4].free_count(), 100)
+        self.assertEqual(engine.manager.pools[4].free_count(), 100)
 
     def test_dont_fragment(self) -> None:
         """DONT-FRAGMENT is accepted and handed to the relay opener."""
@@ -401,15 +402,15 @@ class EvenPortTests(SynchronousTestCase):
         second = second_client.allocate([(AttrType.RESERVATION_TOKEN, token)])
         self.assertEqual(relayed(second)[0][1], port + 1)
         self.assertEqual(len(opener.relays), 2)
-        self.assertIs(opener.relays[1].allocation, engine.allocations[second_client.five_tuple])
+        self.assertIs(opener.relays[1].allocation, engine.manager.allocations[second_client.five_tuple])
 
     def test_reservation_expires(self) -> None:
         """An unused reservation closes its socket, returns its port, and its token stops working."""
         engine, opener = make_engine()
         token = Client(engine).allocate([(AttrType.EVEN_PORT, b"\x80")]).get(AttrType.RESERVATION_TOKEN)
-        self.assertEqual(engine.port_pools[4].free_count(), 98)
+        self.assertEqual(engine.manager.pools[4].free_count(), 98)
         engine.handle_timer(now=30)
-        self.assertEqual(engine.port_pools[4].free_count(), 99)
+        self.assertEqual(engine.manager.pools[4].free_count(), 99)
         self.assertTrue(opener.relays[1].closed)
         reply = Client(engine, client=("198.51.100.7", 2)).allocate([(AttrType.RESERVATION_TOKEN, token)], now=31)
         self.assertEqual(error_code(reply), 508)
@@ -420,7 +421,7 @@ class EvenPortTests(SynchronousTestCase):
         reply = Client(engine).allocate([(AttrType.EVEN_PORT, b"\x00")])
         self.assertEqual(relayed(reply)[0][1] % 2, 0)
         self.assertNotIn(AttrType.RESERVATION_TOKEN, reply)
-        self.assertEqual(engine.port_pools[4].free_count(), 99)
+        self.assertEqual(engine.manager.pools[4].free_count(), 99)
 
     def test_token_with_even_port(self) -> None:
         """RESERVATION-TOKEN together with EVEN-PORT or a family gets 400."""
@@ -460,16 +461,16 @@ class QuotaTests(SynchronousTestCase):
         engine, opener = make_engine(relay_ports=(50000, 50003))
         opener.busy = {50000, 50001, 50002, 50003}
         self.assertEqual(error_code(Client(engine).allocate()), 508)
-        self.assertEqual(engine.port_pools[4].free_count(), 4)
+        self.assertEqual(engine.manager.pools[4].free_count(), 4)
         opener.busy = {50000, 50001, 50002}
         reply = Client(engine, client=("198.51.100.7", 2)).allocate()
         self.assertEqual(relayed(reply)[0][1], 50003)
-        self.assertEqual(engine.port_pools[4].free_count(), 3)
+        self.assertEqual(engine.manager.pools[4].free_count(), 3)
 
     def test_pool_returns_to_start(self) -> None:
         """Allocating and freeing in a loop, on every path, leaves the pool as it started."""
         engine, _ = make_engine(relay_ports=(50000, 50009), user_quota=0)
-        start = engine.port_pools[4].free_count()
+        start = engine.manager.pools[4].free_count()
         now = 0.0
         for i in range(30):
             client = Client(engine, client=("198.51.100.7", 1000 + i),
@@ -486,7 +487,7 @@ class QuotaTests(SynchronousTestCase):
         now += 700
         engine.handle_timer(now=now)
         self.assertEqual(engine.allocation_count(), 0)
-        self.assertEqual(engine.port_pools[4].free_count(), start)
+        self.assertEqual(engine.manager.pools[4].free_count(), start)
 
     def test_max_permissions(self) -> None:
         """Permissions past max_permissions get 508."""
@@ -512,7 +513,7 @@ class PermissionChannelTests(SynchronousTestCase):
         self.client = Client(self.engine)
         self.client.allocate()
         self.relay = self.opener.relays[0]
-        self.allocation = self.engine.allocations[self.client.five_tuple]
+        self.allocation = self.engine.manager.allocations[self.client.five_tuple]
 
     def test_permission_then_data_indication(self) -> None:
         """A permitted peer's datagram reaches the client as a Data indication; others are dropped."""
@@ -539,7 +540,7 @@ class PermissionChannelTests(SynchronousTestCase):
         other = Client(self.engine, ("198.51.100.8", 40000))
         other.allocate()
         other.create_permission("8.8.8.8")
-        self.engine.allocations[other.five_tuple].handle_peer_datagram(b"c", ("8.8.8.8", 1), 1)
+        self.engine.manager.allocations[other.five_tuple].handle_peer_datagram(b"c", ("8.8.8.8", 1), 1)
         self.assertNotEqual(msgs.decode(other.received[-1]).transaction_id, first.transaction_id)
 
     def test_permission_expiry(self) -> None:
@@ -590,7 +591,7 @@ class PermissionChannelTests(SynchronousTestCase):
         client = Client(engine, transport=Transport.TCP)
         client.allocate()
         client.channel_bind(0x4000, "8.8.8.8", 1)
-        engine.allocations[client.five_tuple].handle_peer_datagram(b"abcde", ("8.8.8.8", 1), 0)
+        engine.manager.allocations[client.five_tuple].handle_peer_datagram(b"abcde", ("8.8.8.8", 1), 0)
         self.assertEqual(client.received, [b"\x40\x00\x00\x05abcde\0\0\0"])
 
     def test_channel_data_length_past_end(self) -> None:
@@ -648,7 +649,7 @@ class PermissionChannelTests(SynchronousTestCase):
         self.assertIn(0x4000, self.allocation.channels)
         self.engine.handle_timer(now=600)
         self.assertEqual(self.allocation.channels, {})
-        self.assertEqual(self.engine.channel_routes, {})
+        self.assertEqual(self.engine.fast_path.channels, {})
         self.assertEqual(self.engine.counters.channels_active, 0)
         self.client.fetch_nonce(601)
         self.assertIsNone(error_code(self.client.channel_bind(0x4001, "8.8.8.8", 7, now=601)))
@@ -661,7 +662,7 @@ class PermissionChannelTests(SynchronousTestCase):
         client.channel_bind(0x4000, "8.8.8.8", 1)
         for _ in range(3):
             client.send_raw(struct.pack("!HH", 0x4000, 600) + b"x" * 600, now=0)
-            engine.allocations[client.five_tuple].handle_peer_datagram(b"y" * 600, ("8.8.8.8", 1), 0)
+            engine.manager.allocations[client.five_tuple].handle_peer_datagram(b"y" * 600, ("8.8.8.8", 1), 0)
         self.assertEqual(len(opener.relays[0].sent), 1)
         self.assertEqual(len(client.received), 1)
         self.assertEqual(engine.counters.dropped["bandwidth"], 4)
@@ -705,7 +706,7 @@ class PeerTableTests(SynchronousTestCase):
 
     def test_inbound(self) -> None:
         """A datagram from a peer without a permission never reaches the client."""
-        allocation = self.engine.allocations[self.client.five_tuple]
+        allocation = self.engine.manager.allocations[self.client.five_tuple]
         allocation.handle_peer_datagram(b"x", ("169.254.169.254", 80), 0)
         self.assertEqual(self.client.received, [])
 
@@ -814,7 +815,7 @@ class SendFastPathTests(SynchronousTestCase):
         self.client = Client(self.engine)
         self.client.allocate()
         self.client.create_permission("8.8.8.8")
-        self.allocation = self.engine.allocations[self.client.five_tuple]
+        self.allocation = self.engine.manager.allocations[self.client.five_tuple]
 
     def send(self, host: str, data: bytes, extra: list | None = None, fingerprint: bool = False) -> bytes:
         tid = os.urandom(12)
@@ -879,10 +880,10 @@ class ReconfigureTests(SynchronousTestCase):
         assert reply is not None
         self.assertEqual(reply.get(AttrType.REALM), b"new.example")
         self.assertEqual(engine.credentials.realm, "new.example")
-        self.assertEqual(engine.nonces.lifetime_s, 30)
+        self.assertEqual(engine.authenticator.nonces.lifetime_s, 30)
         nonce = reply.get(AttrType.NONCE)
-        self.assertTrue(engine.nonces.check(nonce.decode(), client.five_tuple.client[0], 29.0))
-        self.assertFalse(engine.nonces.check(nonce.decode(), client.five_tuple.client[0], 31.0))
+        self.assertTrue(engine.authenticator.nonces.check(nonce.decode(), client.five_tuple.client[0], 29.0))
+        self.assertFalse(engine.authenticator.nonces.check(nonce.decode(), client.five_tuple.client[0], 31.0))
 
     def test_drain_survives_reload(self) -> None:
         """A reload while draining keeps refusing new allocations with 508."""
@@ -902,43 +903,3 @@ class AuthFailureListenerTests(SynchronousTestCase):
         Client(engine, password="wrong").allocate(now=5.0)
         self.assertEqual(seen, [("no_credentials", "198.51.100.7", 5.0), ("bad_integrity", "198.51.100.7", 5.0)])
         self.assertEqual(engine.counters.auth_failures, {"no_credentials": 1, "bad_integrity": 1})
-
-
-class EncodeResponseTests(SynchronousTestCase):
-    def test_packed_xor_address(self) -> None:
-        """packed_xor_address writes the codec's XOR-address bytes for IPv4, IPv6 and scoped hosts, cached or not."""
-        for tid in (bytes(12), bytes(range(12)), b"\xff" * 12):
-            xor_key = MAGIC_COOKIE.to_bytes(4, "big") + tid
-            for address in (("203.0.113.5", 50000), ("127.0.0.1", 0), ("2001:db8::7", 65535),
-                            ("::ffff:192.0.2.1", 3478), ("fe80::1%lo", 1)):
-                expected = encode_value(AttrType.XOR_MAPPED_ADDRESS, address, xor_key)
-                self.assertEqual(packed_xor_address(address, xor_key), expected, address)
-                self.assertEqual(packed_xor_address(address, xor_key), expected, address)  # from the table
-        with self.assertRaises(ValueError):
-            packed_xor_address(("not-an-ip", 1), bytes(16))
-
-    def test_packed_xor_address_table_bounded(self) -> None:
-        """The host table is emptied when full, so a flood of client addresses cannot grow it."""
-        self.patch(engine_module, "_HOST_HEADS", {})
-        self.patch(engine_module, "_HOST_HEADS_MAX", 4)
-        for i in range(10):
-            packed_xor_address((f"192.0.2.{i}", 1), bytes(16))
-            self.assertLessEqual(len(engine_module._HOST_HEADS), 4)
-
-    def test_same_bytes_as_the_codec(self) -> None:
-        """The engine's response encoder writes what the STUN codec's encode writes, for every signing choice."""
-        tid = bytes(range(12))
-        key = hashlib.md5(b"k").digest()
-        attrs = [(AttrType.XOR_RELAYED_ADDRESS, ("203.0.113.5", 50000)), (AttrType.LIFETIME, 600),
-                 (AttrType.XOR_MAPPED_ADDRESS, ("2001:db8::7", 40000)), (AttrType.SOFTWARE, b"odd-length"),
-                 (AttrType.ERROR_CODE, (438, "")), (AttrType.NONCE, b"n" * 45)]
-        for method, cls in ((Method.ALLOCATE, MessageClass.SUCCESS), (Method.REFRESH, MessageClass.ERROR)):
-            for sha256 in (False, True):
-                for fingerprint in (False, True):
-                    for signed in (False, True):
-                        expected = encode(Message(method, cls, tid, tuple(attrs)),
-                                          integrity_key=key if signed and not sha256 else None,
-                                          integrity_sha256_key=key if signed and sha256 else None,
-                                          fingerprint=fingerprint)
-                        got = encode_response(method, cls, tid, attrs, key if signed else None, sha256, fingerprint)
-                        self.assertEqual(got, expected, (method, cls, sha256, fingerprint, signed))

@@ -1,9 +1,10 @@
 """The production UDP ChannelData fast path (``client_udp.TurnUdpListener``), with a fake socket.
 
-The listener reads datagrams itself and relays ChannelData on a bound
-channel straight from the engine's ``channel_routes`` table, without the
-engine.  These tests drive that exact code: a fake socket hands it
-datagrams, fake relays record what goes to the peer.
+The listener reads datagrams itself and hands ChannelData to the engine's
+``FastPath`` (the table of bound channels) without the engine's request
+path.  These tests drive that exact code: a fake socket hands it datagrams,
+fake relays record what goes to the peer, and the driver's request path
+fails the test if anything reaches it.
 """
 
 from __future__ import annotations
@@ -59,6 +60,14 @@ class UdpFastPathTests(SynchronousTestCase):
         bound = self.client.channel_bind(0x4001, "93.184.216.34", 5000)
         assert bound.msg_class == MessageClass.SUCCESS, bound  # the channel is in the fast-path table now
         self.relay = self.opener.relays[0]
+        self.slow_path: list[bytes] = []
+        original = self.driver.handle_message
+
+        def handle_message(five_tuple, data, to_client, now):  # type: ignore[no-untyped-def]
+            self.slow_path.append(data)
+            return original(five_tuple, data, to_client, now)
+
+        self.driver.handle_message = handle_message  # type: ignore[method-assign]
 
     def datagram(self, data: bytes) -> None:
         self.sock.inbox.append((data, self.client.five_tuple.client))
@@ -67,9 +76,10 @@ class UdpFastPathTests(SynchronousTestCase):
     def test_bound_channel_goes_to_the_peer(self) -> None:
         """ChannelData on a bound channel reaches its peer, with the counters and the allocation's bytes."""
         self.datagram(struct.pack("!HH", 0x4001, 5) + b"hello" + b"\0\0\0")
-        self.assertEqual(self.relay.via_sendto, [(b"hello", ("93.184.216.34", 5000))])  # not through the engine
+        self.assertEqual(self.relay.sent, [(b"hello", ("93.184.216.34", 5000))])
+        self.assertEqual(self.slow_path, [])  # not through the engine's request path
         self.assertEqual((self.engine.counters.packets_to_peer, self.engine.counters.bytes_to_peer), (1, 5))
-        (allocation,) = self.engine.allocations.values()
+        (allocation,) = self.engine.manager.allocations.values()
         self.assertEqual(allocation.bytes_to_peer, 5)
         self.assertEqual(self.sock.sent, [])
 
@@ -78,19 +88,20 @@ class UdpFastPathTests(SynchronousTestCase):
         self.datagram(struct.pack("!HH", 0x4002, 2) + b"hi")
         self.datagram(struct.pack("!HH", 0x4001, 50) + b"short")
         self.assertEqual(self.relay.sent, [])
+        self.assertEqual(self.slow_path, [])
         self.assertEqual(self.engine.counters.dropped.get("no_channel"), 1)
         self.assertEqual(self.engine.counters.dropped.get("malformed"), 1)
 
     def test_bandwidth_bucket_applies(self) -> None:
         """With max_bps the fast path takes from the allocation's bucket and drops what it cannot pay for."""
-        (allocation,) = self.engine.allocations.values()
+        (allocation,) = self.engine.manager.allocations.values()
         from webrtcstack.limits import TokenBucket
 
         allocation.bucket_to_peer = TokenBucket(8 * 10, 8 * 10, self.clock.seconds())  # 10 bytes
         self.datagram(struct.pack("!HH", 0x4001, 8) + b"12345678")
         self.datagram(struct.pack("!HH", 0x4001, 8) + b"abcdefgh")
-        self.assertEqual([d for d, _ in self.relay.via_sendto], [b"12345678"])
-        self.assertEqual(len(self.relay.sent), 1)
+        self.assertEqual([d for d, _ in self.relay.sent], [b"12345678"])
+        self.assertEqual(self.slow_path, [])
         self.assertEqual(self.engine.counters.dropped.get("bandwidth"), 1)
 
     def test_stun_still_answered_on_the_same_socket(self) -> None:

@@ -15,6 +15,13 @@ and duplicates survive.  On decode, attributes after MESSAGE-INTEGRITY are
 dropped except MESSAGE-INTEGRITY-SHA256 and FINGERPRINT, and attributes after
 MESSAGE-INTEGRITY-SHA256 are dropped except FINGERPRINT (RFC 8489 §14.5,
 §14.6); nothing after FINGERPRINT is kept (§14.7).
+
+The hot paths (a TURN request's response, a Binding answer, a Data indication
+to the client, a Send indication from it) use the specialised encoders and the
+one scanner at the end of this module.  They lay bytes out exactly as
+:func:`encode` / :func:`decode` would; ``tests/stun/test_templates.py`` holds
+each one byte-equal to the general codec.  Nothing outside this module builds
+or walks a STUN message by hand.
 """
 
 from __future__ import annotations
@@ -23,14 +30,16 @@ import binascii
 import hashlib
 import hmac
 import struct
+from collections.abc import Iterable
 from typing import Any
 
 import attrs
 
-from webrtcstack.stun.attributes import decode_value, encode_value
+from webrtcstack.stun.attributes import Address, decode_value, encode_value, pack_address
 from webrtcstack.stun.constants import (
     FINGERPRINT_XOR,
     HEADER_LENGTH,
+    MAGIC_COOKIE,
     MAGIC_COOKIE_BYTES,
     AttrType,
     Method,
@@ -46,6 +55,13 @@ __all__ = [
     "is_channel_data",
     "message_type",
     "split_message_type",
+    "encode_response",
+    "packed_xor_address",
+    "attribute_tlv",
+    "binding_success",
+    "data_indication",
+    "xor_peer_address_tlv",
+    "scan_send_indication",
 ]
 
 _HEADER = struct.Struct("!HH")
@@ -262,3 +278,186 @@ def encode(
     if len(body) > 0xFFFF:
         raise ValueError("message too long")
     return header(len(body)) + body
+
+
+# ----------------------------------------------------------------------
+# The hot paths: the same bytes as encode()/decode(), built or read directly.
+# ----------------------------------------------------------------------
+
+_PAD = (b"", b"\0\0\0", b"\0\0", b"\0")
+_MI_TLV = _TLV.pack(AttrType.MESSAGE_INTEGRITY, 20)
+_MI256_TLV = _TLV.pack(AttrType.MESSAGE_INTEGRITY_SHA256, 32)
+_FINGERPRINT_TLV = _TLV.pack(AttrType.FINGERPRINT, 4)
+_MESSAGE_TYPES: dict[tuple[int, int], int] = {}
+
+
+def encode_response(method: int, msg_class: int, transaction_id: bytes, attrs: Iterable[tuple[int, Any]],
+                    key: bytes | None, sha256: bool, fingerprint: bool) -> bytes:
+    """Encode one response the way :func:`encode` does, for the TURN request path.
+
+    The same bytes as ``encode(Message(...), integrity_key=…)`` (a test holds
+    the two together), without building a :class:`Message` or dispatching on
+    values that are already bytes; the HMAC and CRC are one-shot calls.
+
+    :param transaction_id: 12 bytes (the engine answers no RFC 3489 message).
+    :param key: signs with MESSAGE-INTEGRITY, or with MESSAGE-INTEGRITY-SHA256 if ``sha256``.
+    :param fingerprint: append FINGERPRINT.
+    """
+    msg_type = _MESSAGE_TYPES.get((method, msg_class))
+    if msg_type is None:
+        msg_type = _MESSAGE_TYPES[(method, msg_class)] = message_type(method, msg_class)
+    xor_key = MAGIC_COOKIE_BYTES + transaction_id
+    pack = _TLV.pack
+    parts = []
+    for attr_type, value in attrs:
+        if value.__class__ is not bytes:
+            value = encode_value(attr_type, value, xor_key)
+        n = len(value)
+        parts.append(pack(attr_type, n))
+        parts.append(value)
+        if n & 3:
+            parts.append(_PAD[n & 3])
+    body = b"".join(parts)
+    if key is not None:
+        if sha256:
+            mac = hmac.digest(key, pack(msg_type, len(body) + 36) + xor_key + body, "sha256")
+            body += _MI256_TLV + mac
+        else:
+            mac = hmac.digest(key, pack(msg_type, len(body) + 24) + xor_key + body, "sha1")
+            body += _MI_TLV + mac
+    if fingerprint:
+        crc = binascii.crc32(pack(msg_type, len(body) + 8) + xor_key + body) ^ FINGERPRINT_XOR
+        body += _FINGERPRINT_TLV + crc.to_bytes(4, "big")
+    if len(body) > 0xFFFF:
+        raise ValueError("message too long")
+    return pack(msg_type, len(body)) + xor_key + body
+
+
+_HOST_HEADS: dict[str, tuple[bytes, int, int]] = {}
+_HOST_HEADS_MAX = 4096
+_MAGIC_HIGH = int.from_bytes(MAGIC_COOKIE_BYTES[:2], "big")
+
+
+def packed_xor_address(address: Address, xor_key: bytes) -> bytes:
+    """An XOR-…-ADDRESS value: the same bytes as the codec's ``encode_value`` for it.
+
+    The host's packed form (from the codec's :func:`pack_address`, so the
+    same parsing and the same errors) is kept per host text in a bounded
+    table: every Allocate answer carries two addresses, and parsing the text
+    each time was a measurable part of the request path.
+
+    :param xor_key: the magic cookie and the transaction ID (16 bytes).
+    :raises ValueError: if the host is not an IP address.
+    """
+    host, port = address
+    entry = _HOST_HEADS.get(host)
+    if entry is None:
+        plain = pack_address((host, 0), None)
+        if len(_HOST_HEADS) >= _HOST_HEADS_MAX:
+            _HOST_HEADS.clear()
+        entry = _HOST_HEADS[host] = (plain[:2], int.from_bytes(plain[4:], "big"), len(plain) - 4)
+    head, packed, n = entry
+    return (head + (port ^ _MAGIC_HIGH).to_bytes(2, "big")
+            + (packed ^ int.from_bytes(xor_key[:n], "big")).to_bytes(n, "big"))
+
+
+def attribute_tlv(attr_type: int, value: bytes) -> bytes:
+    """One attribute as it goes on the wire: type, length, value and zero padding."""
+    return _TLV.pack(attr_type, len(value)) + value + _PAD[len(value) & 3]
+
+
+_BINDING_SUCCESS = message_type(Method.BINDING, MessageClass.SUCCESS)
+
+
+def binding_success(request: Message, mapped: Address, software_tlv: bytes = b"") -> bytes:
+    """A Binding success response (RFC 8489 §7.3.1): the mapped address, SOFTWARE, FINGERPRINT.
+
+    XOR-MAPPED-ADDRESS for a client with the magic cookie; MAPPED-ADDRESS and
+    the 16-byte transaction id echoed for an RFC 3489 client.
+
+    :param mapped: the client's reflexive ``(host, port)``, host normalised.
+    :param software_tlv: the SOFTWARE attribute from :func:`attribute_tlv`, or empty.
+    """
+    xor_key = request.xor_key()
+    if request.has_cookie:
+        value = pack_address(mapped, xor_key)
+        address_tlv = _TLV.pack(AttrType.XOR_MAPPED_ADDRESS, len(value)) + value
+    else:
+        value = pack_address(mapped, None)
+        address_tlv = _TLV.pack(AttrType.MAPPED_ADDRESS, len(value)) + value
+    body = address_tlv + software_tlv
+    head = _TLV.pack(_BINDING_SUCCESS, len(body) + 8) + xor_key
+    crc = binascii.crc32(body, binascii.crc32(head)) ^ FINGERPRINT_XOR
+    return head + body + _FINGERPRINT_TLV + crc.to_bytes(4, "big")
+
+
+_DATA_INDICATION = message_type(Method.DATA, MessageClass.INDICATION)
+_INDICATION_HEADER = struct.Struct("!HHI")
+_DATA_TLV = int(AttrType.DATA)
+
+
+def xor_peer_address_tlv(peer: Address, transaction_id: bytes) -> bytes:
+    """The XOR-PEER-ADDRESS attribute (header included) for a Data indication with ``transaction_id``."""
+    value = pack_address(peer, MAGIC_COOKIE_BYTES + transaction_id)
+    return _TLV.pack(AttrType.XOR_PEER_ADDRESS, len(value)) + value
+
+
+def data_indication(peer_tlv: bytes, transaction_id: bytes, data: bytes) -> bytes:
+    """A Data indication (RFC 8656 §11.3): XOR-PEER-ADDRESS, then DATA; no FINGERPRINT.
+
+    :param peer_tlv: from :func:`xor_peer_address_tlv` with the same ``transaction_id``
+        (kept per peer by the caller: it is the same for every datagram).
+    """
+    n = len(data)
+    pad = _PAD[n & 3]
+    return b"".join((
+        _INDICATION_HEADER.pack(_DATA_INDICATION, len(peer_tlv) + 4 + n + len(pad), MAGIC_COOKIE),
+        transaction_id, peer_tlv, _TLV.pack(_DATA_TLV, n), data, pad,
+    ))
+
+
+_XOR_PEER_ADDRESS = int(AttrType.XOR_PEER_ADDRESS)
+_DONT_FRAGMENT = int(AttrType.DONT_FRAGMENT)
+_FINGERPRINT = int(AttrType.FINGERPRINT)
+
+
+def scan_send_indication(data: bytes) -> tuple[bytes, bytes] | None:
+    """``(XOR-PEER-ADDRESS value, DATA value)`` of a plain Send indication, or None.
+
+    The per-datagram reader for Send indications (RFC 8656 §11.2): one walk
+    over the attributes, every length checked against the datagram.  It
+    answers only the common case and says None for anything else (another
+    message type, a missing attribute, any attribute besides XOR-PEER-ADDRESS,
+    DATA, DONT-FRAGMENT and a matching FINGERPRINT, bytes past the last
+    attribute); the caller then uses :func:`decode`, which has the last word.
+    The first of each attribute counts, as in :func:`decode`.
+    """
+    size = len(data)
+    if size < 20 or data[0] != 0 or data[1] != 0x16 or data[4:8] != MAGIC_COOKIE_BYTES \
+            or ((data[2] << 8) | data[3]) + 20 != size:
+        return None
+    pos = 20
+    peer_value = None
+    payload = None
+    while pos + 4 <= size:
+        attr_type = (data[pos] << 8) | data[pos + 1]
+        length = (data[pos + 2] << 8) | data[pos + 3]
+        end = pos + 4 + length
+        if end > size:
+            return None
+        if attr_type == _XOR_PEER_ADDRESS:
+            if peer_value is None:
+                peer_value = data[pos + 4:end]
+        elif attr_type == _DATA_TLV:
+            if payload is None:
+                payload = data[pos + 4:end]
+        elif attr_type == _FINGERPRINT:
+            if length != 4 or end != size or \
+                    (binascii.crc32(data[:pos]) ^ FINGERPRINT_XOR) != int.from_bytes(data[pos + 4:end], "big"):
+                return None
+        elif attr_type != _DONT_FRAGMENT:
+            return None
+        pos = end + (-length & 3)
+    if peer_value is None or payload is None or pos != size:
+        return None
+    return peer_value, payload

@@ -31,51 +31,37 @@ from __future__ import annotations
 
 import os
 import struct
-from binascii import crc32
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from webrtcstack.stun.attributes import pack_address
-from webrtcstack.stun.constants import FINGERPRINT_XOR, MAGIC_COOKIE, MAGIC_COOKIE_BYTES, AttrType, Method, MessageClass
-from webrtcstack.stun.message import message_type
-from webrtcstack.turn.five_tuple import Address, FiveTuple, format_address
 from webrtcstack.limits import TokenBucket
+from webrtcstack.stun.attributes import unpack_address
+from webrtcstack.stun.constants import MAGIC_COOKIE_BYTES
+from webrtcstack.stun.errors import StunDecodeError
+from webrtcstack.stun.message import data_indication, scan_send_indication, xor_peer_address_tlv
+from webrtcstack.turn.five_tuple import Address, FiveTuple, format_address
 
-__all__ = [
-    "Allocation",
-    "ChannelBinding",
-    "Relay",
-    "TurnCounters",
-    "xor_address_value",
-    "data_indication",
-]
+__all__ = ["Allocation", "ChannelBinding", "Relay", "TurnCounters"]
 
-# The fast paths below build and walk these few messages by hand; the
-# numbers come from the one table of constants (plain ints: cheapest to compare).
-_MAGIC = MAGIC_COOKIE_BYTES
-_HEADER = struct.Struct("!HHI")
 _CHANNEL_HEADER = struct.Struct("!HH")
-_ATTR_HEADER = struct.Struct("!HH")
-_DATA_INDICATION = message_type(Method.DATA, MessageClass.INDICATION)
-_ATTR_XOR_PEER_ADDRESS = int(AttrType.XOR_PEER_ADDRESS)
-_ATTR_DATA = int(AttrType.DATA)
-_ATTR_DONT_FRAGMENT = int(AttrType.DONT_FRAGMENT)
-_ATTR_FINGERPRINT = int(AttrType.FINGERPRINT)
 _PAD = (b"", b"\0\0\0", b"\0\0", b"\0")
+#: The XOR key of an IPv4 XOR-PEER-ADDRESS is the magic cookie alone (RFC 8489 §14.2).
+_IPV4_XOR_KEY = MAGIC_COOKIE_BYTES + bytes(12)
 
 
 class Relay(Protocol):
     """A bound relay socket, provided by the shell.
 
-    ``send_to_peer(data, peer)`` sends one datagram (errors are swallowed and
-    counted by the shell); ``address`` is the bound ``(host, port)``.
+    ``send_to_peer(data, peer)`` sends one datagram and says whether it went
+    (a send error is counted by the shell and swallowed); ``address`` is the
+    bound ``(host, port)``.
     """
 
     address: Address
     #: Whose ``handle_peer_datagram`` gets what arrives (reassigned when a reserved port is claimed).
     allocation: Any
 
-    def send_to_peer(self, data: bytes, peer: Address) -> None: ...
+    def send_to_peer(self, data: bytes, peer: Address) -> bool: ...
 
     def close(self) -> None: ...
 
@@ -116,21 +102,6 @@ class TurnCounters:
             "packets": {"to_peer": self.packets_to_peer, "to_client": self.packets_to_client},
             "bytes": {"to_peer": self.bytes_to_peer, "to_client": self.bytes_to_client},
         }
-
-
-def xor_address_value(address: Address, transaction_id: bytes) -> bytes:
-    """The value of an XOR-*-ADDRESS attribute (RFC 8489 §14.2)."""
-    return pack_address(address, MAGIC_COOKIE_BYTES + transaction_id)
-
-
-def data_indication(peer_attr: bytes, transaction_id: bytes, data: bytes) -> bytes:
-    """A Data indication: XOR-PEER-ADDRESS (pre-encoded, with header) and DATA."""
-    n = len(data)
-    pad = _PAD[n & 3]
-    return b"".join((
-        _HEADER.pack(_DATA_INDICATION, len(peer_attr) + 4 + n + len(pad), MAGIC_COOKIE),
-        transaction_id, peer_attr, _ATTR_HEADER.pack(_ATTR_DATA, n), data, pad,
-    ))
 
 
 class ChannelBinding:
@@ -238,8 +209,7 @@ class Allocation:
                     self._indication_id = os.urandom(12)
                 if len(self._peer_attrs) > 256:
                     self._peer_attrs.clear()
-                value = xor_address_value(peer, self._indication_id)
-                attr = self._peer_attrs[peer] = _ATTR_HEADER.pack(_ATTR_XOR_PEER_ADDRESS, len(value)) + value
+                attr = self._peer_attrs[peer] = xor_peer_address_tlv(peer, self._indication_id)
             out = data_indication(attr, self._indication_id, data)
         self.to_client(out)
         counters.packets_to_client += 1
@@ -249,42 +219,22 @@ class Allocation:
     def handle_send_indication(self, data: bytes, now: float) -> bool:
         """The fast path for a Send indication to an IPv4 peer (RFC 8656 §11.2).
 
-        Walks the TLVs once looking only for XOR-PEER-ADDRESS and DATA; every
-        length is checked against the datagram.  Returns False (the caller
-        then takes the full path) for anything unusual: IPv6 peers, other
+        The codec's :func:`scan_send_indication` reads it; False (the caller
+        then takes the full path) for anything unusual: an IPv6 peer, other
         attributes, a FINGERPRINT that does not match, a peer without a permission.
         """
-        size = len(data)
-        if size < 20 or data[4:8] != _MAGIC or ((data[2] << 8) | data[3]) + 20 != size:
+        scanned = scan_send_indication(data)
+        if scanned is None:
             return False
-        pos = 20
-        peer_value = None
-        payload = None
-        while pos + 4 <= size:
-            attr_type = (data[pos] << 8) | data[pos + 1]
-            length = (data[pos + 2] << 8) | data[pos + 3]
-            end = pos + 4 + length
-            if end > size:
-                return False
-            if attr_type == _ATTR_XOR_PEER_ADDRESS and peer_value is None:
-                peer_value = data[pos + 4:end]
-            elif attr_type == _ATTR_DATA and payload is None:
-                payload = data[pos + 4:end]
-            elif attr_type == _ATTR_FINGERPRINT:
-                if length != 4 or end != size or \
-                        (crc32(data[:pos]) ^ FINGERPRINT_XOR) != int.from_bytes(data[pos + 4:end], "big"):
-                    return False
-            elif attr_type != _ATTR_DONT_FRAGMENT:
-                return False
-            pos = end + (-length & 3)
-        if peer_value is None or payload is None or pos != size:
-            return False
+        peer_value, payload = scanned
         peer = self._send_peers.get(peer_value)
         if peer is None:
-            if len(peer_value) != 8 or peer_value[1] != 1:
+            if len(peer_value) != 8:
+                return False  # IPv6: the XOR key has the transaction ID in it, nothing to cache
+            try:
+                peer = unpack_address(peer_value, _IPV4_XOR_KEY)
+            except StunDecodeError:
                 return False
-            a, b, c, d = (x ^ y for x, y in zip(peer_value[4:8], _MAGIC))
-            peer = (f"{a}.{b}.{c}.{d}", ((peer_value[2] << 8) | peer_value[3]) ^ 0x2112)
             if len(self._send_peers) > 256:
                 self._send_peers.clear()
             self._send_peers[peer_value] = peer
@@ -293,17 +243,28 @@ class Allocation:
         return self.send_to_peer(payload, peer, now) or True
 
     def send_to_peer(self, data: bytes, peer: Address, now: float) -> bool:
-        """Send ``data`` out of the relay of the peer's family, if bandwidth allows."""
-        bucket = self.bucket_to_peer
-        if bucket is not None and not bucket.take(len(data) * 8, now):
-            self.counters.drop("bandwidth")
-            return False
+        """Send ``data`` to ``peer`` out of the relay of the peer's family (Send indications)."""
         relay = self.relays.get(6 if ":" in peer[0] else 4)
         if relay is None:
             self.counters.drop("no_relay")
             return False
-        relay.send_to_peer(data, peer)
-        self.counters.packets_to_peer += 1
-        self.counters.bytes_to_peer += len(data)
-        self.bytes_to_peer += len(data)
+        return self.relay_to_peer(data, peer, relay, now)
+
+    def relay_to_peer(self, data: bytes, peer: Address, relay: Relay, now: float) -> bool:
+        """The one way client data leaves a relay: the bandwidth bucket, the send, the counters.
+
+        Both client fast paths (ChannelData, Send indications) and the full
+        path end here, so they share one bucket and one set of counters.
+        """
+        bucket = self.bucket_to_peer
+        if bucket is not None and not bucket.take(len(data) * 8, now):
+            self.counters.drop("bandwidth")
+            return False
+        if not relay.send_to_peer(data, peer):
+            return False
+        n = len(data)
+        counters = self.counters
+        counters.packets_to_peer += 1
+        counters.bytes_to_peer += n
+        self.bytes_to_peer += n
         return True

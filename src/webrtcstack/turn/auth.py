@@ -36,9 +36,12 @@ import os
 import struct
 from collections import OrderedDict
 from collections.abc import Iterable
+from typing import Any
 
+from webrtcstack.stun.attributes import encode_value
+from webrtcstack.stun.constants import AttrType, ErrorCode
 from webrtcstack.stun.integrity import long_term_key as long_term_key_md5
-from webrtcstack.stun.integrity import long_term_key_sha256, opaque_string
+from webrtcstack.stun.integrity import long_term_key_sha256, opaque_string, verify_integrity, verify_integrity_sha256
 
 __all__ = [
     "PasswordAlgorithm",
@@ -51,6 +54,9 @@ __all__ = [
     "long_term_key",
     "userhash",
     "rest_password",
+    "Auth",
+    "Refusal",
+    "Authenticator",
 ]
 
 NONCE_COOKIE = "obMatJos2"
@@ -261,3 +267,109 @@ class NonceManager:
             return False
         issued: int = self._BODY.unpack(stamp)[0]
         return issued <= now + 1 and now - issued < self.lifetime_s
+
+
+class Auth:
+    """Who signed a request, and how: its responses are signed the same way."""
+
+    __slots__ = ("username", "key", "sha256")
+
+    def __init__(self, username: str, key: bytes, sha256: bool) -> None:
+        self.username = username
+        self.key = key
+        self.sha256 = sha256
+
+
+class Refusal:
+    """Why a request is not authenticated: the error code, whether it carries a
+    challenge (REALM, NONCE, PASSWORD-ALGORITHMS), and the reason counted."""
+
+    __slots__ = ("code", "challenge", "reason")
+
+    def __init__(self, code: ErrorCode, challenge: bool, reason: str) -> None:
+        self.code = code
+        self.challenge = challenge
+        self.reason = reason
+
+
+#: The password algorithms we offer, in our order of preference (RFC 8489 §18.5).
+OUR_ALGORITHMS = (PasswordAlgorithm.MD5, PasswordAlgorithm.SHA256)
+#: Our PASSWORD-ALGORITHMS value as sent, to compare with the client's echo byte for byte.
+PASSWORD_ALGORITHMS_VALUE = encode_value(AttrType.PASSWORD_ALGORITHMS, tuple((a, b"") for a in OUR_ALGORITHMS), b"")
+
+
+class Authenticator:
+    """The long-term credential mechanism of RFC 8489 §9.2, server side: the one place requests are checked.
+
+    Stateless: a challenge's nonce carries its own time and MAC (see
+    :class:`NonceManager`).  Pure: failures are returned, and the engine
+    counts them and builds the responses.
+    """
+
+    def __init__(self, credentials: CredentialStore, nonces: NonceManager) -> None:
+        self.credentials = credentials
+        self.nonces = nonces
+
+    def challenge(self, client_host: str, now: float) -> tuple[tuple[int, bytes], ...]:
+        """The attributes of a 401/438 (RFC 8489 §9.2.4): REALM, a fresh NONCE, PASSWORD-ALGORITHMS."""
+        return (
+            (AttrType.REALM, self.credentials.realm.encode("utf-8")),
+            (AttrType.NONCE, self.nonces.issue_bytes(client_host, now)),
+            (AttrType.PASSWORD_ALGORITHMS, PASSWORD_ALGORITHMS_VALUE),
+        )
+
+    def authenticate(self, first: dict[int, Any], data: bytes, client_host: str, now: float) -> Auth | Refusal:
+        """Check one request, in the order of RFC 8489 §9.2.4.
+
+        :param first: the request's first value of each attribute type (raw bytes).
+        :param data: the request as received (the MAC is over it).
+        """
+        has_mi = AttrType.MESSAGE_INTEGRITY in first
+        has_mi256 = AttrType.MESSAGE_INTEGRITY_SHA256 in first
+        # Step 1: no integrity at all -> 401 with REALM and NONCE.
+        if not (has_mi or has_mi256):
+            return Refusal(ErrorCode.UNAUTHENTICATED, True, "no_credentials")
+        username_raw = first.get(AttrType.USERNAME)
+        user_hash = first.get(AttrType.USERHASH)
+        realm = first.get(AttrType.REALM)
+        nonce = first.get(AttrType.NONCE)
+        # Step 2: USERNAME or USERHASH, REALM and NONCE must all be there -> else 400.
+        if (username_raw is None and user_hash is None) or realm is None or nonce is None:
+            return Refusal(ErrorCode.BAD_REQUEST, False, "bad_request")
+        # Step 3: with the nonce cookie, PASSWORD-ALGORITHM(S) must agree with our offer -> else 400.
+        algorithm = PasswordAlgorithm.MD5
+        chosen = first.get(AttrType.PASSWORD_ALGORITHM)
+        offered = first.get(AttrType.PASSWORD_ALGORITHMS)
+        if chosen is not None or offered is not None:
+            if chosen is None or offered is None or offered != PASSWORD_ALGORITHMS_VALUE or len(chosen) < 4:
+                return Refusal(ErrorCode.BAD_REQUEST, False, "bad_request")
+            value = struct.unpack_from("!H", chosen)[0]
+            if value not in OUR_ALGORITHMS:
+                return Refusal(ErrorCode.BAD_REQUEST, False, "bad_request")
+            algorithm = PasswordAlgorithm(value)
+        # Step 4: the nonce must be ours, for this address, and fresh -> else 438; the realm ours -> else 401.
+        if not self.nonces.check_bytes(nonce, client_host, now):
+            return Refusal(ErrorCode.STALE_NONCE, True, "stale_nonce")
+        if realm != self.credentials.realm.encode("utf-8"):
+            return Refusal(ErrorCode.UNAUTHENTICATED, True, "wrong_realm")
+        # Step 5: find the user (by USERHASH if that is what was sent) -> else 401.
+        if user_hash is not None:
+            username = self.credentials.username_for_hash(user_hash)
+            if username is None:
+                return Refusal(ErrorCode.UNAUTHENTICATED, True, "unknown_user")
+        else:
+            assert username_raw is not None
+            try:
+                username = username_raw.decode("utf-8")
+            except UnicodeDecodeError:
+                return Refusal(ErrorCode.UNAUTHENTICATED, True, "unknown_user")
+        keys, reason = self.credentials.candidate_keys(username, algorithm, now)
+        if not keys:
+            return Refusal(ErrorCode.UNAUTHENTICATED, True, reason)
+        # Step 6: check the integrity (SHA-256 when sent: it is the stronger) -> else 401.
+        verify = verify_integrity_sha256 if has_mi256 else verify_integrity
+        for key in keys:
+            # None: the attribute is known to be there; the MAC is checked in full.
+            if verify(data, None, key):
+                return Auth(username, key, has_mi256)
+        return Refusal(ErrorCode.UNAUTHENTICATED, True, "bad_integrity")

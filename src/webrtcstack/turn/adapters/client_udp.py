@@ -1,12 +1,12 @@
 # -*- test-case-name: tests.integration.test_turn_sockets -*-
 """TURN (and STUN) over UDP: a listener socket read by a lean ``IReadDescriptor``.
 
-``doRead`` drains the socket (bounded per wake-up).  ChannelData on a bound
-channel is relayed right here with one dict lookup in the engine's
-``channel_routes`` and one ``sendto`` (the fast path, see ../STYLE.md); every
-other datagram goes to :meth:`TurnDriver.handle_message` (STUN Binding,
-TURN requests, Send indications); malformed ones are dropped, counted and
-(rate limited) logged.
+``doRead`` drains the socket (bounded per wake-up).  ChannelData and plain
+Send indications go straight to the engine's :class:`FastPath` (one dict
+lookup and one ``sendto``; see ../STYLE.md and turn/fastpath.py), the same
+code the engine runs for them; every other datagram goes to
+:meth:`TurnDriver.handle_message` (STUN Binding, TURN requests); malformed
+ones are dropped, counted and (rate limited) logged.
 
 Replies to requests are written after the wake-up's reads, at most
 :data:`REPLIES_PER_FLUSH` at a time, and the engine's timer is re-armed once
@@ -148,11 +148,11 @@ class TurnUdpListener:
     def _read(self, replies: list[tuple[bytes, Any]]) -> bool:
         """Read what is queued (bounded); True if any datagram went to the driver."""
         recvfrom = self.sock.recvfrom
-        # The two tables the fast path reads directly, by design (STYLE.md: the data fast path is a
-        # table, not a call chain); everything else goes through the engine's methods.
-        routes = self.engine.channel_routes
-        allocations = self.engine.allocations
-        counters = self.engine.counters
+        # The fast path (STYLE.md: the data fast path is a table, not a call chain): ChannelData and
+        # plain Send indications go to the engine's FastPath, the same code the engine itself runs.
+        fast = self.engine.fast_path
+        channel_data = fast.channel_data
+        send_indication = fast.send_indication
         handle = self.driver.handle_message
         server = self.server
         v6 = self._v6
@@ -168,32 +168,13 @@ class TurnUdpListener:
             full = addr
             if v6:
                 addr = ipv6_source(addr)
-            # Fast path: ChannelData on a bound channel (RFC 8656 §12.4).
-            if len(data) >= 4 and 0x40 <= data[0] < 0x80:
-                route = routes.get(((_UDP, addr, server), (data[0] << 8) | data[1]))
-                if route is not None:
-                    length = (data[2] << 8) | data[3]
-                    if length <= len(data) - 4:
-                        allocation, peer, relay = route
-                        bucket = allocation.bucket_to_peer
-                        if bucket is None or bucket.take(length * 8, now):
-                            try:
-                                relay.sendto(data[4:4 + length], peer)
-                            except OSError:
-                                counters.drop("send_error")
-                                continue
-                            counters.packets_to_peer += 1
-                            counters.bytes_to_peer += length
-                            allocation.bytes_to_peer += length
-                        else:
-                            counters.drop("bandwidth")
-                        continue
-            # Fast path: a Send indication to a permitted IPv4 peer.
-            if data[:2] == b"\x00\x16":
-                allocation = allocations.get((_UDP, addr, server))
-                if allocation is not None and allocation.handle_send_indication(data, now):
-                    continue
             five_tuple = (_UDP, addr, server)
+            first = data[0] if data else 0
+            if 0x40 <= first < 0x80:  # ChannelData (RFC 8656 §12.4)
+                channel_data(five_tuple, data, now)
+                continue
+            if first == 0 and data[1:2] == b"\x16" and send_indication(five_tuple, data, now):
+                continue
             handled = True
             try:
                 reply = handle(five_tuple, data, self.sender_for(addr, full), now)

@@ -56,12 +56,14 @@ class RelayReader:
 
     # -- Relay (core-facing) ------------------------------------------------
 
-    def send_to_peer(self, data: bytes, peer: tuple[str, int]) -> None:
-        """Send one datagram; a full buffer or ICMP error drops it (counted)."""
+    def send_to_peer(self, data: bytes, peer: tuple[str, int]) -> bool:
+        """Send one datagram; a full buffer or ICMP error drops it (counted, False)."""
         try:
             self.sendto(data, peer)
         except OSError:
             self.counters.drop("send_error")
+            return False
+        return True
 
     def close(self) -> None:
         """Stop reading and close the socket now (no delayed call is left)."""
