@@ -165,12 +165,12 @@ class TurnSocketTests(unittest.TestCase):
         self.addCleanup(client.close)
         reply = yield client.request(Method.ALLOCATE, [(AttrType.REQUESTED_TRANSPORT, bytes((17, 0, 0, 0)))])
         relay_port = msgs.parse_xor_address(reply.get(AttrType.XOR_RELAYED_ADDRESS), reply.transaction_id)[1]
-        self.assertIsNotNone(stack.driver._timer)
+        self.assertTrue(stack.driver.timer.active())
         yield stack.stop()
         # trial's own per-test timeout is the only delayed call allowed.
         left = [c for c in reactor.getDelayedCalls() if "onTimeout" not in getattr(c.func, "__qualname__", "")]
         self.assertEqual(left, [])
-        self.assertIsNone(stack.driver._timer)
+        self.assertFalse(stack.driver.timer.active())
         for kind, port in ((socket.SOCK_DGRAM, stack.port), (socket.SOCK_STREAM, stack.port), (socket.SOCK_DGRAM, relay_port)):
             with socket.socket(socket.AF_INET, kind) as s:
                 s.bind(("127.0.0.1", port))

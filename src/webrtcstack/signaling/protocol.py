@@ -17,6 +17,7 @@ from autobahn.websocket.types import ConnectionDeny
 from twisted.internet import defer
 from twisted.logger import Logger
 
+from webrtcstack.deadline import DeadlineTimer
 from webrtcstack.signaling.hub import Deliver, Disconnect, Effect, Reply, SignalingHub, SignalingSession
 
 __all__ = ["HubRunner", "SignalingServerProtocol", "SignalingServerFactory", "REGISTER_TIMEOUT_CODE",
@@ -84,10 +85,9 @@ class HubRunner:
         self.started_at = reactor.seconds()
         #: (room_id, client_id) -> the protocol registered as that client
         self.sockets: dict[tuple[str, str], SignalingServerProtocol] = {}
-        self._timer: Any = None
-        self._due = 0.0
+        #: the one timer, at the hub's next deadline
+        self.timer = DeadlineTimer(reactor, self._fire)
         self._put_off = False
-        self._stopped = False
         #: (a number that changes with each stall, its length in seconds)
         self.stall: tuple[int, float] = (0, 0.0)
         self._beat_due = self.now() + HEARTBEAT_S
@@ -150,29 +150,14 @@ class HubRunner:
 
     def rearm(self) -> None:
         """Point the timer at the hub's next deadline."""
-        if self._stopped:
-            return
-        deadline = self.hub.next_deadline()
-        if deadline is None:
-            if self._timer is not None and self._timer.active():
-                self._timer.cancel()
-            self._timer = None
-            return
-        self._due = deadline
-        delay = max(0.0, deadline - self.now())
-        if self._timer is not None and self._timer.active():
-            if abs(self._timer.getTime() - deadline) > 1e-6:
-                self._timer.reset(delay)
-            return
-        self._timer = self.reactor.callLater(delay, self._fire)
+        self.timer.arm(self.hub.next_deadline())
 
-    def _fire(self) -> None:
-        if self.late(self._due) and not self._put_off:
+    def _fire(self, deadline: float) -> None:
+        if self.late(deadline) and not self._put_off:
             self._put_off = True  # read what waited through the stall first
-            self._timer = self.reactor.callLater(PUT_OFF_S, self._fire)
+            self.timer.arm_in(PUT_OFF_S)
             return
         self._put_off = False
-        self._timer = None
         if self.cluster is not None:
             self._fire_cluster()
             return
@@ -205,10 +190,7 @@ class HubRunner:
 
     def stop(self) -> None:
         """Cancel the timer and drop every socket (the service is stopping)."""
-        self._stopped = True
-        if self._timer is not None and self._timer.active():
-            self._timer.cancel()
-        self._timer = None
+        self.timer.stop()
         if self._beat is not None and self._beat.active():
             self._beat.cancel()
         self._beat = None

@@ -25,9 +25,9 @@ from typing import Any
 import attr
 
 from twisted.application import service
-from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger, LogLevel
 
+from webrtcstack.deadline import DeadlineTimer
 from webrtcstack.config import StackConfig
 from webrtcstack.stun.binding import BindingHandler
 from webrtcstack.stun.errors import StunDecodeError
@@ -167,7 +167,8 @@ class TurnDriver:
         self.stopped = False
         #: This process's part of ``[turn] workers`` (None: the only process).
         self.shard: Shard | None = None
-        self._timer: IDelayedCall | None = None
+        #: the one timer, at the engine's next deadline
+        self.timer = DeadlineTimer(reactor, self._fire)
         self.log_interval_s = log_interval_s
         self._auth_logs: dict[str, RateLimitedLog] = {}
         self._malformed_logs: dict[str, RateLimitedLog] = {}
@@ -233,33 +234,16 @@ class TurnDriver:
 
     def rearm(self) -> None:
         """Point the one timer at the engine's next deadline."""
-        if self.stopped:
-            return
-        deadline = self.engine.next_deadline()
-        timer = self._timer
-        if deadline is None:
-            if timer is not None and timer.active():
-                timer.cancel()
-            self._timer = None
-            return
-        if timer is not None and timer.active():
-            if timer.getTime() <= deadline:
-                return
-            timer.cancel()
-        delay = max(0.0, deadline - self.reactor.seconds())
-        self._timer = self.reactor.callLater(delay, self._fire, deadline)
+        self.timer.arm(self.engine.next_deadline())
 
     def _fire(self, deadline: float) -> None:
-        self._timer = None
         self.engine.handle_timer(now=max(deadline, self.reactor.seconds()))
         self.rearm()
 
     def stop(self) -> None:
         """Cancel the timer and end every allocation (closing every relay)."""
         self.stopped = True
-        if self._timer is not None and self._timer.active():
-            self._timer.cancel()
-        self._timer = None
+        self.timer.stop()
         self.engine.close()
 
 
