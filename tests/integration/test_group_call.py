@@ -92,17 +92,30 @@ if (!left) { clearTimeout(timer); done(false); }
 for (const v of videos) v.requestVideoFrameCallback(() => { if (--left === 0) { clearTimeout(timer); done(true); } });
 """
 
-# Every remote member reached through a relayed address not in oldPorts (after an ICE restart).
+# The ICE username fragment of each member's connection, as this tab offered or answered it.
+LOCAL_UFRAGS = """
+const done = arguments[arguments.length - 1], out = {};
+for (const [id, p] of window.webrtcstackCall.peers) {
+  const m = p.pc.localDescription && p.pc.localDescription.sdp.match(/a=ice-ufrag:(\\S+)/);
+  out[id] = m ? m[1] : null;
+}
+done(out);
+"""
+
+# Every remote member reached again through a relayed candidate after an ICE restart: a new
+# username fragment (RFC 8445 §9: a restart changes it), a relay pair, connected.  Ports alone
+# cannot tell: the server may hand a freed port number to one of the new allocations.
 NEW_RELAY_PATHS = """
-const oldPorts = arguments[0], timeoutMs = arguments[1], done = arguments[arguments.length - 1];
+const oldUfrags = arguments[0], timeoutMs = arguments[1], done = arguments[arguments.length - 1];
 let finished = false;
 const hooked = new Set();
-function finish(ok) { if (!finished) { finished = true; clearTimeout(timer); done(ok); } }
+function finish(ok) { if (!finished) { finished = true; clearTimeout(timer); clearInterval(poll); done(ok); } }
 function transportOf(pc) { const s = pc.getSenders().find((x) => x.transport); return s ? s.transport.iceTransport : null; }
+function ufragOf(pc) { const m = pc.localDescription && pc.localDescription.sdp.match(/a=ice-ufrag:(\\S+)/); return m ? m[1] : null; }
 function check() {
-  const peers = Array.from(window.webrtcstackCall.peers.values());
+  const peers = Array.from(window.webrtcstackCall.peers.entries());
   let ok = peers.length > 0;
-  for (const p of peers) {
+  for (const [id, p] of peers) {
     if (!hooked.has(p.pc)) {
       hooked.add(p.pc);
       p.pc.addEventListener('iceconnectionstatechange', check);
@@ -112,11 +125,13 @@ function check() {
     const t = transportOf(p.pc);
     const pair = t && t.getSelectedCandidatePair();
     const s = p.pc.iceConnectionState;
-    if (!pair || pair.local.type !== 'relay' || oldPorts.includes(pair.local.port) || (s !== 'connected' && s !== 'completed')) ok = false;
+    if (!pair || pair.local.type !== 'relay' || ufragOf(p.pc) === oldUfrags[id] || (s !== 'connected' && s !== 'completed')) ok = false;
   }
   if (ok) finish(true);
 }
 const timer = setTimeout(() => finish(false), timeoutMs);
+// A renegotiation changes the local description without an ICE event: look again now and then too.
+const poll = setInterval(check, 500);
 check();
 """
 
@@ -244,12 +259,14 @@ listen = 127.0.0.1:{metrics_port}
         report["after_reconnect"] = state("A")
 
         # 4. Every relay goes: ICE restarts and the calls come back on new relayed addresses.
+        old_ufrags = {name: on(name, LOCAL_UFRAGS) for name in tabs}
+        report["old_ufrags"] = old_ufrags
         before = admin(metrics_port, "GET", "sessions")["allocations"]
-        old_ports = sorted({int(a.rsplit(":", 1)[1]) for alloc in before for a in alloc["relayed"]})
-        report["old_relay_ports"] = old_ports
+        report["old_relay_ports"] = sorted({int(a.rsplit(":", 1)[1]) for alloc in before for a in alloc["relayed"]})
         for alloc in before:
             admin(metrics_port, "DELETE", f"sessions/{alloc['id']}")
-        report["new_paths"] = {name: on(name, NEW_RELAY_PATHS, old_ports, 60000) for name in tabs}
+        report["new_paths"] = {name: on(name, NEW_RELAY_PATHS, old_ufrags[name], 60000) for name in tabs}
+        report["new_ufrags"] = {name: on(name, LOCAL_UFRAGS) for name in tabs}
         report["after_restart"] = {name: state(name) for name in tabs}
         report["frames_after_restart"] = {name: on(name, NEXT_FRAMES, 10000) for name in tabs}
 

@@ -240,7 +240,12 @@ class Allocation:
             self._send_peers[peer_value] = peer
         if peer[0] not in self.permissions:
             return False
-        return self.send_to_peer(payload, peer, now) or True
+        relay = self.relays.get(4)  # the cached peers are IPv4
+        if relay is None:
+            self.counters.drop("no_relay")
+        else:
+            self.relay_to_peer(payload, peer, relay, now)
+        return True
 
     def send_to_peer(self, data: bytes, peer: Address, now: float) -> bool:
         """Send ``data`` to ``peer`` out of the relay of the peer's family (Send indications)."""
