@@ -28,9 +28,9 @@ class FakeRelay:
         self.sent: list[tuple[bytes, tuple[str, int]]] = []
         self.closed = False
 
-    def send_to_peer(self, data: bytes, peer: tuple[str, int]) -> bool:
+    def sendto(self, data: bytes, peer: tuple[str, int]) -> int:
         self.sent.append((data, peer))
-        return True
+        return len(data)
 
     def close(self) -> None:
         self.closed = True

@@ -113,3 +113,14 @@ class UdpFastPathTests(SynchronousTestCase):
         (reply, to), = self.sock.sent
         self.assertEqual(to, self.client.five_tuple.client)
         self.assertEqual(msgs.decode(reply).msg_class, MessageClass.SUCCESS)
+
+    def test_send_error_is_counted_not_raised(self) -> None:
+        """A relay socket that refuses the datagram (full buffer, ICMP error) costs a send_error, nothing else."""
+        def refuse(data: bytes, peer: tuple[str, int]) -> int:
+            raise BlockingIOError()
+
+        self.relay.sendto = refuse  # type: ignore[method-assign]
+        self.datagram(struct.pack("!HH", 0x4001, 2) + b"hi\0\0")
+        self.assertEqual(self.engine.counters.dropped.get("send_error"), 1)
+        self.assertEqual(self.engine.counters.packets_to_peer, 0)
+        self.assertEqual(self.slow_path, [])

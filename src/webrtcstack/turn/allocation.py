@@ -52,16 +52,16 @@ _IPV4_XOR_KEY = MAGIC_COOKIE_BYTES + bytes(12)
 class Relay(Protocol):
     """A bound relay socket, provided by the shell.
 
-    ``send_to_peer(data, peer)`` sends one datagram and says whether it went
-    (a send error is counted by the shell and swallowed); ``address`` is the
-    bound ``(host, port)``.
+    ``sendto(data, peer)`` sends one datagram (a socket's ``sendto``: it may
+    raise :class:`OSError`, which the caller counts as ``send_error``);
+    ``address`` is the bound ``(host, port)``.
     """
 
     address: Address
     #: Whose ``handle_peer_datagram`` gets what arrives (reassigned when a reserved port is claimed).
     allocation: Any
 
-    def send_to_peer(self, data: bytes, peer: Address) -> bool: ...
+    def sendto(self, data: bytes, peer: Address) -> object: ...
 
     def close(self) -> None: ...
 
@@ -265,7 +265,10 @@ class Allocation:
         if bucket is not None and not bucket.take(len(data) * 8, now):
             self.counters.drop("bandwidth")
             return False
-        if not relay.send_to_peer(data, peer):
+        try:
+            relay.sendto(data, peer)
+        except OSError:  # a full buffer, or an ICMP error from an earlier datagram
+            self.counters.drop("send_error")
             return False
         n = len(data)
         counters = self.counters

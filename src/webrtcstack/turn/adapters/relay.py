@@ -24,7 +24,7 @@ from typing import Any
 from zope.interface import implementer
 from twisted.internet.interfaces import IReadDescriptor
 
-from webrtcstack.turn.allocation import Allocation, TurnCounters
+from webrtcstack.turn.allocation import Allocation
 
 __all__ = ["RelayReader", "SocketRelayOpener"]
 
@@ -42,28 +42,19 @@ _REFUSED = (errno.EADDRINUSE, errno.EACCES, errno.EADDRNOTAVAIL)
 class RelayReader:
     """One bound relay socket of one allocation (implements ``turn.allocation.Relay``)."""
 
-    def __init__(self, reactor: Any, sock: socket.socket, allocation: Allocation, counters: TurnCounters,
+    def __init__(self, reactor: Any, sock: socket.socket, allocation: Allocation,
                  address: tuple[str, int] | None = None, v6: bool | None = None) -> None:
         self.reactor = reactor
         self.sock = sock
         self.address: tuple[str, int] = address if address is not None else sock.getsockname()[:2]
         self.allocation = allocation
-        self.counters = counters
+        #: the socket's own ``sendto`` (the core calls it per relayed packet, and counts errors)
         self.sendto = sock.sendto
         self._fd = sock.fileno()
         # ``sock.family`` builds an enum member per read: the opener knows the family already.
         self._v6 = v6 if v6 is not None else sock.family == socket.AF_INET6
 
     # -- Relay (core-facing) ------------------------------------------------
-
-    def send_to_peer(self, data: bytes, peer: tuple[str, int]) -> bool:
-        """Send one datagram; a full buffer or ICMP error drops it (counted, False)."""
-        try:
-            self.sendto(data, peer)
-        except OSError:
-            self.counters.drop("send_error")
-            return False
-        return True
 
     def close(self) -> None:
         """Stop reading and close the socket now (no delayed call is left)."""
@@ -136,6 +127,6 @@ class SocketRelayOpener:
         except BaseException:
             sock.close()
             raise
-        relay = RelayReader(self.reactor, sock, allocation, allocation.counters, (host, port), v6)
+        relay = RelayReader(self.reactor, sock, allocation, (host, port), v6)
         self.reactor.addReader(relay)
         return relay
