@@ -1,5 +1,5 @@
 # -*- test-case-name: tests.turn.test_engine -*-
-"""Allocation state (RFC 8656 §2.2, §9, §12) and the peer-side fast path.
+"""Allocation state (RFC 8656 §2.2, §9, §12), the peer-side fast path, and the one way data leaves a relay.
 
 Rules:
 
@@ -14,13 +14,17 @@ Rules:
   peer's binding only while the binding exists *and* the peer's IP has a
   permission (RFC 8656 §11.3: the permission check comes first, the channel
   lookup second; channels outlive permissions, 600 s against 300 s).  The
-  engine adds and removes entries when either side changes, so a hit means
-  "permitted, send ChannelData" with no second lookup.
-* The engine owns every change to these maps (bind, refresh, expiry); the
-  shell only reads them.  Nothing here reads a clock: expiries are enforced by
-  the engine's single timer, so a lookup hit is always a live entry.
+  allocation manager adds and removes entries when either side changes, so a
+  hit means "permitted, send ChannelData" with no second lookup.
+* The allocation manager (manager.py) owns every change to these maps (bind,
+  refresh, expiry); the shell only reads them.  Nothing here reads a clock:
+  expiries are enforced by the manager's one timer heap, so a lookup hit is
+  always a live entry.
+* Client data for a peer, from any path (ChannelData and Send indications,
+  fast or full), leaves through :meth:`Allocation.relay_to_peer`: the
+  bandwidth bucket, the relay socket's ``sendto`` and the counters, once.
 
-Theory of operation, peer side: the relay socket's ``datagramReceived`` calls
+Theory of operation, peer side: the relay socket's ``doRead`` calls
 :meth:`Allocation.handle_peer_datagram`, which is at most two dict lookups, a
 4-byte header and one ``send`` to the client (ChannelData if ``channel_by_peer``
 has the peer, else a Data indication if its IP has a permission, else a drop;
