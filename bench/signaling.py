@@ -46,6 +46,17 @@ config = parse_config(sys.argv[1])
 app = build_web(config, reactor, ("bench-secret-123",))
 port = reactor.listenTCP(0, app.site, interface="127.0.0.1", backlog=4096)
 print(port.getHost().port, flush=True)
+import os
+if os.environ.get("EXP_NOLOG"):
+    import autobahn.twisted.websocket as a1, autobahn.websocket.protocol as a2
+    for m in (a1, a2):
+        for n in ("hltype", "hlval", "hl", "pformat"):
+            if hasattr(m, n): setattr(m, n, lambda *x, **k: "")
+if os.environ.get("WEBRTCSTACK_BENCH_PROFILE"):  # cProfile the server; the stats are written at shutdown
+    import cProfile
+    profile = cProfile.Profile()
+    reactor.addSystemEventTrigger("before", "shutdown", lambda: profile.dump_stats(os.environ["WEBRTCSTACK_BENCH_PROFILE"]))
+    profile.enable()
 reactor.run()
 """
 

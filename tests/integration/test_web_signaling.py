@@ -325,3 +325,23 @@ class StopTests(WebCase, unittest.TestCase):
         self.assertEqual(await registered.wait_closed(), 1000)
         self.assertEqual(await idle.wait_closed(), 1000)
         self.assertEqual(self.clock.getDelayedCalls(), [])
+
+
+class FrameSizeTests(WebCase, unittest.TestCase):
+    def setUp(self) -> None:
+        self.start_web(make_config(signaling={"max_message_bytes": "200000"}))
+
+    @async_test
+    async def test_every_header_length_arrives_whole(self) -> None:
+        """Forwarded frames with 7-bit, 16-bit and 64-bit payload lengths (RFC 6455 §5.2) reach the peer intact."""
+        a = (await self.join("sizes"))["params"]["client_id"]
+        ws_a = await self.registered("sizes", a)
+        b = (await self.join("sizes"))["params"]["client_id"]
+        ws_b = await self.registered("sizes", b)
+        # The envelope adds ~25 bytes: 60 stays under 126, 1,000 needs 16 bits, 70,000 needs 64.
+        for size in (60, 1000, 65535 - 25, 70000):
+            text = "x" * size
+            ws_a.send({"cmd": "send", "msg": text})
+            self.assertEqual(await ws_b.next(), {"msg": text, "error": ""})
+        ws_b.send({"cmd": "send", "msg": "back"})
+        self.assertEqual(await ws_a.next(), {"msg": "back", "error": ""})

@@ -9,10 +9,12 @@ per socket; each feeds its frames to a sans-IO
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
+from autobahn.websocket.protocol import WebSocketProtocol
 from autobahn.websocket.types import ConnectionDeny
 from twisted.internet import defer
 from twisted.logger import Logger
@@ -57,6 +59,9 @@ STALL_S = 1.0
 HEARTBEAT_S = 0.5
 #: how long a timer found late is put off, so the reactor reads the I/O that waited first
 PUT_OFF_S = 0.01
+#: RFC 6455 §5.2 server text-frame headers with a 16- and a 64-bit payload length.
+_TEXT16 = struct.Struct("!BBH")
+_TEXT64 = struct.Struct("!BBQ")
 
 
 class HubRunner:
@@ -144,7 +149,7 @@ class HubRunner:
                 if isinstance(conn, SignalingServerProtocol):
                     conn.close_soon()
             elif type(effect) is Reply and origin is not None:
-                origin.sendMessage(effect.frame.encode("utf-8"), False)
+                origin.send_text(effect.frame.encode("utf-8"))
                 if effect.close:
                     origin.close_soon()
 
@@ -275,7 +280,35 @@ class SignalingServerProtocol(WebSocketServerProtocol):
                 return
         else:
             self._unread = 0
-        self.sendMessage(payload, False)
+        self.send_text(payload)
+
+    def send_text(self, payload: bytes) -> None:
+        """Send one unfragmented text frame (RFC 6455 §5.2), the per-message path.
+
+        The frame a server sends is a 2-, 4- or 10-byte header and the payload
+        (no mask, no extension: we negotiate none).  Written straight to the
+        transport it skips Autobahn's general ``sendMessage`` → ``sendFrame`` →
+        ``sendData`` chain, which formats debug-log arguments on every call even
+        with debug logging off.  Anything unusual (not open, a fragmented or
+        queued send in progress, compression) goes through ``sendMessage``.
+        """
+        if (self.state != WebSocketProtocol.STATE_OPEN or self.send_queue
+                or self.send_state != WebSocketProtocol.SEND_STATE_GROUND or self._perMessageCompress is not None):
+            self.sendMessage(payload, False)
+            return
+        n = len(payload)
+        if n < 126:
+            header = bytes((0x81, n))
+        elif n < 0x10000:
+            header = _TEXT16.pack(0x81, 126, n)
+        else:
+            header = _TEXT64.pack(0x81, 127, n)
+        self.transport.write(header + payload)
+
+    def dataReceived(self, data: bytes) -> None:
+        # Autobahn's own dataReceived formats a debug line's arguments (type names
+        # with terminal colours) on every read before calling this; we skip that.
+        self._dataReceived(data)
 
     def onPing(self, payload: bytes) -> None:
         session = self.session
@@ -356,7 +389,7 @@ class SignalingServerProtocol(WebSocketServerProtocol):
         log.warn("cluster: a signaling frame could not be handled: {error}", error=failure.getErrorMessage())
         if not self._closing and not self.session_closed:
             from webrtcstack.signaling.messages import envelope
-            self.sendMessage(envelope(error="The service is unavailable; try again shortly").encode("utf-8"), False)
+            self.send_text(envelope(error="The service is unavailable; try again shortly").encode("utf-8"))
 
     session_closed = False
     _pending = 0
