@@ -16,10 +16,12 @@ from typing import Any
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 from autobahn.websocket.protocol import WebSocketProtocol
 from autobahn.websocket.types import ConnectionDeny
-from twisted.internet import defer
+from twisted.internet import defer, tcp
+from twisted.protocols.policies import ProtocolWrapper
 from twisted.logger import Logger
 
 from webrtcstack.deadline import DeadlineTimer
+from webrtcstack.signaling.frames import read_text_frames
 from webrtcstack.signaling.hub import Deliver, Disconnect, Effect, Reply, SignalingHub, SignalingSession
 
 __all__ = ["HubRunner", "SignalingServerProtocol", "SignalingServerFactory", "REGISTER_TIMEOUT_CODE",
@@ -221,6 +223,9 @@ class SignalingServerProtocol(WebSocketServerProtocol):
     _register_put_off = False
     _send_watch: _SendWatch | None = None
     _unread = 0
+    #: the TCP connection under this socket and its socket, for writing at once (see ``_write``); None: TLS
+    _raw_transport: Any = None
+    _raw_socket: Any = None
     #: the client address the HTTP upgrade request had (``[http] trusted_proxies`` applied), if known
     client_ip: str | None = None
 
@@ -260,6 +265,11 @@ class SignalingServerProtocol(WebSocketServerProtocol):
             transport.registerProducer(self._send_watch, True)
         except (AttributeError, RuntimeError):  # pragma: no cover - a transport without producers
             self._send_watch = None
+        raw = transport.transport if isinstance(transport, ProtocolWrapper) else transport
+        # Only a plain TCP connection, whose buffer we can see: Twisted keeps it in these two attributes.
+        if isinstance(raw, tcp.Connection) and hasattr(raw, "_tempDataBuffer") and hasattr(raw, "dataBuffer"):
+            self._raw_transport = raw
+            self._raw_socket = raw.socket
         # collider closes a socket that has not registered in time; so do we
         # (with a close frame), and the socket is counted until then.
         self._register_due = runner.now() + runner.hub.register_timeout_s
@@ -303,11 +313,58 @@ class SignalingServerProtocol(WebSocketServerProtocol):
             header = _TEXT16.pack(0x81, 126, n)
         else:
             header = _TEXT64.pack(0x81, 127, n)
-        self.transport.write(header + payload)
+        self._write(header + payload)
+
+    def _write(self, data: bytes) -> None:
+        """Write ``data``, sending it at once when nothing is waiting before it.
+
+        Twisted's ``write`` only buffers and registers the socket for
+        writability, so every forwarded message would cost two ``epoll_ctl``
+        calls and a second pass through the reactor before its ``send``.
+        When the TCP transport's buffer is empty (the usual case) the bytes go
+        out with one ``send`` here; whatever the kernel does not take, and
+        everything when anything is buffered, goes through ``write`` as
+        before, so order, flow control (``registerProducer``) and error
+        handling stay Twisted's.  TLS transports always use ``write``.
+        """
+        sock = self._raw_socket
+        if sock is not None:
+            raw = self._raw_transport
+            if not raw.dataBuffer and not raw._tempDataBuffer and raw.connected and not raw.disconnecting:
+                try:
+                    sent = sock.send(data)
+                except (BlockingIOError, InterruptedError):
+                    sent = 0
+                except OSError:
+                    sent = 0  # write() below meets the same error and closes the connection Twisted's way
+                if sent == len(data):
+                    return
+                data = data[sent:]
+        self.transport.write(data)
 
     def dataReceived(self, data: bytes) -> None:
-        # Autobahn's own dataReceived formats a debug line's arguments (type names
-        # with terminal colours) on every read before calling this; we skip that.
+        """Whole text frames go straight to :meth:`onMessage`; the rest to Autobahn's parser.
+
+        Autobahn's parser is general (fragments, control frames, extensions,
+        errors) and costs several calls and objects per frame, plus a debug
+        line whose arguments it formats on every read even with debug off.
+        When it holds no partial frame or message, the whole, masked, final,
+        valid UTF-8 text frames at the front of ``data`` are read by
+        :func:`read_text_frames`; whatever follows (a ping, a close, a
+        fragment, half a frame, bad bytes) is Autobahn's, from a frame boundary.
+        """
+        if (self.state == WebSocketProtocol.STATE_OPEN and self.current_frame is None and not self.inside_message
+                and not self.data and self._perMessageCompress is None):
+            frames = read_text_frames(data, self.maxFramePayloadSize)
+            if frames:
+                used = 0
+                for payload, used in frames:
+                    self.onMessage(payload, False)
+                    if self.state != WebSocketProtocol.STATE_OPEN:
+                        break  # we closed the socket: what follows is Autobahn's to judge
+                data = data[used:]
+                if not data:
+                    return
         self._dataReceived(data)
 
     def onPing(self, payload: bytes) -> None:
