@@ -90,11 +90,17 @@ def rss_kib(pid: int) -> int:
     return 0
 
 
-def cpu_s(pid: int) -> float:
-    """User + system CPU seconds of a process."""
+def cpu_split(pid: int) -> tuple[float, float]:
+    """User and system CPU seconds of a process."""
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
+
+
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process."""
+    return sum(cpu_split(pid))
 
 
 class BenchClientProtocol(WebSocketClientProtocol):
@@ -428,6 +434,7 @@ async def main(args: argparse.Namespace) -> None:
         await task.deferLater(reactor, 2.0, lambda: None)  # registrations settle
         rss_idle = sum(rss_kib(p.pid) for p in servers)
         cpu_before = sum(cpu_s(p.pid) for p in servers)
+        user_before = sum(cpu_split(p.pid)[0] for p in servers)
         calls2 = round_trips(metrics_ports) if cluster else 0
         stats2 = commandstats(redis_port_of(procs[0])) if cluster else {}
         if generators is not None:
@@ -440,6 +447,7 @@ async def main(args: argparse.Namespace) -> None:
         else:
             sent, elapsed = await bench.load(args.rate, args.duration)
         cpu_used = sum(cpu_s(p.pid) for p in servers) - cpu_before
+        user_used = sum(cpu_split(p.pid)[0] for p in servers) - user_before
         calls3 = round_trips(metrics_ports) if cluster else 0
         stats3 = commandstats(redis_port_of(procs[0])) if cluster else {}
         redis_cpu = cpu_s(procs[0].pid) if cluster else 0.0
@@ -460,7 +468,9 @@ async def main(args: argparse.Namespace) -> None:
         print(f"forwarding latency           p50 {percentile(lat, 50) * 1000:.2f} ms, p99 {percentile(lat, 99) * 1000:.2f} ms,"
               f" max {max(lat) * 1000 if lat else float('nan'):.2f} ms")
         print(f"server CPU during load       {cpu_used:.2f} s ({cpu_used / elapsed * 100:.0f} % of one core,"
-              f" {cpu_used / max(1, bench.received_count) * 1e6:.0f} µs per message, all nodes)")
+              f" {cpu_used / max(1, bench.received_count) * 1e6:.0f} µs per message, all nodes;"
+              f" user {user_used / max(1, bench.received_count) * 1e6:.0f} µs,"
+              f" system {(cpu_used - user_used) / max(1, bench.received_count) * 1e6:.0f} µs)")
         if cluster:
             print(f"redis round trips per join   {(calls1 - calls0) / clients:.2f} (lease renewals included)")
             print(f"redis round trips per message {(calls3 - calls2) / max(1, bench.received_count):.2f}"
