@@ -111,7 +111,7 @@ class BenchClientProtocol(WebSocketClientProtocol):
         self.bench.opened(self)
 
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
-        self.bench.received(payload)
+        self.bench.received(payload, self)
 
     def onClose(self, wasClean: bool, code: Any, reason: Any) -> None:
         self.bench.closed(self)
@@ -132,6 +132,9 @@ class Bench:
         self._waiting: dict[int, defer.Deferred] = {}
         #: the port each client connects through (default: client i through node i % nodes)
         self.port_of: list[int] | None = None
+        #: ``--in-flight``: every message received is answered with a new one while this is set
+        self.echo = False
+        self.sent_count = 0
 
     def opened(self, proto: BenchClientProtocol) -> None:
         self.protos[proto.index] = proto
@@ -151,7 +154,7 @@ class Bench:
         if d is not None:
             d.errback(ConnectionError("closed before open"))
 
-    def received(self, payload: bytes) -> None:
+    def received(self, payload: bytes, proto: BenchClientProtocol | None = None) -> None:
         envelope = json.loads(payload)
         if envelope["error"]:
             print("error:", envelope["error"], file=sys.stderr)
@@ -159,6 +162,37 @@ class Bench:
         sent = json.loads(envelope["msg"])["t"]
         self.latencies.append(time.perf_counter() - sent)
         self.received_count += 1
+        if self.echo and proto is not None:
+            self.send_from(proto)
+
+    @staticmethod
+    def message() -> bytes:
+        """One ``send`` command carrying a candidate-sized message stamped with the time."""
+        msg = json.dumps({"type": "candidate", "label": 0, "id": "0",
+                          "candidate": "candidate:1 1 udp 2122260223 127.0.0.1 50000 typ host",
+                          "t": time.perf_counter()})
+        return json.dumps({"cmd": "send", "msg": msg}).encode()
+
+    def send_from(self, proto: BenchClientProtocol) -> None:
+        proto.sendMessage(self.message())
+        self.sent_count += 1
+
+    async def flat_out(self, in_flight: int, duration: float) -> tuple[int, float, int]:
+        """Every client keeps ``in_flight`` messages on the way to its peer for ``duration`` s (each one
+        received is answered with a new one); returns (sent, seconds, received within the window).
+        What is still on the way 2 s after the senders stop is the backlog left behind."""
+        self.echo = True
+        started = time.perf_counter()
+        for proto in self.protos:
+            if proto is not None:
+                for _ in range(in_flight):
+                    self.send_from(proto)
+        await task.deferLater(reactor, duration, lambda: None)
+        self.echo = False
+        elapsed = time.perf_counter() - started
+        in_window = self.received_count
+        await task.deferLater(reactor, 2.0, lambda: None)
+        return self.sent_count, elapsed, in_window
 
     async def join_all(self) -> None:
         pool = HTTPConnectionPool(reactor, persistent=True)
@@ -223,10 +257,7 @@ class Bench:
                 proto = self.protos[rng.randrange(n)]
                 if proto is None:
                     continue
-                msg = json.dumps({"type": "candidate", "label": 0, "id": "0",
-                                  "candidate": "candidate:1 1 udp 2122260223 127.0.0.1 50000 typ host",
-                                  "t": time.perf_counter()})
-                proto.sendMessage(json.dumps({"cmd": "send", "msg": msg}).encode())
+                proto.sendMessage(self.message())
                 sent += 1
 
         loop = task.LoopingCall(send_some)
@@ -261,16 +292,20 @@ async def worker(args: argparse.Namespace) -> None:
     await task.deferLater(reactor, 1.0, lambda: None)  # registrations settle
     print(json.dumps({"ready": bench.open_count}), flush=True)
     await deferToThread(sys.stdin.readline)
-    sent, elapsed = await bench.load(args.rate, args.duration)
+    in_window = -1
+    if args.in_flight:
+        sent, elapsed, in_window = await bench.flat_out(args.in_flight, args.duration)
+    else:
+        sent, elapsed = await bench.load(args.rate, args.duration)
     print(json.dumps({"sent": sent, "received": bench.received_count, "elapsed": elapsed, "lost": bench.lost,
-                      "latencies": bench.latencies}), flush=True)
+                      "latencies": bench.latencies, "in_window": in_window}), flush=True)
     await deferToThread(sys.stdin.readline)  # the sockets stay open until the figures are taken
 
 
 class Generators:
     """``--generators N`` load generator processes, each with whole rooms (see :func:`worker`)."""
 
-    def __init__(self, bench: "Bench", count: int, rate: int, duration: float, tmp: str) -> None:
+    def __init__(self, bench: "Bench", count: int, rate: int, duration: float, tmp: str, in_flight: int = 0) -> None:
         self.procs = []
         env = dict(os.environ, PYTHONPATH=str(REPO / "src") + os.pathsep + os.environ.get("PYTHONPATH", ""))
         pairs = [bench.ids[i:i + 2] for i in range(0, len(bench.ids), 2)]
@@ -283,7 +318,8 @@ class Generators:
             with open(path, "w") as f:
                 json.dump({"ports": bench.ports, "ids": ids, "port_of": port_of}, f)
             self.procs.append(subprocess.Popen(
-                [sys.executable, __file__, "--worker", path, "--rate", str(rate / count), "--duration", str(duration)],
+                [sys.executable, __file__, "--worker", path, "--rate", str(rate / count), "--duration", str(duration),
+                 "--in-flight", str(in_flight)],
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env))
 
     def wait_ready(self) -> int:
@@ -425,7 +461,7 @@ async def main(args: argparse.Namespace) -> None:
         if args.generators > 1:
             from twisted.internet.threads import deferToThread
 
-            generators = Generators(bench, args.generators, args.rate, args.duration, tmp)
+            generators = Generators(bench, args.generators, args.rate, args.duration, tmp, args.in_flight)
             bench.open_count = await deferToThread(generators.wait_ready)
         else:
             await bench.connect_all()
@@ -444,8 +480,12 @@ async def main(args: argparse.Namespace) -> None:
             bench.received_count = sum(r["received"] for r in results)
             bench.lost = sum(r["lost"] for r in results)
             bench.latencies = [x for r in results for x in r["latencies"]]
+            in_window = sum(r["in_window"] for r in results)
+        elif args.in_flight:
+            sent, elapsed, in_window = await bench.flat_out(args.in_flight, args.duration)
         else:
             sent, elapsed = await bench.load(args.rate, args.duration)
+            in_window = -1
         cpu_used = sum(cpu_s(p.pid) for p in servers) - cpu_before
         user_used = sum(cpu_split(p.pid)[0] for p in servers) - user_before
         calls3 = round_trips(metrics_ports) if cluster else 0
@@ -464,7 +504,11 @@ async def main(args: argparse.Namespace) -> None:
         print(f"server RSS                   {rss_start / 1024:.1f} MiB at start, {rss_idle / 1024:.1f} MiB with all idle")
         print(f"RSS per 1,000 idle conns     {(rss_idle - rss_start) / 1024 / clients * 1000:.1f} MiB")
         print(f"messages sent / delivered    {sent} / {bench.received_count} in {elapsed:.1f} s")
-        print(f"messages/s delivered         {bench.received_count / elapsed:.0f} (target rate {args.rate})")
+        if args.in_flight:
+            print(f"flat out ({args.in_flight} in flight/client) {in_window / elapsed:.0f} msg/s delivered;"
+                  f" {sent - bench.received_count} still undelivered 2 s after the senders stopped")
+        else:
+            print(f"messages/s delivered         {bench.received_count / elapsed:.0f} (target rate {args.rate})")
         print(f"forwarding latency           p50 {percentile(lat, 50) * 1000:.2f} ms, p99 {percentile(lat, 99) * 1000:.2f} ms,"
               f" max {max(lat) * 1000 if lat else float('nan'):.2f} ms")
         print(f"server CPU during load       {cpu_used:.2f} s ({cpu_used / elapsed * 100:.0f} % of one core,"
@@ -499,6 +543,8 @@ if __name__ == "__main__":
     parser.add_argument("--generators", type=int, default=1,
                         help="load generator processes (whole rooms each); more than one keeps the generator from "
                              "being the bottleneck at 5,000 msg/s")
+    parser.add_argument("--in-flight", type=int, default=0,
+                        help="flat out instead of --rate: each client keeps this many messages on the way to its peer")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     arguments = parser.parse_args()
 
