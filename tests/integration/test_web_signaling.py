@@ -345,3 +345,21 @@ class FrameSizeTests(WebCase, unittest.TestCase):
             self.assertEqual(await ws_b.next(), {"msg": text, "error": ""})
         ws_b.send({"cmd": "send", "msg": "back"})
         self.assertEqual(await ws_a.next(), {"msg": "back", "error": ""})
+
+    @async_test
+    async def test_compression_offer_declined_and_call_works(self) -> None:
+        """A client offering permessage-deflate, as every browser does, gets a plain socket that works."""
+        from autobahn.websocket.compress import PerMessageDeflateOffer
+
+        from tests.signaling.wsclient import ws_connect
+
+        a = (await self.join("deflate"))["params"]["client_id"]
+        ws_a = await self.registered("deflate", a)
+        b = (await self.join("deflate"))["params"]["client_id"]
+        ws_b = await ws_connect(self.port, perMessageCompressionOffers=[PerMessageDeflateOffer()])
+        self._clients.append(ws_b)
+        await self.register(ws_b, "deflate", b)
+        ws_b.send({"cmd": "send", "msg": "hello"})
+        self.assertEqual(await ws_a.next(), {"msg": "hello", "error": ""})
+        ws_a.send({"cmd": "send", "msg": "back"})
+        self.assertEqual(await ws_b.next(), {"msg": "back", "error": ""})

@@ -116,11 +116,15 @@ class WsClient:
         self.proto.transport.abortConnection()
 
 
-async def ws_connect(port: int, path: str = "/ws", origin: str | None = None, host: str = "127.0.0.1") -> WsClient:
-    """Open a WebSocket to ``ws://host:port/path``; raise ConnectionError if refused."""
+async def ws_connect(port: int, path: str = "/ws", origin: str | None = None, host: str = "127.0.0.1",
+                     **options: Any) -> WsClient:
+    """Open a WebSocket to ``ws://host:port/path``; raise ConnectionError if refused.
+
+    :param options: more Autobahn client options (``setProtocolOptions``).
+    """
     client = WsClient()
     factory = WebSocketClientFactory(f"ws://{host}:{port}{path}", origin=origin)
-    factory.setProtocolOptions(openHandshakeTimeout=TIMEOUT)
+    factory.setProtocolOptions(openHandshakeTimeout=TIMEOUT, **options)
 
     def build(addr: Any) -> WsClientProtocol:
         proto = WsClientProtocol()

@@ -10,6 +10,7 @@ per socket; each feeds its frames to a sans-IO
 from __future__ import annotations
 
 import struct
+import types
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -584,7 +585,10 @@ class SignalingServerFactory(WebSocketServerFactory):
         # a quarter of a millisecond per connection.  A protocol class of this
         # factory's own that carries the options as class attributes, with no
         # list to copy, gives every socket the same options for nothing.
-        options = {name: getattr(self, name) for name in WebSocketServerProtocol.CONFIG_ATTRS}
+        # A function stored on a class would become a method (``self`` passed first):
+        # perMessageCompressionAccept is one, so functions are kept as static.
+        options = {name: staticmethod(value) if isinstance(value, types.FunctionType) else value
+                   for name in WebSocketServerProtocol.CONFIG_ATTRS for value in (getattr(self, name),)}
         self.protocol = type(SignalingServerProtocol.__name__, (SignalingServerProtocol,),
                              {**options, "CONFIG_ATTRS": (), "__module__": __name__})
 
