@@ -420,6 +420,7 @@ class TurnSection:
     max_channels: int = _key("64", _int_in(1, 4096), "channel bindings per allocation")
     legacy_channel_numbers: bool = _key("yes", _bool, "also accept channel numbers 0x5000-0x7FFE (RFC 5766; coturn's clients pick from them); no: RFC 8656's 0x4000-0x4FFF only")
     max_bps: int = _key("0", _int_in(0, 10_000_000_000), "relayed bits per second per allocation, each direction (0: no limit)")
+    mobility: bool = _key("no", _bool, "RFC 8016 mobility: a UDP client that asks gets a MOBILITY-TICKET and may move its allocation to a new address with a Refresh carrying it; no: such requests get 405 Mobility Forbidden")
     max_tcp_connections: int = _key("10000", _int_in(1, 1_000_000), "client TCP/TLS connections at once", restart=True)
     max_frame_bytes: int = _key("65540", _int_in(548, 65540), "the largest STUN or ChannelData frame accepted on a stream", restart=True)
     workers: int = _key("1", _int_in(1, 16), "processes serving the [turn] listen sockets (SO_REUSEPORT; 1: this process only); relay_ports and total_quota are split between them, user_quota holds per process", restart=True)

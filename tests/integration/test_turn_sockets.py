@@ -186,3 +186,47 @@ class TurnSocketTests(unittest.TestCase):
             client.send(msgs.encode(Method.BINDING, MessageClass.REQUEST, tid, []))
             reply = msgs.decode((yield client.recv()))
             self.assertEqual((reply.msg_class, reply.transaction_id), (MessageClass.SUCCESS, tid))
+
+
+class MobilitySocketTests(unittest.TestCase):
+    timeout = 30
+    peer_socket = TurnSocketTests.peer_socket
+    recv_peer = TurnSocketTests.recv_peer
+
+    @defer.inlineCallbacks
+    def test_allocation_moves_to_a_new_source_port(self) -> Any:
+        """RFC 8016 on real sockets: Allocate asks for a ticket, a Refresh with it from a new source port
+        moves the allocation, and ChannelData from the new port keeps reaching the peer and coming back."""
+        stack = TurnStack(extra="mobility = yes\n")
+        stack.start()
+        self.addCleanup(stack.stop)
+        old = SocketClient("127.0.0.1", stack.port)
+        self.addCleanup(old.close)
+        peer = self.peer_socket("127.0.0.1")
+        peer_addr = peer.getsockname()[:2]
+        reply = yield old.request(Method.ALLOCATE, [(AttrType.REQUESTED_TRANSPORT, bytes((17, 0, 0, 0))),
+                                                    (AttrType.MOBILITY_TICKET, b"")])
+        self.assertEqual(reply.msg_class, MessageClass.SUCCESS, reply.get(AttrType.ERROR_CODE))
+        ticket = reply.get(AttrType.MOBILITY_TICKET)
+        self.assertTrue(ticket)
+        relayed = msgs.parse_xor_address(reply.get(AttrType.XOR_RELAYED_ADDRESS), reply.transaction_id)
+        tid = os.urandom(12)
+        reply = yield old.request(Method.CHANNEL_BIND, [(AttrType.CHANNEL_NUMBER, b"\x40\x01\x00\x00"),
+                                                        (AttrType.XOR_PEER_ADDRESS, msgs.xor_address(*peer_addr, tid))], tid)
+        self.assertEqual(reply.msg_class, MessageClass.SUCCESS)
+        # The client's address changes: a new socket, a new source port.
+        new = SocketClient("127.0.0.1", stack.port)
+        self.addCleanup(new.close)
+        reply = yield new.request(Method.REFRESH, [(AttrType.MOBILITY_TICKET, ticket)])
+        self.assertEqual(reply.msg_class, MessageClass.SUCCESS, reply.get(AttrType.ERROR_CODE))
+        self.assertTrue(reply.get(AttrType.MOBILITY_TICKET))
+        new.send(b"\x40\x01\x00\x05moved")
+        data, source = yield self.recv_peer(peer)
+        self.assertEqual((data, source[:2]), (b"moved", relayed))
+        peer.sendto(b"reply", relayed)
+        self.assertEqual((yield new.recv()), b"\x40\x01\x00\x05reply")
+        # The old source port holds nothing now; the old ticket is spent.
+        reply = yield old.request(Method.REFRESH, [])
+        self.assertEqual(msgs.parse_error_code(reply.get(AttrType.ERROR_CODE)), 437)
+        reply = yield old.request(Method.REFRESH, [(AttrType.MOBILITY_TICKET, ticket)])
+        self.assertEqual(msgs.parse_error_code(reply.get(AttrType.ERROR_CODE)), 400)

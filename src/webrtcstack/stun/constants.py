@@ -108,6 +108,7 @@ class AttrType(enum.IntEnum):
     ICE_CONTROLLING = 0x802A
     RESPONSE_ORIGIN = 0x802B  # RFC 5780 §7.3
     OTHER_ADDRESS = 0x802C  # RFC 5780 §7.4
+    MOBILITY_TICKET = 0x8030  # RFC 8016 §3.5
 
 
 class ErrorCode(enum.IntEnum):

@@ -154,6 +154,9 @@ class Allocation:
         self.bytes_to_client = 0
         #: ("ipv4" | "ipv6" | "dual", transport name), for the counters.
         self.label: tuple[str, str] = ("", "")
+        #: RFC 8016: whether the client asked for mobility, and the generation of the newest ticket issued
+        self.mobile = False
+        self.ticket_generation = 0
         # Per-allocation transaction ID for Data indications (a debugging aid
         # only, RFC 8489 §6), and pre-encoded XOR-PEER-ADDRESS attributes.
         # Made on the first Data indication (most allocations relay ChannelData only),

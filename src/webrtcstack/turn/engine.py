@@ -56,6 +56,7 @@ from webrtcstack.turn.fastpath import FastPath
 from webrtcstack.turn.five_tuple import FiveTuple
 from webrtcstack.turn.manager import AllocationManager, RelayOpener
 from webrtcstack.turn.methods import REQUEST_HANDLERS, Request, handle_send
+from webrtcstack.turn.mobility import TicketSealer
 from webrtcstack.turn.policy import PeerPolicy
 from webrtcstack.turn.transactions import TransactionCache
 
@@ -127,6 +128,8 @@ class TurnSettings:
     unauthenticated_replies_per_second: int = 20
     #: RFC 8656 allows 0x4000-0x4FFF; RFC 5766 allowed up to 0x7FFE and coturn's clients use that.
     legacy_channel_numbers: bool = True
+    #: RFC 8016: MOBILITY-TICKET on Allocate and Refresh (405 Mobility Forbidden when off)
+    mobility: bool = False
     rest_api_separator: str = ":"
 
     @property
@@ -146,6 +149,7 @@ class TurnSettings:
             max_channels=turn.max_channels, max_bps=turn.max_bps,
             unauthenticated_replies_per_second=turn.unauthenticated_replies_per_second,
             legacy_channel_numbers=turn.legacy_channel_numbers, rest_api_separator=turn.rest_api_separator,
+            mobility=turn.mobility,
         )
 
 
@@ -175,6 +179,8 @@ class TurnEngine:
             settings.nonce_lifetime_s, FEATURE_PASSWORD_ALGORITHMS | FEATURE_USERNAME_ANONYMITY, key=nonce_key))
         self.challenge_limiter = ReplyRateLimiter(settings.unauthenticated_replies_per_second)
         self.transactions = TransactionCache()
+        #: seals RFC 8016 mobility tickets (a random key per process)
+        self.tickets = TicketSealer()
         self._software = ((AttrType.SOFTWARE, settings.software.encode()),) if settings.software else ()
         #: STUN Binding on the TURN ports: the one Binding implementation (stun.binding)
         self.binding = BindingHandler(settings.software)
@@ -338,7 +344,9 @@ class TurnEngine:
             # well-formed Allocate, or to a client that holds an allocation.
             if method == Method.ALLOCATE and AttrType.REQUESTED_TRANSPORT not in first:
                 return self._error(message, ErrorCode.BAD_REQUEST, (), None, first)
-            if method != Method.ALLOCATE and self.manager.get(five_tuple) is None:
+            if method != Method.ALLOCATE and self.manager.get(five_tuple) is None \
+                    and not (method == Method.REFRESH and AttrType.MOBILITY_TICKET in first and self.settings.mobility):
+                # (A Refresh carrying a mobility ticket comes from a new 5-tuple by design: it is challenged.)
                 return self._error(message, ErrorCode.ALLOCATION_MISMATCH, (), None, first)
         client_host = five_tuple.client[0]
         verdict = self.authenticator.authenticate(first, data, client_host, now)

@@ -168,6 +168,23 @@ class AllocationManager:
         allocation.expires_at = now + lifetime_s
         self._schedule(allocation.expires_at, AllocationManager._expire_allocation, allocation)
 
+    def move(self, allocation: Allocation, five_tuple: FiveTuple, to_client: Callable[[bytes], Any]) -> None:
+        """Give ``allocation`` a new client 5-tuple (RFC 8016 mobility): the old one is forgotten at once.
+
+        The allocation keeps its relays, permissions and channels; the fast-path
+        table is re-keyed, and replies and peer data go to the new address.
+        """
+        old = allocation.five_tuple
+        self.allocations.pop(old, None)
+        self.allocations[five_tuple] = allocation
+        allocation.five_tuple = five_tuple
+        allocation.to_client = to_client
+        channels = self.fast.channels
+        for number in allocation.channels:
+            route = channels.pop((old, number), None)
+            if route is not None:
+                channels[(five_tuple, number)] = route
+
     def delete(self, allocation: Allocation) -> None:
         """End an allocation: tables, relays, ports, quotas, counters (idempotent)."""
         if allocation.closed:

@@ -13,7 +13,7 @@ from webrtcstack.turn.methods.common import FAMILY_CODE, Request, granted_lifeti
 if TYPE_CHECKING:
     from webrtcstack.turn.engine import TurnEngine
 
-__all__ = ["handle_allocate", "no_room"]
+__all__ = ["handle_allocate", "issue_ticket", "no_room"]
 
 #: REQUESTED-TRANSPORT protocol numbers we relay (RFC 8656 §18.7): UDP only; TCP is RFC 6062.
 _UDP = 17
@@ -37,6 +37,10 @@ def handle_allocate(engine: TurnEngine, request: Request, now: float) -> list[tu
         raise ProtocolViolation(ErrorCode.UNSUPPORTED_TRANSPORT_PROTOCOL)
     # Step 4: DONT-FRAGMENT is supported (the relay socket sets DF).
     dont_fragment = AttrType.DONT_FRAGMENT in first
+    # RFC 8016 §3.1: MOBILITY-TICKET asks for mobility: 405 unless it is on (UDP clients only).
+    mobile = AttrType.MOBILITY_TICKET in first
+    if mobile and (not settings.mobility or five_tuple.transport is not Transport.UDP):
+        raise ProtocolViolation(ErrorCode.MOBILITY_FORBIDDEN)
     token = first.get(AttrType.RESERVATION_TOKEN)
     even_port = first.get(AttrType.EVEN_PORT)
     requested_family = first.get(AttrType.REQUESTED_ADDRESS_FAMILY)
@@ -121,6 +125,9 @@ def handle_allocate(engine: TurnEngine, request: Request, now: float) -> list[tu
         port, relay = opened
         manager.attach(allocation, family, port, relay, settings.advertised_hosts.get(family, relay.address[0]))
     manager.add(allocation, settings.max_bps, now)
+    if mobile:
+        allocation.mobile = True
+        extra.append((AttrType.MOBILITY_TICKET, issue_ticket(engine, allocation)))
     # The success response: XOR-RELAYED-ADDRESS (one per family), LIFETIME, RESERVATION-TOKEN or
     # ADDRESS-ERROR-CODE if any, XOR-MAPPED-ADDRESS (address values packed here, as the codec would).
     xor_key = MAGIC_COOKIE_BYTES + request.message.transaction_id
@@ -132,6 +139,17 @@ def handle_allocate(engine: TurnEngine, request: Request, now: float) -> list[tu
     attrs.extend(extra)
     attrs.append((AttrType.XOR_MAPPED_ADDRESS, packed_xor_address(five_tuple.client, xor_key)))
     return attrs
+
+
+def issue_ticket(engine: TurnEngine, allocation: Any) -> bytes:
+    """A new MOBILITY-TICKET for ``allocation`` (RFC 8016 §3.1, §3.2): older ones stop working.
+
+    It is good for the allocation's lifetime plus the longest lifetime a Refresh could grant,
+    so a client can always use its latest ticket while the allocation lives.
+    """
+    allocation.ticket_generation += 1
+    return engine.tickets.seal(allocation.id, allocation.ticket_generation, allocation.username,
+                               allocation.expires_at + engine.settings.max_lifetime_s)
 
 
 def no_room(engine: TurnEngine, kind: str, five_tuple: FiveTuple) -> ProtocolViolation:
