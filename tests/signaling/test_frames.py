@@ -8,7 +8,7 @@ from hypothesis import given, strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
 from tests.stun.strategies import DETERMINISTIC
-from webrtcstack.signaling.frames import read_text_frames
+from webrtcstack.signaling.frames import read_text_frames, text_frame
 
 
 def frame(payload: bytes, mask: bytes = b"\x11\x22\x33\x44", first: int = 0x81, masked: bool = True) -> bytes:
@@ -65,3 +65,17 @@ class ReadTextFramesTests(SynchronousTestCase):
         got = read_text_frames(data, 0)
         self.assertEqual([p.decode() for p, _ in got], texts)
         self.assertEqual(got[-1][1] if got else 0, len(data))
+
+
+class TextFrameTests(SynchronousTestCase):
+    def test_rfc_example(self) -> None:
+        """RFC 6455 §5.7's unmasked single-frame "Hello" is 0x81 0x05 "Hello"."""
+        self.assertEqual(text_frame(b"Hello"), bytes.fromhex("810548656c6c6f"))
+
+    def test_length_forms(self) -> None:
+        """125 bytes fit the 7-bit length; 126 and 65,535 take 16 bits; 65,536 takes 64 (RFC 6455 §5.2)."""
+        self.assertEqual(text_frame(b"a" * 125)[:2], b"\x81\x7d")
+        self.assertEqual(text_frame(b"a" * 126)[:4], b"\x81\x7e\x00\x7e")
+        self.assertEqual(text_frame(b"a" * 65535)[:4], b"\x81\x7e\xff\xff")
+        self.assertEqual(text_frame(b"a" * 65536)[:10], b"\x81\x7f" + (65536).to_bytes(8, "big"))
+        self.assertEqual(len(text_frame(b"a" * 65536)), 65546)

@@ -1,5 +1,5 @@
 # -*- test-case-name: tests.signaling.test_frames -*-
-"""The common case of RFC 6455 framing from a client, read without the general parser.
+"""The common case of RFC 6455 framing, read and written without Autobahn's general code.
 
 Nearly every frame a signaling client sends is one whole, final, masked text
 frame, and a read from the socket usually holds one or a few of them.
@@ -9,12 +9,31 @@ frame, RSV bits, an unmasked frame, a frame longer than allowed, an
 incomplete frame, a payload that is not UTF-8), and the caller hands the rest
 to Autobahn's general parser, which has the last word on every error.
 
-Pure: bytes in, payloads out.
+:func:`text_frame` is the other direction: the one kind of frame the server
+sends per message, an unmasked, unfragmented text frame.
+
+Pure: bytes in, bytes out.
 """
 
 from __future__ import annotations
 
-__all__ = ["read_text_frames"]
+import struct
+
+__all__ = ["read_text_frames", "text_frame"]
+
+#: Server text-frame headers (FIN, opcode 1, no mask) with a 16- and a 64-bit payload length.
+_TEXT16 = struct.Struct("!BBH")
+_TEXT64 = struct.Struct("!BBQ")
+
+
+def text_frame(payload: bytes) -> bytes:
+    """One whole text frame from the server (RFC 6455 §5.2): a 2-, 4- or 10-byte header and ``payload``."""
+    n = len(payload)
+    if n < 126:
+        return bytes((0x81, n)) + payload
+    if n < 0x10000:
+        return _TEXT16.pack(0x81, 126, n) + payload
+    return _TEXT64.pack(0x81, 127, n) + payload
 
 
 def read_text_frames(data: bytes, max_payload: int) -> list[tuple[bytes, int]]:

@@ -9,7 +9,6 @@ per socket; each feeds its frames to a sans-IO
 
 from __future__ import annotations
 
-import struct
 import types
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -22,7 +21,7 @@ from twisted.protocols.policies import ProtocolWrapper
 from twisted.logger import Logger
 
 from webrtcstack.deadline import DeadlineTimer
-from webrtcstack.signaling.frames import read_text_frames
+from webrtcstack.signaling.frames import read_text_frames, text_frame
 from webrtcstack.signaling.hub import Deliver, Disconnect, Effect, Reply, SignalingHub, SignalingSession
 
 __all__ = ["HubRunner", "SignalingServerProtocol", "SignalingServerFactory", "REGISTER_TIMEOUT_CODE",
@@ -62,9 +61,6 @@ STALL_S = 1.0
 HEARTBEAT_S = 0.5
 #: how long a timer found late is put off, so the reactor reads the I/O that waited first
 PUT_OFF_S = 0.01
-#: RFC 6455 §5.2 server text-frame headers with a 16- and a 64-bit payload length.
-_TEXT16 = struct.Struct("!BBH")
-_TEXT64 = struct.Struct("!BBQ")
 
 
 class HubRunner:
@@ -296,9 +292,8 @@ class SignalingServerProtocol(WebSocketServerProtocol):
     def send_text(self, payload: bytes) -> None:
         """Send one unfragmented text frame (RFC 6455 §5.2), the per-message path.
 
-        The frame a server sends is a 2-, 4- or 10-byte header and the payload
-        (no mask, no extension: we negotiate none).  Written straight to the
-        transport it skips Autobahn's general ``sendMessage`` → ``sendFrame`` →
+        The frame (:func:`text_frame`: no mask, no extension, we negotiate
+        none) written straight to the transport skips Autobahn's general ``sendMessage`` → ``sendFrame`` →
         ``sendData`` chain, which formats debug-log arguments on every call even
         with debug logging off.  Anything unusual (not open, a fragmented or
         queued send in progress, compression) goes through ``sendMessage``.
@@ -307,14 +302,7 @@ class SignalingServerProtocol(WebSocketServerProtocol):
                 or self.send_state != WebSocketProtocol.SEND_STATE_GROUND or self._perMessageCompress is not None):
             self.sendMessage(payload, False)
             return
-        n = len(payload)
-        if n < 126:
-            header = bytes((0x81, n))
-        elif n < 0x10000:
-            header = _TEXT16.pack(0x81, 126, n)
-        else:
-            header = _TEXT64.pack(0x81, 127, n)
-        self._write(header + payload)
+        self._write(text_frame(payload))
 
     def _write(self, data: bytes) -> None:
         """Write ``data``, sending it at once when nothing is waiting before it.

@@ -104,6 +104,8 @@ class AllocationManager:
         self._heap: list[tuple[float, int, _Expire, Any, Any]] = []
         self._seq = 0
         self._made = 0
+        #: allocations by id (``a1``, ``a2``, ...): the operator's end and mobility tickets name them
+        self._by_id: dict[str, Allocation] = {}
 
     # -- queries ------------------------------------------------------------
 
@@ -117,10 +119,7 @@ class AllocationManager:
 
     def find(self, allocation_id: str) -> Allocation | None:
         """The allocation with this id (``a1``, ``a2``, ...), if alive."""
-        for allocation in self.allocations.values():
-            if allocation.id == allocation_id:
-                return allocation
-        return None
+        return self._by_id.get(allocation_id)
 
     def ports_free(self) -> bool:
         """Whether every family still has a free relay port."""
@@ -149,6 +148,7 @@ class AllocationManager:
         """Register a new allocation that has its relays: its id, tables, quotas, counters, expiry."""
         self._made += 1
         allocation.id = f"a{self._made}"
+        self._by_id[allocation.id] = allocation
         if max_bps:
             allocation.bucket_to_peer = TokenBucket(max_bps, max_bps, now)
             allocation.bucket_to_client = TokenBucket(max_bps, max_bps, now)
@@ -196,6 +196,7 @@ class AllocationManager:
         allocation.permissions.clear()
         self.release_relays(allocation)
         self.allocations.pop(allocation.five_tuple, None)
+        self._by_id.pop(allocation.id, None)
         count = self.by_user.get(allocation.username, 0) - 1
         if count > 0:
             self.by_user[allocation.username] = count
