@@ -16,6 +16,14 @@ of at ``--rate``.  ``WEBRTCSTACK_BENCH_PROFILE=FILE`` runs the server under
 cProfile and writes its stats to FILE when it stops.  Needs no network beyond loopback::
 
     PYTHONPATH=src python bench/signaling.py --clients 5000 --rate 1000 --duration 20
+
+``--collider PATH`` measures a collider binary (apprtc's ``collidermain``, built by
+you; this script builds nothing) instead of our server, with the same load: it is
+started as ``PATH -tls=false -port=P -room-server=http://127.0.0.1:9`` on a free
+port, there is no ``/join`` (client ids are made here, as collider accepts any),
+and every WebSocket carries an ``Origin`` header (collider refuses one without).
+``--compare --collider PATH`` runs ours, then collider, in one invocation and
+prints both columns and their ratio.
 """
 
 from __future__ import annotations
@@ -132,6 +140,8 @@ class Bench:
         #: ``--in-flight``: every message received is answered with a new one while this is set
         self.echo = False
         self.sent_count = 0
+        #: connecting to collider: its WebSocket library refuses an upgrade without ``Origin``
+        self.origin: str | None = None
 
     def opened(self, proto: BenchClientProtocol) -> None:
         self.protos[proto.index] = proto
@@ -191,6 +201,10 @@ class Bench:
         await task.deferLater(reactor, 2.0, lambda: None)
         return self.sent_count, elapsed, in_window
 
+    def make_ids(self) -> None:
+        """Client ids without ``/join`` (collider has no room server; it takes any id)."""
+        self.ids = [(f"bench{i // 2}", f"c{i}") for i in range(self.clients)]
+
     async def join_all(self) -> None:
         pool = HTTPConnectionPool(reactor, persistent=True)
         pool.maxPersistentPerHost = 64
@@ -215,7 +229,7 @@ class Bench:
 
     def connect_one(self, index: int) -> defer.Deferred:
         port = self.port_of[index] if self.port_of is not None else self.ports[index % len(self.ports)]
-        factory = WebSocketClientFactory(f"ws://127.0.0.1:{port}/ws")
+        factory = WebSocketClientFactory(f"ws://127.0.0.1:{port}/ws", origin=self.origin)
         factory.setProtocolOptions(openHandshakeTimeout=60)
 
         def build(addr: Any) -> BenchClientProtocol:
@@ -285,6 +299,7 @@ async def worker(args: argparse.Namespace) -> None:
     bench = Bench(job["ports"], len(job["ids"]))
     bench.ids = [tuple(pair) for pair in job["ids"]]  # type: ignore[misc]
     bench.port_of = job["port_of"]
+    bench.origin = job.get("origin")
     await bench.connect_all()
     await task.deferLater(reactor, 1.0, lambda: None)  # registrations settle
     print(json.dumps({"ready": bench.open_count}), flush=True)
@@ -313,7 +328,7 @@ class Generators:
             port_of = [bench.ports[(2 * (g + count * (k // 2)) + k % 2) % len(bench.ports)] for k in range(len(ids))]
             path = os.path.join(tmp, f"generator{g}.json")
             with open(path, "w") as f:
-                json.dump({"ports": bench.ports, "ids": ids, "port_of": port_of}, f)
+                json.dump({"ports": bench.ports, "ids": ids, "port_of": port_of, "origin": bench.origin}, f)
             self.procs.append(subprocess.Popen(
                 [sys.executable, __file__, "--worker", path, "--rate", str(rate / count), "--duration", str(duration),
                  "--in-flight", str(in_flight)],
@@ -396,6 +411,25 @@ def commandstats(redis_port: int) -> dict[str, int]:
     return out
 
 
+async def start_collider(path: str) -> tuple[list[Any], list[int], list[int]]:
+    """A collider binary on a free 127.0.0.1 port (it listens on all interfaces; the bench only uses loopback)."""
+    import socket
+
+    port = free_port()
+    proc = subprocess.Popen([path, "-tls=false", f"-port={port}", "-room-server=http://127.0.0.1:9"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for _ in range(200):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return [proc], [port], []
+        except OSError:
+            if proc.poll() is not None:
+                raise SystemExit(f"{path} exited with status {proc.returncode} before listening")
+            await task.deferLater(reactor, 0.05, lambda: None)
+    proc.kill()
+    raise SystemExit(f"{path} did not listen on port {port} within 10 s")
+
+
 async def start_servers(args: argparse.Namespace, clients: int, tmp: str) -> tuple[list[Any], list[int], list[int]]:
     """The servers to measure: one in-memory process, or ``--nodes`` twistd processes on a redis-server."""
     env = dict(os.environ, PYTHONPATH=str(REPO / "src") + os.pathsep + os.environ.get("PYTHONPATH", ""))
@@ -432,16 +466,19 @@ async def start_servers(args: argparse.Namespace, clients: int, tmp: str) -> tup
     return procs, ports, metrics_ports
 
 
-async def main(args: argparse.Namespace) -> None:
+async def measure(args: argparse.Namespace, collider: str | None = None) -> dict[str, Any]:
+    """One run against our server(s), or against the collider binary at ``collider``; returns the figures."""
     import tempfile
 
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     clients = args.clients - args.clients % 2
     tmp = tempfile.mkdtemp(prefix="bench-signaling-")
-    procs, ports, metrics_ports = await start_servers(args, clients, tmp)
+    if collider:
+        procs, ports, metrics_ports = await start_collider(collider)
+    else:
+        procs, ports, metrics_ports = await start_servers(args, clients, tmp)
     cluster = bool(metrics_ports)
     servers = procs[1:] if cluster else procs
+    out: dict[str, Any] = {"clients": clients, "cluster": cluster}
     try:
         await task.deferLater(reactor, 0.5, lambda: None)
         rss_start = sum(rss_kib(p.pid) for p in servers)
@@ -449,7 +486,11 @@ async def main(args: argparse.Namespace) -> None:
         calls0 = round_trips(metrics_ports) if cluster else 0
         cpu_join0 = sum(cpu_s(p.pid) for p in servers)
         t0 = time.perf_counter()
-        await bench.join_all()
+        if collider:
+            bench.origin = "http://127.0.0.1"
+            bench.make_ids()
+        else:
+            await bench.join_all()
         t1 = time.perf_counter()
         cpu_join = sum(cpu_s(p.pid) for p in servers) - cpu_join0
         calls1 = round_trips(metrics_ports) if cluster else 0
@@ -463,6 +504,7 @@ async def main(args: argparse.Namespace) -> None:
         else:
             await bench.connect_all()
         t2 = time.perf_counter()
+        cpu_connect = sum(cpu_s(p.pid) for p in servers) - cpu_join0 - cpu_join
         print(f"connected {bench.open_count} sockets", file=sys.stderr)
         await task.deferLater(reactor, 2.0, lambda: None)  # registrations settle
         rss_idle = sum(rss_kib(p.pid) for p in servers)
@@ -485,40 +527,19 @@ async def main(args: argparse.Namespace) -> None:
             in_window = -1
         cpu_used = sum(cpu_s(p.pid) for p in servers) - cpu_before
         user_used = sum(cpu_split(p.pid)[0] for p in servers) - user_before
-        calls3 = round_trips(metrics_ports) if cluster else 0
-        stats3 = commandstats(redis_port_of(procs[0])) if cluster else {}
-        redis_cpu = cpu_s(procs[0].pid) if cluster else 0.0
+        out.update(
+            mode="collider" if collider else (f"{args.nodes} node(s) on one redis-server" if cluster
+                                              else "one process, in memory"),
+            join_s=t1 - t0, cpu_join=cpu_join, connect_s=t2 - t1, cpu_connect=cpu_connect, held=bench.open_count, lost=bench.lost,
+            rss_start=rss_start, rss_idle=rss_idle, sent=sent, received=bench.received_count, elapsed=elapsed,
+            in_window=in_window, latencies=bench.latencies, cpu_used=cpu_used, user_used=user_used)
+        if cluster:
+            out.update(join_calls=calls1 - calls0, load_calls=round_trips(metrics_ports) - calls2,
+                       redis_cpu=cpu_s(procs[0].pid),
+                       commands={k: v - stats2.get(k, 0)
+                                 for k, v in commandstats(redis_port_of(procs[0])).items() if v != stats2.get(k, 0)})
         if generators is not None:
             await deferToThread(generators.finish)
-        lat = bench.latencies
-        mode = f"{args.nodes} node(s) on one redis-server" if cluster else "one process, in memory"
-        print(f"servers                      {mode}; load from {max(1, args.generators)} generator process(es)")
-        print(f"clients requested            {clients}")
-        print(f"connections held             {bench.open_count} (lost {bench.lost})")
-        print(f"joins over HTTP              {clients} in {t1 - t0:.1f} s ({clients / (t1 - t0):.0f}/s,"
-              f" {cpu_join / clients * 1e6:.0f} µs server CPU per join, all nodes)")
-        print(f"WebSocket connect+register   {clients} in {t2 - t1:.1f} s")
-        print(f"server RSS                   {rss_start / 1024:.1f} MiB at start, {rss_idle / 1024:.1f} MiB with all idle")
-        print(f"RSS per 1,000 idle conns     {(rss_idle - rss_start) / 1024 / clients * 1000:.1f} MiB")
-        print(f"messages sent / delivered    {sent} / {bench.received_count} in {elapsed:.1f} s")
-        if args.in_flight:
-            print(f"flat out ({args.in_flight} in flight/client) {in_window / elapsed:.0f} msg/s delivered;"
-                  f" {sent - bench.received_count} still undelivered 2 s after the senders stopped")
-        else:
-            print(f"messages/s delivered         {bench.received_count / elapsed:.0f} (target rate {args.rate})")
-        print(f"forwarding latency           p50 {percentile(lat, 50) * 1000:.2f} ms, p99 {percentile(lat, 99) * 1000:.2f} ms,"
-              f" max {max(lat) * 1000 if lat else float('nan'):.2f} ms")
-        print(f"server CPU during load       {cpu_used:.2f} s ({cpu_used / elapsed * 100:.0f} % of one core,"
-              f" {cpu_used / max(1, bench.received_count) * 1e6:.0f} µs per message, all nodes;"
-              f" user {user_used / max(1, bench.received_count) * 1e6:.0f} µs,"
-              f" system {(cpu_used - user_used) / max(1, bench.received_count) * 1e6:.0f} µs)")
-        if cluster:
-            print(f"redis round trips per join   {(calls1 - calls0) / clients:.2f} (lease renewals included)")
-            print(f"redis round trips per message {(calls3 - calls2) / max(1, bench.received_count):.2f}"
-                  " (sender's node; the receiver's blocking inbox reads not counted)")
-            print(f"redis-server CPU (whole run) {redis_cpu:.2f} s")
-            delta = {k: v - stats2.get(k, 0) for k, v in stats3.items() if v != stats2.get(k, 0)}
-            print("redis commands during load   " + ", ".join(f"{k} {v}" for k, v in sorted(delta.items())))
     finally:
         for proc in reversed(procs):
             proc.terminate()
@@ -528,6 +549,82 @@ async def main(args: argparse.Namespace) -> None:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(10)
+    return out
+
+
+def figures(r: dict[str, Any], in_flight: int) -> dict[str, float]:
+    """The comparable figures of one run (see :func:`measure`)."""
+    n = r["clients"]
+    delivered = max(1, r["received"])
+    lat = r["latencies"]
+    rate = r["in_window"] / r["elapsed"] if in_flight else r["received"] / r["elapsed"]
+    return {
+        "connections/s (join + WebSocket + register)": n / (r["join_s"] + r["connect_s"]),
+        "RSS per idle connection (KiB)": (r["rss_idle"] - r["rss_start"]) / n,
+        ("flat-out msg/s delivered" if in_flight else "msg/s delivered"): rate,
+        "undelivered 2 s after the senders stopped": r["sent"] - r["received"] if in_flight else float("nan"),
+        "server CPU per message (µs)": r["cpu_used"] / delivered * 1e6,
+        "p50 (ms)": percentile(lat, 50) * 1000,
+        "p95 (ms)": percentile(lat, 95) * 1000,
+        "p99 (ms)": percentile(lat, 99) * 1000,
+    }
+
+
+def report(r: dict[str, Any], args: argparse.Namespace) -> None:
+    clients = r["clients"]
+    lat = r["latencies"]
+    elapsed = r["elapsed"]
+    join_s, connect_s, cpu_used, user_used = r["join_s"], r["connect_s"], r["cpu_used"], r["user_used"]
+    print(f"servers                      {r['mode']}; load from {max(1, args.generators)} generator process(es)")
+    print(f"clients requested            {clients}")
+    print(f"connections held             {r['held']} (lost {r['lost']})")
+    if r["mode"] != "collider":
+        print(f"joins over HTTP              {clients} in {join_s:.1f} s ({clients / join_s:.0f}/s,"
+              f" {r['cpu_join'] / clients * 1e6:.0f} µs server CPU per join, all nodes)")
+    print(f"WebSocket connect+register   {clients} in {connect_s:.1f} s ({clients / connect_s:.0f}/s,"
+          f" {r['cpu_connect'] / clients * 1e6:.0f} µs server CPU per connection)")
+    print(f"connections/s, all included  {clients / (join_s + connect_s):.0f}")
+    print(f"server RSS                   {r['rss_start'] / 1024:.1f} MiB at start, {r['rss_idle'] / 1024:.1f} MiB with all idle")
+    print(f"RSS per 1,000 idle conns     {(r['rss_idle'] - r['rss_start']) / 1024 / clients * 1000:.1f} MiB")
+    print(f"messages sent / delivered    {r['sent']} / {r['received']} in {elapsed:.1f} s")
+    if args.in_flight:
+        print(f"flat out ({args.in_flight} in flight/client) {r['in_window'] / elapsed:.0f} msg/s delivered;"
+              f" {r['sent'] - r['received']} still undelivered 2 s after the senders stopped")
+    else:
+        print(f"messages/s delivered         {r['received'] / elapsed:.0f} (target rate {args.rate})")
+    print(f"forwarding latency           p50 {percentile(lat, 50) * 1000:.2f} ms, p99 {percentile(lat, 99) * 1000:.2f} ms,"
+          f" max {max(lat) * 1000 if lat else float('nan'):.2f} ms")
+    print(f"server CPU during load       {cpu_used:.2f} s ({cpu_used / elapsed * 100:.0f} % of one core,"
+          f" {cpu_used / max(1, r['received']) * 1e6:.0f} µs per message, all nodes;"
+          f" user {user_used / max(1, r['received']) * 1e6:.0f} µs,"
+          f" system {(cpu_used - user_used) / max(1, r['received']) * 1e6:.0f} µs)")
+    if r["cluster"]:
+        print(f"redis round trips per join   {r['join_calls'] / clients:.2f} (lease renewals included)")
+        print(f"redis round trips per message {r['load_calls'] / max(1, r['received']):.2f}"
+              " (sender's node; the receiver's blocking inbox reads not counted)")
+        print(f"redis-server CPU (whole run) {r['redis_cpu']:.2f} s")
+        print("redis commands during load   " + ", ".join(f"{k} {v}" for k, v in sorted(r["commands"].items())))
+
+
+async def main(args: argparse.Namespace) -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    if args.compare and not args.collider:
+        raise SystemExit("--compare needs --collider PATH (a collider binary you built; this script builds nothing)")
+    if args.compare:
+        ours = await measure(args)
+        report(ours, args)
+        print()
+        theirs = await measure(args, args.collider)
+        report(theirs, args)
+        print()
+        a, b = figures(ours, args.in_flight), figures(theirs, args.in_flight)
+        print(f"{'figure':46} {'collider':>10} {'webrtcstack':>12} {'ratio':>7}")
+        for key in a:
+            ratio = a[key] / b[key] if b[key] else float("nan")
+            print(f"{key:46} {b[key]:10.2f} {a[key]:12.2f} {ratio:6.2f}×")
+    else:
+        report(await measure(args, args.collider), args)
 
 
 if __name__ == "__main__":
@@ -542,6 +639,10 @@ if __name__ == "__main__":
                              "being the bottleneck at 5,000 msg/s")
     parser.add_argument("--in-flight", type=int, default=0,
                         help="flat out instead of --rate: each client keeps this many messages on the way to its peer")
+    parser.add_argument("--collider", metavar="PATH",
+                        help="measure this collider binary (apprtc's collidermain) instead of our server")
+    parser.add_argument("--compare", action="store_true",
+                        help="with --collider: run ours, then collider, and print both side by side")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     arguments = parser.parse_args()
 
