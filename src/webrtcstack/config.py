@@ -132,6 +132,15 @@ def _text(max_len: int = 1024) -> Callable[[str], str]:
     return parse
 
 
+def parse_interface_names(value: str) -> tuple[str, ...]:
+    """Network interface names, separated by spaces or commas (Linux: 1 to 15 characters, no / or space)."""
+    names = tuple(n for n in re.split(r"[\s,]+", value.strip()) if n)
+    for name in names:
+        if len(name) > 15 or "/" in name or name in (".", ".."):
+            raise ValueError(f"{name!r} is not an interface name (1 to 15 characters, no '/')")
+    return names
+
+
 def _choice(*choices: str) -> Callable[[str], str]:
     def parse(text: str) -> str:
         value = text.strip().lower()
@@ -425,6 +434,9 @@ class TurnSection:
     max_frame_bytes: int = _key("65540", _int_in(548, 65540), "the largest STUN or ChannelData frame accepted on a stream", restart=True)
     workers: int = _key("1", _int_in(1, 16), "processes serving the [turn] listen sockets (SO_REUSEPORT; 1: this process only); relay_ports and total_quota are split between them, user_quota holds per process", restart=True)
     unauthenticated_replies_per_second: int = _key("20", _int_in(1, 100000), "401 replies per source address per second; more are dropped")
+    kernel_offload: str = _key("off", _choice("off", "auto", "on"), "forward established UDP channels (IPv4) in the kernel with an XDP program: off; auto (used when the process may load BPF programs and clang is installed, else one log line and the Python path); on (refuse to start without it, naming what is missing). See docs/turn.md", restart=True)
+    kernel_offload_interfaces: tuple[str, ...] = _key("", parse_interface_names, "interfaces the XDP program is attached to; empty: every interface that is up", restart=True)
+    kernel_offload_max_entries: int = _key("65536", _int_in(16, 4_194_304), "channels the kernel maps hold at once (each direction); channels past it stay on the Python path", restart=True)
 
 
 @attr.s(frozen=True, slots=True)
@@ -738,6 +750,15 @@ def _check_consistency(config: StackConfig, lines: dict[str, dict[str, int]]) ->
             if ep.port == 0:
                 fail("turn", "listen", f"{ep}: with workers = {turn.workers} every process binds the same port, "
                                        "so port 0 (any free port) is not allowed")
+    if turn.kernel_offload != "off" and turn.enabled:
+        if turn.workers > 1:
+            fail("turn", "kernel_offload", f"{turn.kernel_offload}: one XDP program serves an interface, so the "
+                                           f"offload needs workers = 1 (it is {turn.workers})")
+        if turn.kernel_offload == "on" and not any(
+                ep.host.count(".") == 3 and ep.host != "0.0.0.0" for ep in turn.listen):
+            fail("turn", "kernel_offload", "on: the kernel forwards channels of clients that reached a concrete "
+                                           "IPv4 listen address, and [turn] listen has none (a wildcard such as "
+                                           "0.0.0.0 keeps every channel on the Python path)")
     ext_families = [6 if ":" in pub else 4 for pub, _ in turn.external_ip]
     if len(ext_families) != len(set(ext_families)):
         fail("turn", "external_ip", "give at most one public address per family")

@@ -88,7 +88,14 @@ LISTEN_KEYS = {"STUN/TURN": "[turn] listen", "turns": "[turn] tls_listen", "http
                "metrics": "[metrics] listen"}
 
 
-class ListenFailed(Exception):
+class StartFailed(Exception):
+    """Something the config requires cannot be done here: one line saying what and why (exit status 2).
+
+    A service with a ``preflight()`` raises it before any listener binds.
+    """
+
+
+class ListenFailed(StartFailed):
     """A required listener could not bind: one line naming the address, the config key and the cause."""
 
     def __init__(self, what: str, kind: str, endpoint: Endpoint, error: OSError) -> None:

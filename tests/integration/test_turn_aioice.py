@@ -59,10 +59,12 @@ def _need_aioice() -> None:
 
 class AioiceRelayTests(unittest.TestCase):
     timeout = 60
+    #: more [turn] keys (the kernel offload's cases run these tests again with it on)
+    stack_extra = ""
 
     def setUp(self) -> None:
         _need_aioice()
-        self.stack = TurnStack()
+        self.stack = TurnStack(extra=self.stack_extra)
         self.stack.start()
         self.addCleanup(self.stack.stop)
 

@@ -28,11 +28,13 @@ class UclientInteropTests(unittest.TestCase):
     """Each test runs uclient with 2 clients x 20 messages through us to turnutils_peer and expects no loss."""
 
     timeout = 60
+    #: more [turn] keys (the kernel offload's cases run these tests again with it on)
+    stack_extra = ""
 
     def setUp(self) -> Any:
         self.uclient = need_tool("turnutils_uclient")
         peer = need_tool("turnutils_peer")
-        self.stack = TurnStack()
+        self.stack = TurnStack(extra=self.stack_extra)
         self.stack.start()
         self.addCleanup(self.stack.stop)
         self.peer_port = free_port()

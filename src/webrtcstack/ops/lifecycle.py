@@ -68,15 +68,17 @@ class StackService(service.MultiService):
         return super().setServiceParent(parent)
 
     def startService(self) -> None:
-        from webrtcstack.sockets import ListenerService, ListenFailed
+        from webrtcstack.sockets import StartFailed
 
         try:
-            # Every required address first, so a port in use stops the start before any port is bound.
+            # Every required address (and the kernel offload, when it is required) first, so a port in
+            # use stops the start before any port is bound.
             for svc in _services(self):
-                if isinstance(svc, ListenerService):
-                    svc.preflight()
+                preflight = getattr(svc, "preflight", None)
+                if preflight is not None:
+                    preflight()
             super().startService()
-        except ListenFailed as e:
+        except StartFailed as e:
             # One clear line and exit status 2 (the config cannot be served here), not a traceback;
             # what did bind is closed first.
             log.critical("webrtcstack: {error}", error=str(e))

@@ -112,6 +112,24 @@ class StackCollector(Collector):
         octets.add_metric(["to_client"], sum(c.bytes_to_client for c in counters))
         yield packets
         yield octets
+        offload_packets = CounterMetricFamily(
+            f"{PREFIX}_turn_offload_packets",
+            "The part of turn_relayed_packets the kernel offload forwarded ([turn] kernel_offload), by direction.",
+            labels=["direction"])
+        offload_bytes = CounterMetricFamily(
+            f"{PREFIX}_turn_offload_bytes",
+            "The part of turn_relayed_bytes the kernel offload forwarded, by direction.", labels=["direction"])
+        for direction in ("to_peer", "to_client"):
+            offload_packets.add_metric([direction], sum(getattr(c, f"offload_packets_{direction}", 0) for c in counters))
+            offload_bytes.add_metric([direction], sum(getattr(c, f"offload_bytes_{direction}", 0) for c in counters))
+        yield offload_packets
+        yield offload_bytes
+        yield GaugeMetricFamily(f"{PREFIX}_turn_offload_channels",
+                                "Channel bindings the kernel offload forwards now (both directions each).",
+                                value=sum(getattr(c, "offload_channels", 0) for c in counters))
+        yield CounterMetricFamily(f"{PREFIX}_turn_offload_refused",
+                                  "Channel bindings left on the Python path because the kernel maps were full.",
+                                  value=sum(getattr(c, "offload_refused", 0) for c in counters))
         yield _by_label(CounterMetricFamily, "turn_requests", "STUN/TURN requests by method and result.",
                         ["method", "result"], [c.requests for c in counters])
         yield _by_label(CounterMetricFamily, "turn_auth_failures", "Failed authentications by reason.", ["reason"],

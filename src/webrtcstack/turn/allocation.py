@@ -82,6 +82,14 @@ class TurnCounters:
         self.bytes_to_peer = 0
         self.packets_to_client = 0
         self.bytes_to_client = 0
+        #: the part of the four above that the kernel offload forwarded (turn/offload/routes.py)
+        self.offload_packets_to_peer = 0
+        self.offload_bytes_to_peer = 0
+        self.offload_packets_to_client = 0
+        self.offload_bytes_to_client = 0
+        #: channels the kernel forwards now; those refused because its maps were full
+        self.offload_channels = 0
+        self.offload_refused = 0
         self.allocations_active: dict[tuple[str, str], int] = {}
         self.allocations_total: dict[tuple[str, str], int] = {}
         self.permissions_active = 0

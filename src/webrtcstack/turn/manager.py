@@ -106,6 +106,9 @@ class AllocationManager:
         self._made = 0
         #: allocations by id (``a1``, ``a2``, ...): the operator's end and mobility tickets name them
         self._by_id: dict[str, Allocation] = {}
+        #: the kernel offload's table (:class:`webrtcstack.turn.offload.routes.KernelRoutes`), told each
+        #: time a binding enters or leaves ``channel_by_peer``; None: no offload
+        self.routes: Any = None
 
     # -- queries ------------------------------------------------------------
 
@@ -175,6 +178,10 @@ class AllocationManager:
         table is re-keyed, and replies and peer data go to the new address.
         """
         old = allocation.five_tuple
+        routes = self.routes
+        if routes is not None:
+            for binding in allocation.channel_by_peer.values():
+                routes.down(allocation, binding)
         self.allocations.pop(old, None)
         self.allocations[five_tuple] = allocation
         allocation.five_tuple = five_tuple
@@ -184,6 +191,9 @@ class AllocationManager:
             route = channels.pop((old, number), None)
             if route is not None:
                 channels[(five_tuple, number)] = route
+        if routes is not None:
+            for binding in allocation.channel_by_peer.values():
+                routes.up(allocation, binding)
 
     def delete(self, allocation: Allocation) -> None:
         """End an allocation: tables, relays, ports, quotas, counters (idempotent)."""
@@ -315,9 +325,10 @@ class AllocationManager:
         # The permission exists now, so the peer side may send ChannelData
         # (this also reinstates a binding whose permission had lapsed).
         allocation.channel_by_peer[peer] = binding
+        if self.routes is not None:
+            self.routes.up(allocation, binding)
 
-    @staticmethod
-    def _sync_peer_routes(allocation: Allocation, host: str) -> None:
+    def _sync_peer_routes(self, allocation: Allocation, host: str) -> None:
         """Make ``channel_by_peer`` hold the bindings to peers at ``host`` iff ``host`` has a permission.
 
         Called when a permission appears or expires, never per packet; it
@@ -325,14 +336,21 @@ class AllocationManager:
         """
         table = allocation.channel_by_peer
         permitted = host in allocation.permissions
+        routes = self.routes
         for binding in allocation.channels.values():
             if binding.peer[0] == host:
                 if permitted:
                     table[binding.peer] = binding
+                    if routes is not None:
+                        routes.up(allocation, binding)
                 else:
                     table.pop(binding.peer, None)
+                    if routes is not None:
+                        routes.down(allocation, binding)
 
     def _remove_channel(self, allocation: Allocation, binding: ChannelBinding) -> None:
+        if self.routes is not None:
+            self.routes.down(allocation, binding)
         del allocation.channels[binding.number]
         allocation.bindings_by_peer.pop(binding.peer, None)
         allocation.channel_by_peer.pop(binding.peer, None)

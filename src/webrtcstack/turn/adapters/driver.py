@@ -298,6 +298,11 @@ def build_turn_services(config: StackConfig, reactor: Any, auth_secrets: tuple[s
                                     max_connections=config.turn.max_tcp_connections,
                                     max_frame_bytes=config.turn.max_frame_bytes)
         services.append(ListenerService(reactor, "tcp", ep, factory, what="STUN/TURN", reuse_port=reuse))
+    if config.turn.kernel_offload != "off" and not reuse:
+        from webrtcstack.turn.adapters.offload import OffloadService
+
+        # after the engine's service, so it stops first: its routes come down before the allocations end
+        services.append(OffloadService(config, driver, reactor))
     log.info("TURN relays bind {bind}, advertise {advertised}", bind=driver.engine.settings.relay_hosts,
              advertised=driver.engine.settings.advertised_hosts)
     return services
