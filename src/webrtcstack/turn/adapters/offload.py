@@ -13,7 +13,9 @@ it takes every route down and closes the program: the kernel detaches it.
 
 from __future__ import annotations
 
-import os
+import fcntl
+import socket
+import struct
 from typing import Any
 
 from twisted.application import service
@@ -29,6 +31,7 @@ __all__ = ["OffloadService", "OffloadFailed", "interfaces_up"]
 
 log = Logger()
 _IFF_UP = 0x1
+_SIOCGIFFLAGS = 0x8913
 #: how often the kernel's per-channel counts are credited to the counters (seconds)
 COLLECT_INTERVAL_S = 1.0
 
@@ -38,15 +41,19 @@ class OffloadFailed(StartFailed):
 
 
 def interfaces_up() -> list[str]:
-    """Every interface whose flags say it is up (from /sys/class/net)."""
+    """Every interface of this process's network namespace that is up (``SIOCGIFFLAGS``).
+
+    Not /sys/class/net: that shows the namespace of whoever mounted sysfs.
+    """
     names = []
-    for name in sorted(os.listdir("/sys/class/net")):
-        try:
-            with open(f"/sys/class/net/{name}/flags") as f:
-                if int(f.read(), 16) & _IFF_UP:
-                    names.append(name)
-        except (OSError, ValueError):
-            continue
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        for _, name in socket.if_nameindex():
+            try:
+                raw = fcntl.ioctl(sock.fileno(), _SIOCGIFFLAGS, struct.pack("16sH14x", name.encode()[:15], 0))
+            except OSError:
+                continue
+            if struct.unpack_from("H", raw, 16)[0] & _IFF_UP:
+                names.append(name)
     return names
 
 

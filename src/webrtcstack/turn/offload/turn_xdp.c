@@ -12,6 +12,8 @@
  *                   datagram from relayed address to peer.
  *   peer -> client: key (peer, relayed address); add the header and re-address it from the
  *                   server's listen address to the client.
+ *   client -> client: when a client's peer is another allocation's relayed address here (two
+ *                   relay-only clients), both entries are applied in one pass.
  *
  * When the destination is an address of this host (the engine says so in the entry's flags), the
  * rewritten datagram goes up the local stack with XDP_PASS.  Otherwise it leaves by bpf_redirect to
@@ -184,6 +186,34 @@ int turn_channels(struct xdp_md *ctx)
         struct c2p_value *to = bpf_map_lookup_elem(&c2p, &key);
         if (to) {
             __u16 length = be16(*(__u16 *)(payload + 2));
+            if (length + 12 == udp_len && (to->flags & DEST_LOCAL)) {
+                /* The peer may be another allocation's relayed address on this server (two relay-only
+                 * clients): the rewritten datagram would go up the stack to that relay socket and the
+                 * Python path.  Apply that allocation's peer -> client entry at once: ChannelData in,
+                 * ChannelData out, same length, only the addresses and the channel number change. */
+                struct p2c_key hop = {to->relay_ip, to->peer_ip, to->relay_port, to->peer_port};
+                struct p2c_value *next = bpf_map_lookup_elem(&p2c, &hop);
+                if (next) {
+                    int action = route(ctx, next->flags, next->server_ip, next->client_ip, next->server_port,
+                                       next->client_port, ip_len, &fib);
+                    if (action >= 0) {
+                        ip->ttl = 64;
+                        ip->saddr = next->server_ip;
+                        ip->daddr = next->client_ip;
+                        ip->check = 0;
+                        ip->check = ip_checksum(ip);
+                        udp->source = next->server_port;
+                        udp->dest = next->client_port;
+                        udp->check = 0;
+                        *(__u16 *)payload = next->channel;
+                        __sync_fetch_and_add(&to->packets, 1);
+                        __sync_fetch_and_add(&to->bytes, length);
+                        __sync_fetch_and_add(&next->packets, 1);
+                        __sync_fetch_and_add(&next->bytes, length);
+                        return finish(eth, &fib, action);
+                    }
+                }
+            }
             if (length + 12 == udp_len) {  /* unpadded, nothing after it: else the Python path */
                 int action = route(ctx, to->flags, to->relay_ip, to->peer_ip, to->relay_port, to->peer_port,
                                    ip_len - 4, &fib);
