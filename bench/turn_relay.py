@@ -56,6 +56,8 @@ USER, PASSWORD, REALM = "bench", "bench-password", "bench.realm"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 LOST = re.compile(rb"Total lost packets (\d+) \(([\d.]+)%\)")
 TOTALS = re.compile(rb"tot_send_msgs=(\d+), tot_recv_msgs=(\d+)")
+#: uclient's once-a-second progress line: seconds since start, messages sent and received so far
+PROGRESS = re.compile(rb"^(\d+): : start_mclient: msz=\d+, tot_send_msgs=(\d+), tot_recv_msgs=(\d+)", re.M)
 
 OUR_SERVER = r'''
 import sys
@@ -64,7 +66,7 @@ epollreactor.install()
 from twisted.internet import reactor
 from webrtcstack.config import load_config
 from webrtcstack.service import build_service
-port, user, password, realm, workers, path = sys.argv[1:7]
+port, user, password, realm, workers, path, offload = sys.argv[1:8]
 with open(path, "w") as f:
     f.write(f"""
 [stack]
@@ -81,6 +83,7 @@ static_auth_secret = bench-secret-123
 user_quota = 0
 total_quota = 100000
 unauthenticated_replies_per_second = 100000
+kernel_offload = {offload}
 [http]
 enabled = no
 [metrics]
@@ -137,6 +140,24 @@ def cpu_seconds(pid: int) -> float:
     return total / CLK_TCK
 
 
+def machine_cpu_seconds() -> float:
+    """CPU of every process on the machine: utime + stime + cutime + cstime from each /proc/PID/stat.
+
+    Kernel threads (ksoftirqd, kworkers) are processes here too.  The children's fields keep the
+    sum whole when a process ends within the window (the load generator, reaped by this script).
+    Not /proc/stat: on these VMs it undercounts under loopback packet load (issue 15).
+    """
+    total = 0
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                fields = _stat(int(name))
+            except (OSError, IndexError):
+                continue
+            total += int(fields[11]) + int(fields[12]) + int(fields[13]) + int(fields[14])
+    return total / CLK_TCK
+
+
 def rss_kib(pid: int) -> int:
     """Resident memory of ``pid`` and its children."""
     total = 0
@@ -168,12 +189,11 @@ def wait_for_binding(port: int, proc: subprocess.Popen, limit: float = 15.0) -> 
     raise RuntimeError("server did not answer")
 
 
-def start_ours(port: int, tmp: str, workers: int = 1) -> subprocess.Popen:
+def start_ours(port: int, tmp: str, workers: int = 1, offload: str = "off") -> subprocess.Popen:
     env = dict(os.environ, PYTHONPATH=os.path.join(ROOT, "src"))
-    path = os.path.join(tmp, f"ours-{workers}.ini")
-    return subprocess.Popen([sys.executable, "-c", OUR_SERVER, str(port), USER, PASSWORD, REALM, str(workers), path],
-                            env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    path = os.path.join(tmp, f"ours-{workers}-{offload}.ini")
+    return subprocess.Popen([sys.executable, "-c", OUR_SERVER, str(port), USER, PASSWORD, REALM, str(workers), path,
+                             offload], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 def start_coturn(port: int, tmp: str) -> subprocess.Popen:
@@ -187,24 +207,40 @@ def start_coturn(port: int, tmp: str) -> subprocess.Popen:
 
 
 def run_uclient(port: int, peer_port: int, flags: list[str], clients: int, interval_ms: int, messages: int,
-                pid: int) -> dict[str, float]:
+                pid: int, generators: int = 1) -> dict[str, float]:
+    """``generators`` uclient processes at once, each with ``clients`` sessions; figures for them all."""
     args = ["turnutils_uclient", *flags, "-u", USER, "-w", PASSWORD, "-e", "127.0.0.1", "-r", str(peer_port),
             "-m", str(clients), "-z", str(interval_ms), "-n", str(messages), "-l", "120", "-p", str(port),
             "127.0.0.1"]
-    cpu0, t0 = cpu_seconds(pid), time.monotonic()
-    out = subprocess.run(args, capture_output=True, timeout=300)
-    cpu1, t1 = cpu_seconds(pid), time.monotonic()
-    text = out.stdout + out.stderr
-    totals = TOTALS.findall(text)
-    lost = LOST.search(text)
-    sent, received = (int(totals[-1][0]), int(totals[-1][1])) if totals else (0, 0)
-    relayed = sent + received  # forward legs that arrived + return legs
-    lost_pct = float(lost.group(2)) if lost else 100.0
+    all0, cpu0, t0 = machine_cpu_seconds(), cpu_seconds(pid), time.monotonic()
+    procs = [subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT) for _ in range(generators)]
+    texts = [proc.communicate(timeout=300)[0] for proc in procs]
+    cpu1, t1, all1 = cpu_seconds(pid), time.monotonic(), machine_cpu_seconds()
+    relayed = 0
+    lost_pcts = []
+    progress: dict[int, int] = {}
+    for text in texts:
+        totals = TOTALS.findall(text)
+        lost = LOST.search(text)
+        sent, received = (int(totals[-1][0]), int(totals[-1][1])) if totals else (0, 0)
+        relayed += sent + received  # forward legs that arrived + return legs
+        lost_pcts.append(float(lost.group(2)) if lost else 100.0)
+        for second, s, r in PROGRESS.findall(text):
+            progress[int(second)] = progress.get(int(second), 0) + int(s) + int(r)
+    lost_pct = max(lost_pcts)
     # uclient's elapsed time includes allocation and a final wait; the send phase is messages * interval.
     send_s = max(messages * interval_ms / 1000.0, 1e-3)
+    pps = relayed / send_s
+    if not interval_ms:
+        # flat out: the median of the generators' second-by-second progress (legs relayed each second),
+        # leaving out the first and last seconds (allocation, and the tail)
+        marks = [progress[k] for k in sorted(progress)]
+        steps = sorted(b - a for a, b in zip(marks, marks[1:]) if b > a)[1:-1] or [relayed / (t1 - t0)]
+        pps = steps[len(steps) // 2]
     return {
         "relayed": relayed, "lost_pct": lost_pct, "cpu_s": cpu1 - cpu0, "wall_s": t1 - t0,
-        "pps": relayed / send_s, "us_per_pkt": (cpu1 - cpu0) / relayed * 1e6 if relayed else float("nan"),
+        "pps": pps, "us_per_pkt": (cpu1 - cpu0) / relayed * 1e6 if relayed else float("nan"),
+        "all_us_per_pkt": (all1 - all0) / relayed * 1e6 if relayed else float("nan"),
     }
 
 
@@ -354,23 +390,29 @@ SCENARIOS = [
     ("TCP channels", ["-t"]),
 ]
 LOADS = [("40k pkt/s (-m 20 -z 1)", 20, 1), ("4k pkt/s (-m 10 -z 5)", 10, 5)]
+#: UDP channels only (what the kernel offload carries): every client sends as fast as it can
+#: (two uclient processes: one alone is the bottleneck, at one core)
+FLAT_OUT = ("flat out (2 × uclient -m 10 -z 0)", 10, 0)
+FLAT_OUT_GENERATORS = 2
 #: Three rounds of this many; relay ports 20000-32767 sit below Linux's ephemeral range (32768-60999),
 #: so the generator's own sockets never take a port a server wants to relay on.
 ALLOCATIONS_PER_ROUND = 3000
 
 
 def bench_server(name: str, proc: subprocess.Popen, port: int, peer_port: int, quick: bool,
-                 relay: bool = True) -> dict:
+                 relay: bool = True, scenarios: list = SCENARIOS) -> dict:
     wait_for_binding(port, proc)
     pid = proc.pid
     results: dict = {}
-    for scenario, flags in SCENARIOS if relay else ():
-        for load, clients, interval in LOADS:
-            messages = (1000 if quick else 3000) // interval
-            r = run_uclient(port, peer_port, flags, clients, interval, messages, pid)
+    for scenario, flags in scenarios if relay else ():
+        for load, clients, interval in LOADS + ([FLAT_OUT] if scenario == "UDP channels" else []):
+            messages = (1000 if quick else 3000) // interval if interval else (4000 if quick else 10000)
+            r = run_uclient(port, peer_port, flags, clients, interval, messages, pid,
+                            generators=1 if interval else FLAT_OUT_GENERATORS)
             results[(scenario, load)] = r
             print(f"  {name:7} {scenario:28} {load:24} relayed {r['relayed']:7.0f}  loss {r['lost_pct']:6.3f}%  "
-                  f"{r['pps']:8.0f} pkt/s  CPU {r['us_per_pkt']:6.1f} µs/pkt", flush=True)
+                  f"{r['pps']:8.0f} pkt/s  CPU {r['us_per_pkt']:6.1f} µs/pkt (server), "
+                  f"{r['all_us_per_pkt']:6.1f} µs/pkt (all processes)", flush=True)
     alloc = allocation_rounds(port, pid, 3, 1000 if quick else ALLOCATIONS_PER_ROUND)
     results["alloc"] = alloc
     low, high = alloc["per_s_range"]
@@ -398,24 +440,39 @@ def main() -> int:
     parser.add_argument("--allocations-only", action="store_true", help="skip the relayed-packet rows")
     parser.add_argument("--workers", type=int, nargs="+", default=[1], metavar="N",
                         help="run ours with [turn] workers = N (several values: one run each)")
+    parser.add_argument("--kernel", action="store_true",
+                        help="also run ours with [turn] kernel_offload = on (UDP channels); the whole run then "
+                             "happens in a new loopback-only network namespace (unshare -n), as XDP is never "
+                             "attached to the host's interfaces")
     args = parser.parse_args()
+    if args.kernel and os.environ.get("WEBRTCSTACK_BENCH_NETNS") != "yes":
+        if shutil.which("unshare") is None:
+            print("--kernel needs unshare (util-linux) and root", file=sys.stderr)
+            return 2
+        inner = " ".join(["exec", sys.executable] + [repr(a) for a in sys.argv])
+        return subprocess.call(["unshare", "-n", "sh", "-c", f"ip link set lo up && {inner}"],
+                               env=dict(os.environ, WEBRTCSTACK_BENCH_NETNS="yes"))
     for tool in ("turnutils_uclient", "turnutils_peer") + (() if args.only == "ours" else ("turnserver",)):
         if shutil.which(tool) is None:
             print(f"{tool} not found: install the coturn package", file=sys.stderr)
             return 2
-    print(f"machine: {os.cpu_count()} CPUs, {platform_line()}")
+    print(f"machine: {os.cpu_count()} CPUs, {platform_line()}"
+          + ("; in a loopback-only network namespace" if os.environ.get("WEBRTCSTACK_BENCH_NETNS") == "yes" else ""))
     peer_port = free_port()
     peer = subprocess.Popen(["turnutils_peer", "-L", "127.0.0.1", "-p", str(peer_port)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     all_results = {}
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            servers = [("ours" if n == 1 else f"ours×{n}", n) for n in args.workers] + [("coturn", 0)]
-            for name, workers in servers:
-                if args.only and not name.startswith(args.only):
+            servers = [("ours" if n == 1 else f"ours×{n}", n, "off") for n in args.workers]
+            if args.kernel:
+                servers.append(("kernel", 1, "on"))
+            servers.append(("coturn", 0, ""))
+            for name, workers, offload in servers:
+                if args.only and not name.startswith(args.only) and not (args.only == "ours" and name == "kernel"):
                     continue
                 port = free_port()
-                proc = start_ours(port, tmp, workers) if workers else start_coturn(port, tmp)
+                proc = start_ours(port, tmp, workers, offload) if workers else start_coturn(port, tmp)
                 if workers > 1:
                     # The workers start once the main process is up; give them time to bind.
                     deadline = time.monotonic() + 20
@@ -424,7 +481,8 @@ def main() -> int:
                     time.sleep(1.5)
                 try:
                     all_results[name] = bench_server(name, proc, port, peer_port, args.quick,
-                                                      relay=not args.allocations_only)
+                                                      relay=not args.allocations_only,
+                                                      scenarios=SCENARIOS[:1] if offload == "on" else SCENARIOS)
                 finally:
                     stop(proc)
     finally:
@@ -446,6 +504,18 @@ def main() -> int:
             o, c = all_results["ours"][key], all_results["coturn"][key]
             print(f"| {key[0]} | {key[1]} | {o['us_per_pkt']:.1f} | {c['us_per_pkt']:.1f} | "
                   f"{o['us_per_pkt'] / c['us_per_pkt']:.2f}× | {o['lost_pct']:.3f} % | {c['lost_pct']:.3f} % |")
+        print("\nEvery process on the machine, CPU µs per relayed packet (server, generator, echo peer, kernel threads):")
+        names = [n for n in ("coturn", "ours", "kernel") if n in all_results]
+        print("| scenario | load | " + " | ".join(f"{n} all µs/pkt | {n} pkt/s | {n} loss" for n in names) + " |")
+        print("|---|---|" + "---|---|---|" * len(names))
+        for key in all_results["ours"]:
+            if key == "alloc" or key[0] != "UDP channels":
+                continue
+            cells = []
+            for n in names:
+                r = all_results[n].get(key)
+                cells.append(f"{r['all_us_per_pkt']:.1f} | {r['pps']:.0f} | {r['lost_pct']:.3f} %" if r else " | | ")
+            print(f"| {key[0]} | {key[1]} | " + " | ".join(cells) + " |")
         oa, ca = all_results["ours"]["alloc"], all_results["coturn"]["alloc"]
         print(f"| allocations/s (median of 3) | {ALLOCATIONS_PER_ROUND:,} sockets, 256 in flight | {oa['per_s']:.0f} | "
               f"{ca['per_s']:.0f} | {oa['per_s'] / ca['per_s']:.2f}× | | |")
