@@ -34,7 +34,7 @@ class WheelTests(unittest.TestCase):
         src = os.path.join(ROOT, "src")
         for folder, _, files in os.walk(os.path.join(src, "webrtcstack")):
             for name in files:
-                if name.endswith(".py"):
+                if name.endswith((".py", ".c")):  # .c: the kernel offload's XDP program, built where it runs
                     rel = os.path.relpath(os.path.join(folder, name), src).replace(os.sep, "/")
                     self.assertIn(rel, names)
         entry_points = [n for n in names if n.endswith("entry_points.txt")]

@@ -177,10 +177,16 @@ def socket_if_nametoindex(name: str) -> int:
 
 
 def build_object(cache_dir: str | None = None) -> Path:
-    """Compile ``turn_xdp.c`` with clang (once; cached by the source's hash)."""
+    """Compile ``turn_xdp.c`` with clang (once; cached by the source's hash).
+
+    The object goes to ``$CACHE_DIRECTORY/webrtcstack`` (systemd's ``CacheDirectory=``), else
+    ``$XDG_CACHE_HOME/webrtcstack``, else ``~/.cache/webrtcstack``.
+    """
     source = SOURCE.read_bytes()
     digest = hashlib.sha256(source).hexdigest()[:16]
-    cache = Path(cache_dir or os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "webrtcstack"
+    # systemd's CacheDirectory= (the unit's), else the XDG cache of the user
+    cache = Path(cache_dir or os.environ.get("CACHE_DIRECTORY") or os.environ.get("XDG_CACHE_HOME")
+                 or Path.home() / ".cache") / "webrtcstack"
     target = cache / f"turn_xdp-{digest}.o"
     if target.exists():
         return target
