@@ -33,7 +33,7 @@ class KernelOffloadTests(unittest.TestCase):
         need_tool("clang", "clang")
         need_tool("turnutils_uclient")
         inner = shlex.join([sys.executable, "-m", "twisted.trial", "--temp-directory",
-                            self.mktemp(), "tests.integration.offload_cases"])
+                            os.path.abspath(self.mktemp()), "tests.integration.offload_cases"])
         out, err, code = yield utils.getProcessOutputAndValue(
             "unshare", ["-n", "sh", "-c", f"ip link set lo up && WEBRTCSTACK_NETNS=yes exec {inner}"],
             env=dict(os.environ), path=ROOT)
