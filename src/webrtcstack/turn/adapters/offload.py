@@ -72,11 +72,13 @@ class OffloadService(service.Service):
         self._loop: task.LoopingCall | None = None
         #: why the offload is not in use (None: in use, or not asked for)
         self.unavailable: str | None = None
+        self._tried = False
 
     def preflight(self) -> None:
         """Build, load and attach the program (before anything binds)."""
-        if self.program is not None or self.mode == "off":
+        if self._tried or self.mode == "off":
             return
+        self._tried = True
         interfaces = list(self.interfaces) or interfaces_up()
         try:
             program = load_program(build_object(), self.max_entries)
@@ -121,3 +123,4 @@ class OffloadService(service.Service):
         if self.program is not None:
             self.program.close()
             self.program = None
+        self._tried = False
