@@ -31,6 +31,8 @@ OTHER_VALUES = {
     ("tls", "acme"): "yes", ("tls", "acme_directory"): "https://acme-staging-v02.api.letsencrypt.org/directory",
     ("tls", "acme_email"): "ops@example.org", ("tls", "acme_ca_file"): "/etc/ssl/acme-ca.pem",
     ("tls", "names"): "www.example.org",
+    ("turn", "kernel_offload"): "auto", ("turn", "kernel_offload_interfaces"): "eth0",
+    ("turn", "kernel_offload_max_entries"): "1024",
 }
 
 

@@ -24,20 +24,34 @@ from twisted.logger import Logger
 
 from webrtcstack.config import StackConfig
 from webrtcstack.sockets import StartFailed
-from webrtcstack.turn.offload.bpf import BpfError, XdpProgram, build_object, load_program
-from webrtcstack.turn.offload.routes import KernelRoutes, host_addresses, local_checker
+from webrtcstack.turn.adapters.bpf import BpfError, XdpProgram, build_object, load_program
+from webrtcstack.turn.offload.routes import KernelRoutes, local_checker
 
-__all__ = ["OffloadService", "OffloadFailed", "interfaces_up"]
+__all__ = ["OffloadService", "OffloadFailed", "host_addresses", "interfaces_up"]
 
 log = Logger()
 _IFF_UP = 0x1
 _SIOCGIFFLAGS = 0x8913
+_SIOCGIFADDR = 0x8915
 #: how often the kernel's per-channel counts are credited to the counters (seconds)
 COLLECT_INTERVAL_S = 1.0
 
 
 class OffloadFailed(StartFailed):
     """``kernel_offload = on`` and the program cannot be loaded or attached here."""
+
+
+def host_addresses() -> set[str]:
+    """This host's IPv4 addresses, one per interface (``SIOCGIFADDR``), for ``is_local``; read at start."""
+    found = {"127.0.0.1"}
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        for _, name in socket.if_nameindex():
+            try:
+                raw = fcntl.ioctl(sock.fileno(), _SIOCGIFADDR, struct.pack("256s", name.encode()[:15]))
+            except OSError:
+                continue
+            found.add(socket.inet_ntoa(raw[20:24]))
+    return found
 
 
 def interfaces_up() -> list[str]:

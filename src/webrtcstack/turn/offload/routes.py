@@ -23,13 +23,12 @@ totals see the same figures with the offload on.
 
 A map is any object with ``update(key, value)`` (raising on failure, e.g. a
 full map), ``lookup(key) -> bytes | None`` and ``delete(key)``: the shell
-passes :class:`webrtcstack.turn.offload.bpf.BpfMap`, the tests a dict.
+passes :class:`webrtcstack.turn.adapters.bpf.BpfMap`, the tests a dict.
 """
 
 from __future__ import annotations
 
 import ipaddress
-import socket
 import struct
 from collections.abc import Callable
 from typing import Protocol
@@ -60,10 +59,10 @@ class RouteMap(Protocol):
 def _v4(host: str) -> bytes | None:
     """The 4 bytes of a concrete IPv4 address, else None (IPv6, the wildcard, a name)."""
     try:
-        packed = socket.inet_aton(host) if host.count(".") == 3 else None
-    except OSError:
+        packed = ipaddress.IPv4Address(host).packed
+    except ValueError:
         return None
-    return packed if packed and packed != b"\0\0\0\0" else None
+    return packed if packed != b"\0\0\0\0" else None
 
 
 def c2p_entry(client: tuple[bytes, int], server: tuple[bytes, int], channel: int, relay: tuple[bytes, int],
@@ -198,23 +197,8 @@ class KernelRoutes:
         self.counters.offload_channels = 0
 
 
-def host_addresses() -> set[str]:
-    """This host's IPv4 addresses (every interface's), for ``is_local``: read once at start by the shell."""
-    import fcntl
-
-    found = {"127.0.0.1"}
-    for _, name in socket.if_nameindex():
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-            try:
-                raw = fcntl.ioctl(s.fileno(), 0x8915, struct.pack("256s", name.encode()[:15]))  # SIOCGIFADDR
-            except OSError:
-                continue
-            found.add(socket.inet_ntoa(raw[20:24]))
-    return found
-
-
 def local_checker(addresses: set[str]) -> Callable[[str], bool]:
-    """``is_local`` for :class:`KernelRoutes`: 127.0.0.0/8, or one of ``addresses``."""
+    """``is_local`` for :class:`KernelRoutes`: 127.0.0.0/8, or one of ``addresses`` (the shell reads them)."""
     def is_local(host: str) -> bool:
         return host in addresses or ipaddress.ip_address(host).is_loopback
 

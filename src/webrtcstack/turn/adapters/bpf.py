@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.turn.test_offload_kernel -*-
+# -*- test-case-name: tests.integration.test_turn_offload -*-
 """The kernel side of the offload: build, load and attach the XDP program, and read and write its maps.
 
 This is the shell's I/O (STYLE.md): the ``bpf(2)`` system call through ctypes,
@@ -35,7 +35,7 @@ from pathlib import Path
 
 __all__ = ["BpfError", "BpfMap", "XdpProgram", "SOURCE", "build_object", "load_program"]
 
-SOURCE = Path(__file__).with_name("turn_xdp.c")
+SOURCE = Path(__file__).parent.parent / "offload" / "turn_xdp.c"
 
 _SYS_BPF = {"x86_64": 321, "aarch64": 280, "armv7l": 386, "riscv64": 280, "ppc64le": 361, "s390x": 351}
 _MAP_CREATE, _MAP_LOOKUP, _MAP_UPDATE, _MAP_DELETE, _MAP_NEXT_KEY, _PROG_LOAD = 0, 1, 2, 3, 4, 5
@@ -53,7 +53,7 @@ class BpfError(OSError):
     """A ``bpf(2)`` call, the build or the attachment failed; the message says which and why."""
 
 
-def _bpf(cmd: int, attr: ctypes.Array, what: str) -> int:
+def _bpf(cmd: int, attr: ctypes.Array[ctypes.c_char], what: str) -> int:
     number = _SYS_BPF.get(platform.machine())
     if number is None:
         raise BpfError(errno.ENOSYS, f"{what}: bpf(2) is not known on {platform.machine()}")
@@ -67,7 +67,7 @@ def _bpf(cmd: int, attr: ctypes.Array, what: str) -> int:
     return int(result)
 
 
-def _attr(fmt: str, *values: object) -> ctypes.Array:
+def _attr(fmt: str, *values: object) -> ctypes.Array[ctypes.c_char]:
     buf = ctypes.create_string_buffer(_ATTR_SIZE)
     struct.pack_into(fmt, buf, 0, *values)
     return buf
@@ -86,7 +86,7 @@ class BpfMap:
         self._key = ctypes.create_string_buffer(key_size)
         self._value = ctypes.create_string_buffer(value_size)
 
-    def _elem(self, cmd: int, key: bytes, value: ctypes.Array | None, flags: int, what: str) -> int:
+    def _elem(self, cmd: int, key: bytes, value: ctypes.Array[ctypes.c_char] | None, flags: int, what: str) -> int:
         ctypes.memmove(self._key, key, self.key_size)
         attr = _attr("<IxxxxQQQ", self.fd, ctypes.addressof(self._key),
                      ctypes.addressof(value) if value is not None else 0, flags)
