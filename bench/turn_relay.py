@@ -224,6 +224,9 @@ def run_uclient(port: int, peer_port: int, flags: list[str], clients: int, inter
         lost = LOST.search(text)
         sent, received = (int(totals[-1][0]), int(totals[-1][1])) if totals else (0, 0)
         relayed += sent + received  # forward legs that arrived + return legs
+        if not received:  # say why: uclient's last lines (an allocation refused, a timeout, ...)
+            tail = text.decode(errors="replace").strip().splitlines()[-8:]
+            print("    uclient relayed nothing; its last lines:\n      " + "\n      ".join(tail), file=sys.stderr)
         lost_pcts.append(float(lost.group(2)) if lost else 100.0)
         for second, s, r in PROGRESS.findall(text):
             progress[int(second)] = progress.get(int(second), 0) + int(s) + int(r)
