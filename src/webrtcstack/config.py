@@ -434,6 +434,8 @@ class TurnSection:
     max_frame_bytes: int = _key("65540", _int_in(548, 65540), "the largest STUN or ChannelData frame accepted on a stream", restart=True)
     workers: int = _key("1", _int_in(1, 16), "processes serving the [turn] listen sockets (SO_REUSEPORT; 1: this process only); relay_ports and total_quota are split between them, user_quota holds per process", restart=True)
     unauthenticated_replies_per_second: int = _key("20", _int_in(1, 100000), "401 replies per source address per second; more are dropped")
+    nat_discovery: bool = _key("no", _bool, "RFC 5780 NAT behaviour discovery over UDP: Binding answers carry RESPONSE-ORIGIN and OTHER-ADDRESS and honour CHANGE-REQUEST and RESPONSE-PORT. Needs two listen addresses of one family with the same port; the alternate port (nat_discovery_port) is bound on both, for STUN only", restart=True)
+    nat_discovery_port: int = _key("0", _int_in(0, 65535), "the alternate port of nat_discovery (0: the listen port + 1)", restart=True)
     kernel_offload: str = _key("off", _choice("off", "auto", "on"), "forward established UDP channels (IPv4) in the kernel with an XDP program: off; auto (used when the process may load BPF programs and clang is installed, else one log line and the Python path); on (refuse to start without it, naming what is missing). See docs/turn.md", restart=True)
     kernel_offload_interfaces: tuple[str, ...] = _key("", parse_interface_names, "interfaces the XDP program is attached to; empty: every interface that is up", restart=True)
     kernel_offload_max_entries: int = _key("65536", _int_in(16, 4_194_304), "channels the kernel maps hold at once (each direction); channels past it stay on the Python path", restart=True)
@@ -750,6 +752,23 @@ def _check_consistency(config: StackConfig, lines: dict[str, dict[str, int]]) ->
             if ep.port == 0:
                 fail("turn", "listen", f"{ep}: with workers = {turn.workers} every process binds the same port, "
                                        "so port 0 (any free port) is not allowed")
+    if turn.nat_discovery and turn.enabled:
+        pairs = {family: [ep for ep in turn.listen if ep.family == family and ep.host not in ("0.0.0.0", "::")]
+                 for family in (4, 6)}
+        usable = [eps for eps in pairs.values() if len(eps) >= 2]
+        if not usable:
+            fail("turn", "nat_discovery", "needs two [turn] listen addresses of one family (not a wildcard), e.g. "
+                                          "listen = 192.0.2.10:3478 192.0.2.11:3478: RFC 5780 answers from the other "
+                                          "address when a client asks it to")
+        first, second = usable[0][0], usable[0][1]
+        if first.port != second.port or first.port == 0:
+            fail("turn", "listen", f"{first} and {second}: nat_discovery needs the two addresses on one fixed port")
+        alternate = turn.nat_discovery_port or first.port + 1
+        if alternate == first.port or alternate > 65535:
+            fail("turn", "nat_discovery_port", f"{alternate}: must differ from the listen port {first.port}")
+        if turn.workers > 1:
+            fail("turn", "nat_discovery", f"needs workers = 1 (it is {turn.workers}): the four RFC 5780 sockets "
+                                          "answer for each other")
     if turn.kernel_offload != "off" and turn.enabled:
         if turn.workers > 1:
             fail("turn", "kernel_offload", f"{turn.kernel_offload}: one XDP program serves an interface, so the "

@@ -85,7 +85,7 @@ def listen_tcp(reactor: Any, host: str, port: int, factory: Factory, backlog: in
 LISTEN_KEYS = {"STUN/TURN": "[turn] listen", "turns": "[turn] tls_listen", "http": "[http] listen",
                "https": "[http] tls_listen", "https+turns": "[http] tls_listen and [turn] tls_listen",
                "https-redirect": "[http] redirect_listen", "collider": "[signaling] listen",
-               "metrics": "[metrics] listen"}
+               "metrics": "[metrics] listen", "STUN (RFC 5780 alternate port)": "[turn] nat_discovery_port"}
 
 
 class StartFailed(Exception):

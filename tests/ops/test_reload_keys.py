@@ -33,6 +33,7 @@ OTHER_VALUES = {
     ("tls", "names"): "www.example.org",
     ("turn", "kernel_offload"): "auto", ("turn", "kernel_offload_interfaces"): "eth0",
     ("turn", "kernel_offload_max_entries"): "1024",
+    ("turn", "nat_discovery"): "yes", ("turn", "nat_discovery_port"): "3500",
 }
 
 
@@ -58,8 +59,8 @@ class SchemaRestartTests(unittest.TestCase):
         secret = "static_auth_secret = shared-secret\n"
         old = parse_config(base + "[http]\ntls_listen = 127.0.0.1:8443\n[turn]\n" + secret)
         for (section, key), value in sorted(OTHER_VALUES.items()):
-            if (section, key) == ("tls", "acme"):
-                continue  # it changes other keys with it: test_turning_acme_on_needs_a_restart
+            if (section, key) in (("tls", "acme"), ("turn", "nat_discovery")):
+                continue  # they change other keys with them: the tests below
             http = {"tls_listen": value} if (section, key) == ("http", "tls_listen") else {"tls_listen": "127.0.0.1:8443"}
             if section == "http" and key != "tls_listen":
                 http[key] = value
@@ -74,6 +75,16 @@ class SchemaRestartTests(unittest.TestCase):
             self.assertEqual(applied_keys(old, new), [])
             self.assertEqual(getattr(getattr(effective_config(old, new), section), key),
                              getattr(getattr(old, section), key))
+
+    def test_turning_nat_discovery_on_needs_a_restart(self) -> None:
+        """nat_discovery binds two more sockets: turning it on (with the two addresses it needs) is a restart."""
+        from webrtcstack.ops.reload import effective_config
+
+        turn = "[turn]\nlisten = 127.0.0.1:3478 127.0.0.2:3478\n"
+        old, new = parse_config(turn), parse_config(turn + "nat_discovery = yes\n")
+        self.assertEqual(restart_keys(old, new), ["[turn] nat_discovery"])
+        self.assertEqual(applied_keys(old, new), [])
+        self.assertFalse(effective_config(old, new).turn.nat_discovery)
 
     def test_turning_acme_on_needs_a_restart(self) -> None:
         """Switching from certificate files to ACME is reported as needing a restart; the running files are kept."""

@@ -98,11 +98,20 @@ class TurnUdpListener:
     :ivar failures: datagrams whose handling raised an unexpected exception.
     """
 
-    def __init__(self, driver: Any, sock: socket.socket, *, log_interval_s: float = 10.0) -> None:
+    def __init__(self, driver: Any, sock: socket.socket, *, log_interval_s: float = 10.0,
+                 stun_only: bool = False) -> None:
         self.driver = driver
         self.engine = driver.engine
         self.sock = sock
         self.server: tuple[str, int] = sock.getsockname()[:2]
+        #: an RFC 5780 alternate-port socket: STUN Binding only, everything else dropped
+        self.stun_only = stun_only
+        #: ``[turn] nat_discovery``: the driver's :class:`~webrtcstack.stun.discovery.Discovery` if this
+        #: socket is one of its four addresses, else None
+        discovery = getattr(driver, "discovery", None)
+        self.discovery = discovery if discovery is not None and discovery.knows(self.server) else None
+        if self.discovery is not None:
+            driver.discovery_senders[(normalize_host(self.server[0]), self.server[1])] = sock.sendto
         self._fd = sock.fileno()
         self._v6 = sock.family == socket.AF_INET6
         self._senders: dict[tuple[str, int], Any] = {}
@@ -170,6 +179,12 @@ class TurnUdpListener:
                 addr = ipv6_source(addr)
             five_tuple = (_UDP, addr, server)
             first = data[0] if data else 0
+            if self.discovery is not None and data[:2] == b"\x00\x01":
+                self._discover(data, addr, five_tuple)
+                continue
+            if self.stun_only:
+                self.engine.counters.drop("stun_only")
+                continue
             if 0x40 <= first < 0x80:  # ChannelData (RFC 8656 §12.4)
                 channel_data(five_tuple, data, now)
                 continue
@@ -192,11 +207,34 @@ class TurnUdpListener:
                     self._flush(replies)
         return handled
 
+    def _discover(self, data: bytes, addr: tuple[str, int], five_tuple: Any) -> None:
+        """An RFC 5780 Binding: answered from the address CHANGE-REQUEST picks, to the port RESPONSE-PORT names."""
+        discovery = self.discovery
+        assert discovery is not None
+        discovery.binding = self.engine.binding  # the engine's one handler (replaced when SOFTWARE changes)
+        try:
+            answer = discovery.answer(data, addr, self.server)
+        except StunDecodeError as e:
+            self.driver.malformed(five_tuple, e)
+            return
+        if answer is None:
+            return
+        sendto = self.driver.discovery_senders.get(answer.origin)
+        if sendto is None:  # that socket is not bound (stopping): nothing rather than the wrong origin
+            self.engine.counters.drop("send_error")
+            return
+        try:
+            sendto(answer.reply, answer.to)
+        except OSError:
+            self.engine.counters.drop("send_error")
+
     def close(self) -> None:
         if self._fd >= 0:
             self.driver.reactor.removeReader(self)
             self._fd = -1
             self.sock.close()
+            if self.discovery is not None:
+                self.driver.discovery_senders.pop((normalize_host(self.server[0]), self.server[1]), None)
 
     def connectionLost(self, reason: Any) -> None:
         self.close()
@@ -222,9 +260,12 @@ class _BoundUdp:
 class TurnUdpService(ListenerService):
     """Binds one UDP listener on start, closes it on stop (a ``ListenerService`` of kind udp)."""
 
-    def __init__(self, driver: Any, endpoint: Endpoint, *, reuse_port: bool = False) -> None:
-        ListenerService.__init__(self, driver.reactor, "udp", endpoint, None, what="STUN/TURN", reuse_port=reuse_port)
+    def __init__(self, driver: Any, endpoint: Endpoint, *, reuse_port: bool = False, stun_only: bool = False) -> None:
+        ListenerService.__init__(self, driver.reactor, "udp", endpoint, None,
+                                 what="STUN (RFC 5780 alternate port)" if stun_only else "STUN/TURN",
+                                 reuse_port=reuse_port)
         self.driver = driver
+        self.stun_only = stun_only
         self.listener: TurnUdpListener | None = None
 
     def startService(self) -> None:
@@ -233,11 +274,11 @@ class TurnUdpService(ListenerService):
         except OSError as e:
             raise ListenFailed(self.what, self.kind, self.endpoint, e) from None
         set_buffers(sock, LISTENER_BUFFER_BYTES)
-        self.listener = TurnUdpListener(self.driver, sock)
+        self.listener = TurnUdpListener(self.driver, sock, stun_only=self.stun_only)
         self.driver.reactor.addReader(self.listener)
         self.port = _BoundUdp(self.listener)  # type: ignore[assignment]
         service.Service.startService(self)
-        log.info("STUN/TURN listening on udp {address}", address=str(Endpoint(*self.listener.server)))
+        log.info("{what} listening on udp {address}", what=self.what, address=str(Endpoint(*self.listener.server)))
 
     def bound_port(self) -> int:
         """The port actually bound (after start)."""

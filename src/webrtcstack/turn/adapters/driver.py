@@ -28,8 +28,9 @@ from twisted.application import service
 from twisted.logger import Logger, LogLevel
 
 from webrtcstack.deadline import DeadlineTimer
-from webrtcstack.config import StackConfig
+from webrtcstack.config import Endpoint, StackConfig
 from webrtcstack.stun.binding import BindingHandler
+from webrtcstack.stun.discovery import Discovery
 from webrtcstack.stun.errors import StunDecodeError
 from webrtcstack.turn.adapters.client_stream import TurnStreamFactory
 from webrtcstack.turn.adapters._ratelimit import RateLimitedLog
@@ -167,6 +168,9 @@ class TurnDriver:
         self.stopped = False
         #: This process's part of ``[turn] workers`` (None: the only process).
         self.shard: Shard | None = None
+        #: ``[turn] nat_discovery`` (RFC 5780): the answers' core, and each of its four addresses' send
+        self.discovery: Discovery | None = None
+        self.discovery_senders: dict[tuple[str, int], Any] = {}
         #: the one timer, at the engine's next deadline
         self.timer = DeadlineTimer(reactor, self._fire)
         self.log_interval_s = log_interval_s
@@ -280,6 +284,24 @@ def build_engine(config: StackConfig, reactor: Any, auth_secrets: tuple[str, ...
     return TurnDriver(engine, reactor)
 
 
+def discovery_pair(config: StackConfig) -> tuple[tuple[str, str], tuple[int, int]] | None:
+    """``[turn] nat_discovery``'s two IP addresses and two ports (None when it is off).
+
+    The first two ``listen`` endpoints of one family give the addresses and the
+    primary port; the alternate port is ``nat_discovery_port``, or the primary + 1.
+    The config check has made sure they exist (:func:`webrtcstack.config._check_consistency`).
+    """
+    turn = config.turn
+    if not turn.nat_discovery:
+        return None
+    for family in (4, 6):
+        eps = [ep for ep in turn.listen if ep.family == family and ep.host not in ("0.0.0.0", "::")]
+        if len(eps) >= 2:
+            port = eps[0].port
+            return (eps[0].host, eps[1].host), (port, turn.nat_discovery_port or port + 1)
+    return None
+
+
 def build_turn_services(config: StackConfig, reactor: Any, auth_secrets: tuple[str, ...], *,
                         shard: Shard | None = None, nonce_key: bytes | None = None) -> list[service.IService]:
     """The STUN/TURN listeners (UDP + TCP per ``listen`` endpoint) and the engine service.
@@ -292,6 +314,12 @@ def build_turn_services(config: StackConfig, reactor: Any, auth_secrets: tuple[s
     driver.shard = shard
     reuse = shard is not None and shard.count > 1
     services: list[service.IService] = [TurnEngineService(driver)]
+    pair = discovery_pair(config)
+    if pair is not None:
+        ips, ports = pair
+        driver.discovery = Discovery(driver.engine.binding, ips, ports)
+        for ip in ips:  # the two alternate-port sockets: STUN Binding only
+            services.append(TurnUdpService(driver, Endpoint(ip, ports[1]), stun_only=True))
     for ep in config.turn.listen:
         services.append(TurnUdpService(driver, ep, reuse_port=reuse))
         factory = TurnStreamFactory(driver, transport_kind=Transport.TCP,
