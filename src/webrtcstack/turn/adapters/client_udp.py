@@ -165,6 +165,8 @@ class TurnUdpListener:
         handle = self.driver.handle_message
         server = self.server
         v6 = self._v6
+        discovery = self.discovery
+        stun_only = self.stun_only
         now = self.driver.reactor.seconds()
         handled = False
         for _ in range(READS_PER_WAKEUP):
@@ -179,14 +181,14 @@ class TurnUdpListener:
                 addr = ipv6_source(addr)
             five_tuple = (_UDP, addr, server)
             first = data[0] if data else 0
-            if self.discovery is not None and data[:2] == b"\x00\x01":
+            if 0x40 <= first < 0x80 and not stun_only:  # ChannelData (RFC 8656 §12.4)
+                channel_data(five_tuple, data, now)
+                continue
+            if discovery is not None and data[:2] == b"\x00\x01":  # RFC 5780: the answer may leave elsewhere
                 self._discover(data, addr, five_tuple)
                 continue
-            if self.stun_only:
+            if stun_only:
                 self.engine.counters.drop("stun_only")
-                continue
-            if 0x40 <= first < 0x80:  # ChannelData (RFC 8656 §12.4)
-                channel_data(five_tuple, data, now)
                 continue
             if first == 0 and data[1:2] == b"\x16" and send_indication(five_tuple, data, now):
                 continue
