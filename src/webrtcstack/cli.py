@@ -291,8 +291,154 @@ def _add_admin(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
 
 
 #: Functions that add one subcommand each to the parser.
+def _user_db(args: argparse.Namespace, need_realm: bool = True) -> tuple[Any, str] | None:
+    """The users database and realm named by ``--db``/``--realm`` or by the config's [turn] users_db and realm."""
+    from webrtcstack.config import parse_users_db
+    from webrtcstack.tap import read_config
+    from webrtcstack.turn.adapters.userdb import UserDb
+
+    realm = args.realm
+    path = ""
+    if args.db:
+        try:
+            path = parse_users_db(args.db)
+        except ValueError as e:
+            print(f"webrtcstack: --db: {e}", file=sys.stderr)
+            return None
+    if not path or (realm is None and need_realm):
+        try:
+            config = read_config(args.config)
+        except ConfigError as e:
+            print(f"webrtcstack: invalid config: {e}", file=sys.stderr)
+            return None
+        path = path or config.turn.users_db
+        realm = config.turn.realm if realm is None else realm
+        if not path:
+            print(f"webrtcstack: {config.filename} sets no [turn] users_db; set it (sqlite:///path) or pass "
+                  "--db sqlite:///path", file=sys.stderr)
+            return None
+    return UserDb(path), realm or ""
+
+
+def cmd_turn_user(args: argparse.Namespace) -> int:
+    """``turn-user add|delete|list``, like coturn's ``turnadmin -a/-d/-l``."""
+    import sqlite3
+
+    found = _user_db(args)
+    if found is None:
+        return 2
+    db, realm = found
+    try:
+        if args.action == "add":
+            password = args.password
+            if password is None:
+                import getpass
+
+                password = getpass.getpass(f"password for {args.name}: ")
+            if not password:
+                print("webrtcstack: the password is empty", file=sys.stderr)
+                return 2
+            db.add_user(realm, args.name, password)
+            print(f"added {args.name} in realm {realm} to {db.path}")
+        elif args.action == "delete":
+            if not db.delete_user(realm, args.name):
+                print(f"webrtcstack: no user {args.name} in realm {realm} in {db.path}", file=sys.stderr)
+                return 1
+            print(f"deleted {args.name} from realm {realm}")
+        else:
+            for row_realm, name in db.users(None if args.all_realms else realm):
+                print(f"{name}\t{row_realm}" if args.all_realms else name)
+    except sqlite3.Error as e:
+        print(f"webrtcstack: {db.path}: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def cmd_turn_secret(args: argparse.Namespace) -> int:
+    """``turn-secret add|delete|list``: REST API secrets (several at once, for rotation)."""
+    import sqlite3
+
+    found = _user_db(args)
+    if found is None:
+        return 2
+    db, realm = found
+    try:
+        if args.action == "add":
+            db.add_secret(realm, args.value)
+            print(f"added a secret in realm {realm} to {db.path}")
+        elif args.action == "delete":
+            if not db.delete_secret(realm, args.value):
+                print(f"webrtcstack: no such secret in realm {realm} in {db.path}", file=sys.stderr)
+                return 1
+            print(f"deleted a secret from realm {realm}")
+        else:
+            for _, value in db.secrets(realm):
+                print(value)
+    except sqlite3.Error as e:
+        print(f"webrtcstack: {db.path}: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def cmd_turn_db(args: argparse.Namespace) -> int:
+    """``turn-db import TURNDB``: copy a coturn SQLite turndb's users and secrets (every realm)."""
+    import sqlite3
+
+    found = _user_db(args, need_realm=False)
+    if found is None:
+        return 2
+    db, _ = found
+    try:
+        users, secrets = db.import_turndb(args.turndb)
+    except sqlite3.Error as e:
+        print(f"webrtcstack: importing {args.turndb} into {db.path}: {e}", file=sys.stderr)
+        return 2
+    print(f"imported {users} users and {secrets} REST secrets from {args.turndb} into {db.path}")
+    return 0
+
+
+def _db_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-c", "--config", default=None, help="config file (default: etc/stack.ini, then /etc/webrtcstack/stack.ini)")
+    p.add_argument("--db", default=None, metavar="URL", help="sqlite:///path (default: the config's [turn] users_db)")
+    p.add_argument("--realm", default=None, help="the realm (default: the config's [turn] realm)")
+
+
+def _add_turn_db(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    users = sub.add_parser("turn-user", help="add, delete or list TURN users in [turn] users_db (like turnadmin)")
+    actions = users.add_subparsers(dest="action", metavar="ACTION")
+    actions.required = True
+    add = actions.add_parser("add", help="add a user (or set a new password)")
+    add.add_argument("name")
+    add.add_argument("--password", default=None, help="the password (asked for when left out)")
+    delete = actions.add_parser("delete", help="delete a user")
+    delete.add_argument("name")
+    listing = actions.add_parser("list", help="list the realm's users")
+    listing.add_argument("--all-realms", action="store_true", help="every realm's users, with the realm")
+    for p in (add, delete, listing):
+        _db_options(p)
+        p.set_defaults(func=cmd_turn_user)
+    secrets = sub.add_parser("turn-secret", help="add, delete or list TURN REST API secrets in [turn] users_db")
+    actions = secrets.add_subparsers(dest="action", metavar="ACTION")
+    actions.required = True
+    for name, text in (("add", "add a secret"), ("delete", "delete a secret")):
+        p = actions.add_parser(name, help=text)
+        p.add_argument("value")
+        _db_options(p)
+        p.set_defaults(func=cmd_turn_secret)
+    p = actions.add_parser("list", help="list the realm's secrets")
+    _db_options(p)
+    p.set_defaults(func=cmd_turn_secret)
+    db = sub.add_parser("turn-db", help="import coturn's SQLite turndb into [turn] users_db")
+    actions = db.add_subparsers(dest="action", metavar="ACTION")
+    actions.required = True
+    p = actions.add_parser("import", help="copy a coturn turndb's users and secrets (every realm)")
+    p.add_argument("turndb", help="the coturn SQLite file (turnadmin -b, or /var/lib/turn/turndb)")
+    _db_options(p)
+    p.set_defaults(func=cmd_turn_db)
+
+
 COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [  # type: ignore[type-arg]
-    _add_check_config, _add_gencert, _add_turn_credentials, _add_status, _add_admin,
+    _add_check_config, _add_gencert, _add_turn_credentials, _add_turn_db, _add_status, _add_admin,
 ]
 
 

@@ -132,6 +132,21 @@ def _text(max_len: int = 1024) -> Callable[[str], str]:
     return parse
 
 
+def parse_users_db(value: str) -> str:
+    """``sqlite:///absolute/path`` (empty: no database).  Returns the file's path."""
+    value = value.strip()
+    if not value:
+        return ""
+    if value.startswith("sqlite:///"):
+        path = value[len("sqlite://"):]
+        if len(path) < 2:
+            raise ValueError("sqlite:/// needs a file path after it, e.g. sqlite:///var/lib/webrtcstack/turndb")
+        return path
+    if value.startswith(("redis://", "rediss://")):
+        raise ValueError("a Redis users database is not supported yet; use sqlite:///path (coturn's turndb schema)")
+    raise ValueError(f"{value!r}: expected sqlite:///absolute/path")
+
+
 def parse_interface_names(value: str) -> tuple[str, ...]:
     """Network interface names, separated by spaces or commas (Linux: 1 to 15 characters, no / or space)."""
     names = tuple(n for n in re.split(r"[\s,]+", value.strip()) if n)
@@ -434,6 +449,8 @@ class TurnSection:
     max_frame_bytes: int = _key("65540", _int_in(548, 65540), "the largest STUN or ChannelData frame accepted on a stream", restart=True)
     workers: int = _key("1", _int_in(1, 16), "processes serving the [turn] listen sockets (SO_REUSEPORT; 1: this process only); relay_ports and total_quota are split between them, user_quota holds per process", restart=True)
     unauthenticated_replies_per_second: int = _key("20", _int_in(1, 100000), "401 replies per source address per second; more are dropped")
+    users_db: str = _key("", parse_users_db, "TURN users and REST secrets in an SQLite file with coturn's tables (sqlite:///path; a coturn turndb works as it is); read in a thread and re-read every users_db_poll_seconds. Manage it with webrtcstack turn-user / turn-secret / turn-db", restart=True)
+    users_db_poll_seconds: int = _key("5", _int_in(1, 3600), "how often users_db is read again (a user added or deleted takes effect within this)", restart=True)
     nat_discovery: bool = _key("no", _bool, "RFC 5780 NAT behaviour discovery over UDP: Binding answers carry RESPONSE-ORIGIN and OTHER-ADDRESS and honour CHANGE-REQUEST and RESPONSE-PORT. Needs two listen addresses of one family with the same port; the alternate port (nat_discovery_port) is bound on both, for STUN only", restart=True)
     nat_discovery_port: int = _key("0", _int_in(0, 65535), "the alternate port of nat_discovery (0: the listen port + 1)", restart=True)
     kernel_offload: str = _key("off", _choice("off", "auto", "on"), "forward established UDP channels (IPv4) in the kernel with an XDP program: off; auto (used when the process may load BPF programs and clang is installed, else one log line and the Python path); on (refuse to start without it, naming what is missing). See docs/turn.md", restart=True)

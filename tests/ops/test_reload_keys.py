@@ -34,6 +34,7 @@ OTHER_VALUES = {
     ("turn", "kernel_offload"): "auto", ("turn", "kernel_offload_interfaces"): "eth0",
     ("turn", "kernel_offload_max_entries"): "1024",
     ("turn", "nat_discovery"): "yes", ("turn", "nat_discovery_port"): "3500",
+    ("turn", "users_db"): "sqlite:///var/lib/webrtcstack/turndb", ("turn", "users_db_poll_seconds"): "30",
 }
 
 

@@ -226,3 +226,38 @@ class NonceTests(SynchronousTestCase):
                 continue
             self.assertFalse(nonces.check(text, "192.0.2.1", 1001.0), bad)
         self.assertFalse(nonces.check("obMatJos2" + "é" * 36, "192.0.2.1", 1001.0))
+
+
+class DatabaseUserTests(SynchronousTestCase):
+    """Users and REST secrets from ``[turn] users_db`` (keys as coturn's turnadmin stores them)."""
+
+    def test_database_user_key_is_used_as_stored(self) -> None:
+        store = CredentialStore("north.gov", users=[("bob", "config-pw")])
+        key = hashlib.md5(b"alice:north.gov:secret1").digest()
+        store.set_database({"alice": key}, ())
+        self.assertEqual(store.candidate_keys("alice", PasswordAlgorithm.MD5, 0), ([key], ""))
+        self.assertEqual(store.candidate_keys("alice", PasswordAlgorithm.SHA256, 0), ([], "algorithm"))
+        self.assertEqual(store.username_for_hash(userhash("alice", "north.gov")), "alice")
+        self.assertEqual(store.database_counts(), (1, 0))
+
+    def test_config_user_wins_and_a_new_load_replaces_the_old(self) -> None:
+        store = CredentialStore("north.gov", users=[("bob", "config-pw")])
+        store.set_database({"bob": bytes(16), "carol": bytes(16)}, ())
+        self.assertEqual(store.candidate_keys("bob", PasswordAlgorithm.MD5, 0)[0],
+                         [long_term_key("bob", "north.gov", "config-pw", PasswordAlgorithm.MD5)])
+        store.candidate_keys("carol", PasswordAlgorithm.MD5, 0)
+        store.set_database({}, ())
+        self.assertEqual(store.candidate_keys("carol", PasswordAlgorithm.MD5, 0), ([], "unknown_user"))
+
+    def test_database_secrets_join_the_configs(self) -> None:
+        """REST usernames are checked against the config's secrets and then the database's (rotation)."""
+        store = CredentialStore("north.gov", secrets=("from-config",))
+        name = "4102444800:carol"
+        only_config = store.candidate_keys(name, PasswordAlgorithm.MD5, 0)[0]
+        store.set_database({}, ("from-db", "from-config"))
+        keys = store.candidate_keys(name, PasswordAlgorithm.MD5, 0)[0]
+        self.assertEqual(keys[0], only_config[0])
+        self.assertEqual(keys[1], long_term_key(name, "north.gov", rest_password("from-db", name), PasswordAlgorithm.MD5))
+        self.assertEqual(len(keys), 2)
+        store.secrets = ("other",)  # a reload keeps the database's
+        self.assertEqual(len(store.candidate_keys(name, PasswordAlgorithm.MD5, 0)[0]), 3)

@@ -119,6 +119,10 @@ class CredentialStore:
         self.separator = separator or ":"
         self.rest_cache_size = rest_cache_size
         self._users: dict[str, str] = {}
+        #: users and REST secrets from ``[turn] users_db`` (name -> key as coturn's turnadmin stores it)
+        self._db_users: dict[str, bytes] = {}
+        self._db_secrets: tuple[str, ...] = ()
+        self._all_secrets: tuple[str, ...] = self._secrets
         self._by_hash: dict[bytes, str] = {}
         #: (username, algorithm) -> key, for static users; emptied whenever users, realm or secrets change.
         self._static_keys: dict[tuple[str, PasswordAlgorithm], bytes] = {}
@@ -137,6 +141,7 @@ class CredentialStore:
             self._realm = value
             self._static_keys.clear()
             self._rest_keys.clear()
+            self._rehash()
 
     @property
     def secrets(self) -> tuple[str, ...]:
@@ -148,15 +153,38 @@ class CredentialStore:
         value = tuple(value)
         if value != self._secrets:
             self._secrets = value
+            self._all_secrets = value + tuple(s for s in self._db_secrets if s not in value)
             self._rest_keys.clear()
 
     def set_users(self, users: Iterable[tuple[str, str]]) -> None:
         """Replace the static users (at start and on reload); their cached keys go."""
         self._users = dict(users)
-        self._by_hash = {userhash(name, self.realm): name for name in self._users}
+        self._rehash()
         self._static_keys.clear()
         # A static user shadows a REST username of the same spelling.
         self._rest_keys.clear()
+
+    def set_database(self, users: dict[str, bytes], secrets: Iterable[str]) -> None:
+        """Replace what ``[turn] users_db`` holds for this realm (the shell reads it, off the reactor).
+
+        :param users: name -> long-term key (16 bytes: MD5, as ``turnadmin`` stores it; 32: SHA-256).
+            A static user of the config wins over a database user of the same name.
+        :param secrets: REST API secrets, used after the config's own.
+        """
+        self._db_users = dict(users)
+        self._db_secrets = tuple(secrets)
+        self._all_secrets = self._secrets + tuple(s for s in self._db_secrets if s not in self._secrets)
+        self._rehash()
+        self._static_keys.clear()
+        self._rest_keys.clear()
+
+    def database_counts(self) -> tuple[int, int]:
+        """``(users, secrets)`` loaded from ``users_db``."""
+        return len(self._db_users), len(self._db_secrets)
+
+    def _rehash(self) -> None:
+        names = list(self._db_users) + list(self._users)
+        self._by_hash = {userhash(name, self.realm): name for name in names}
 
     def cached_key_count(self) -> tuple[int, int]:
         """``(static, REST)`` entries in the key caches (for tests and metrics)."""
@@ -188,7 +216,12 @@ class CredentialStore:
                 key = long_term_key(username, self.realm, password, algorithm)
             self._static_keys[cache_key] = key
             return [key], ""
-        if not self._secrets:
+        stored = self._db_users.get(username)
+        if stored is not None:
+            wanted = 16 if algorithm is PasswordAlgorithm.MD5 else 32
+            return ([stored], "") if len(stored) == wanted else ([], "algorithm")
+        secrets = self._all_secrets
+        if not secrets:
             return [], "unknown_user"
         stamp = username.split(self.separator, 1)[0]
         if not stamp.isdigit() or len(stamp) > 12:
@@ -201,7 +234,7 @@ class CredentialStore:
             rest.move_to_end(cache_key)
             return list(keys), ""
         keys = [long_term_key(username, self.realm, rest_password(secret, username), algorithm)
-                for secret in self._secrets]
+                for secret in secrets]
         rest[cache_key] = keys
         if len(rest) > self.rest_cache_size:
             rest.popitem(last=False)

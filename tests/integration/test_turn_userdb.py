@@ -1,0 +1,145 @@
+"""``[turn] users_db`` with coturn's tools: turnadmin's own turndb imported, users changed live.
+
+The stack runs in process on loopback; users and secrets are changed with the
+``webrtcstack turn-user`` / ``turn-secret`` / ``turn-db`` commands (real
+processes) while it runs, and coturn's ``turnutils_uclient`` checks each
+change from the outside.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from typing import Any
+
+from twisted.internet import defer, error, protocol, reactor, utils
+from twisted.trial import unittest
+
+from tests.support import Event, after_each_call, free_port, need_tool
+from tests.turn.stack import REALM, TurnStack
+from tests.integration.test_turn_uclient import LOST, SENT
+
+
+class _Ended(protocol.ProcessProtocol):
+    def __init__(self) -> None:
+        self.ended: defer.Deferred[None] = defer.Deferred()
+
+    def processEnded(self, reason: Any) -> None:
+        self.ended.callback(None)
+
+
+class UsersDbTests(unittest.TestCase):
+    timeout = 90
+
+    def setUp(self) -> Any:
+        self.uclient = need_tool("turnutils_uclient")
+        peer = need_tool("turnutils_peer")
+        self.db = os.path.abspath(self.mktemp()) + ".db"
+        self.peer_port = free_port()
+        self.peer = _Ended()
+        self.peer_process = reactor.spawnProcess(self.peer, peer, [peer, "-L", "127.0.0.1", "-p", str(self.peer_port)],
+                                                 env=None)
+        self.addCleanup(self._stop_peer)
+
+    def _stop_peer(self) -> Any:
+        try:
+            self.peer_process.signalProcess(signal.SIGKILL)
+        except error.ProcessExitedAlready:
+            pass
+        return self.peer.ended
+
+    def start(self) -> TurnStack:
+        stack = TurnStack(extra=f"users_db = sqlite://{self.db}\nusers_db_poll_seconds = 1\n")
+        stack.start()
+        self.addCleanup(stack.stop)
+        self.store = stack.engine.credentials
+        return stack
+
+    @defer.inlineCallbacks
+    def cli(self, *args: str) -> Any:
+        out, err, code = yield utils.getProcessOutputAndValue(
+            sys.executable, ["-m", "webrtcstack.cli", *args, "--db", f"sqlite://{self.db}", "--realm", REALM],
+            env=dict(os.environ))
+        self.assertEqual(code, 0, (out + err).decode(errors="replace"))
+        defer.returnValue(out.decode())
+
+    @defer.inlineCallbacks
+    def relay(self, stack: TurnStack, *credentials: str) -> Any:
+        """uclient through the stack with these credentials (-n 10 -m 1: 20 messages): (sent, received), or
+        None when refused."""
+        args = [*credentials, "-e", "127.0.0.1", "-r", str(self.peer_port), "-n", "10", "-m", "1", "-l", "100",
+                "-z", "5", "-p", str(stack.port), "127.0.0.1"]
+        out, err, code = yield utils.getProcessOutputAndValue(self.uclient, args, env={})
+        text = out + err
+        totals = SENT.findall(text)
+        lost = LOST.search(text)
+        if code != 0 or not totals or lost is None:
+            defer.returnValue(None)
+        defer.returnValue((int(totals[-1][0]), int(totals[-1][1])))
+
+    def loaded(self, users: int, secrets: int) -> Event:
+        """Fires once the stack has loaded a database with these counts (woken by each load)."""
+        event = Event(lambda: self.store.database_counts() == (users, secrets))
+        self.addCleanup(after_each_call(self.store, "set_database", event))
+        return event
+
+    @defer.inlineCallbacks
+    def test_users_added_and_deleted_while_running(self) -> Any:
+        yield self.cli("turn-user", "add", "dbuser", "--password", "db-password")
+        stack = self.start()
+        self.assertEqual(self.store.database_counts(), (1, 0))
+        self.assertEqual((yield self.relay(stack, "-u", "dbuser", "-w", "db-password")), (20, 20))
+        self.assertIsNone((yield self.relay(stack, "-u", "dbuser", "-w", "wrong")))
+        # a new user, live: it works once the stack has read the change (no reload)
+        change = self.loaded(2, 0)
+        yield self.cli("turn-user", "add", "newuser", "--password", "new-password")
+        yield change.wait(10)
+        self.assertEqual((yield self.relay(stack, "-u", "newuser", "-w", "new-password")), (20, 20))
+        # deleted, live: refused from then on
+        change = self.loaded(1, 0)
+        yield self.cli("turn-user", "delete", "dbuser")
+        yield change.wait(10)
+        self.assertIsNone((yield self.relay(stack, "-u", "dbuser", "-w", "db-password")))
+        listed = yield self.cli("turn-user", "list")
+        self.assertEqual(listed.split(), ["newuser"])
+
+    @defer.inlineCallbacks
+    def test_rest_secrets_rotate_live(self) -> Any:
+        yield self.cli("turn-secret", "add", "db-secret-1")
+        stack = self.start()
+        self.assertEqual((yield self.relay(stack, "-W", "db-secret-1", "-u", "carol")), (20, 20))
+        change = self.loaded(0, 2)
+        yield self.cli("turn-secret", "add", "db-secret-2")
+        yield change.wait(10)
+        change = self.loaded(0, 1)
+        yield self.cli("turn-secret", "delete", "db-secret-1")
+        yield change.wait(10)
+        self.assertEqual((yield self.relay(stack, "-W", "db-secret-2", "-u", "carol")), (20, 20))
+        self.assertIsNone((yield self.relay(stack, "-W", "db-secret-1", "-u", "carol")))
+
+    @defer.inlineCallbacks
+    def test_coturn_turndb_imported_with_one_command(self) -> Any:
+        """A turndb written by coturn's own turnadmin: its user and its secret work after `turn-db import`."""
+        turnadmin = need_tool("turnadmin")
+        turndb = os.path.abspath(self.mktemp())
+        for args in (["-a", "-b", turndb, "-u", "coturnuser", "-r", REALM, "-p", "coturn-password"],
+                     ["-s", "coturn-secret", "-b", turndb, "-r", REALM]):
+            out, err, code = yield utils.getProcessOutputAndValue(turnadmin, args, env={})
+            self.assertEqual(code, 0, (out + err).decode(errors="replace"))
+        imported = yield self.cli("turn-db", "import", turndb)
+        self.assertIn("imported 1 users and 1 REST secrets", imported)
+        stack = self.start()
+        self.assertEqual((yield self.relay(stack, "-u", "coturnuser", "-w", "coturn-password")), (20, 20))
+        self.assertEqual((yield self.relay(stack, "-W", "coturn-secret", "-u", "dave")), (20, 20))
+
+    @defer.inlineCallbacks
+    def test_a_coturn_turndb_works_as_it_is(self) -> Any:
+        """users_db may name coturn's turndb itself (same tables)."""
+        turnadmin = need_tool("turnadmin")
+        self.db = os.path.abspath(self.mktemp())
+        out, err, code = yield utils.getProcessOutputAndValue(
+            turnadmin, ["-a", "-b", self.db, "-u", "coturnuser", "-r", REALM, "-p", "coturn-password"], env={})
+        self.assertEqual(code, 0, (out + err).decode(errors="replace"))
+        stack = self.start()
+        self.assertEqual((yield self.relay(stack, "-u", "coturnuser", "-w", "coturn-password")), (20, 20))
