@@ -53,11 +53,14 @@ class BpfError(OSError):
     """A ``bpf(2)`` call, the build or the attachment failed; the message says which and why."""
 
 
+_NR_BPF = _SYS_BPF.get(platform.machine())
+_syscall = _libc.syscall
+
+
 def _bpf(cmd: int, attr: ctypes.Array[ctypes.c_char], what: str) -> int:
-    number = _SYS_BPF.get(platform.machine())
-    if number is None:
+    if _NR_BPF is None:
         raise BpfError(errno.ENOSYS, f"{what}: bpf(2) is not known on {platform.machine()}")
-    result = _libc.syscall(number, cmd, ctypes.byref(attr), ctypes.sizeof(attr))
+    result = _syscall(_NR_BPF, cmd, attr, _ATTR_SIZE)
     if result < 0:
         code = ctypes.get_errno()
         hint = ""
@@ -85,21 +88,23 @@ class BpfMap:
                                           name.encode()[:15]), f"creating BPF map {name}")
         self._key = ctypes.create_string_buffer(key_size)
         self._value = ctypes.create_string_buffer(value_size)
+        # The key and value buffers never move, so one attribute block serves every call (the collection
+        # reads two entries per channel each second: a new block per call cost half of each lookup).
+        self._attr_value = _attr("<IxxxxQQQ", self.fd, ctypes.addressof(self._key), ctypes.addressof(self._value), 0)
+        self._attr_no_value = _attr("<IxxxxQQQ", self.fd, ctypes.addressof(self._key), 0, 0)
 
     def _elem(self, cmd: int, key: bytes, value: ctypes.Array[ctypes.c_char] | None, flags: int, what: str) -> int:
         ctypes.memmove(self._key, key, self.key_size)
-        attr = _attr("<IxxxxQQQ", self.fd, ctypes.addressof(self._key),
-                     ctypes.addressof(value) if value is not None else 0, flags)
-        return _bpf(cmd, attr, what)
+        return _bpf(cmd, self._attr_value if value is not None else self._attr_no_value, what)
 
     def update(self, key: bytes, value: bytes) -> None:
         """Insert or replace (``BPF_ANY``); :class:`BpfError` with ``E2BIG`` when the map is full."""
         ctypes.memmove(self._value, value, self.value_size)
-        self._elem(_MAP_UPDATE, key, self._value, 0, f"writing {self.name}")
+        self._elem(_MAP_UPDATE, key, self._value, 0, "writing a BPF map")
 
     def lookup(self, key: bytes) -> bytes | None:
         try:
-            self._elem(_MAP_LOOKUP, key, self._value, 0, f"reading {self.name}")
+            self._elem(_MAP_LOOKUP, key, self._value, 0, "reading a BPF map")
         except BpfError as e:
             if e.errno == errno.ENOENT:
                 return None
@@ -108,7 +113,7 @@ class BpfMap:
 
     def delete(self, key: bytes) -> bool:
         try:
-            self._elem(_MAP_DELETE, key, None, 0, f"deleting from {self.name}")
+            self._elem(_MAP_DELETE, key, None, 0, "deleting from a BPF map")
         except BpfError as e:
             if e.errno == errno.ENOENT:
                 return False
