@@ -295,34 +295,40 @@ def _user_db(args: argparse.Namespace, need_realm: bool = True) -> tuple[Any, st
     """The users database and realm named by ``--db``/``--realm`` or by the config's [turn] users_db and realm."""
     from webrtcstack.config import parse_users_db
     from webrtcstack.tap import read_config
-    from webrtcstack.turn.adapters.userdb import UserDb
+    from webrtcstack.turn.adapters.userdb import UserDbError, open_user_db
 
     realm = args.realm
-    path = ""
+    url = ""
+    cluster_url = ""
     if args.db:
         try:
-            path = parse_users_db(args.db)
+            url = parse_users_db(args.db)
         except ValueError as e:
             print(f"webrtcstack: --db: {e}", file=sys.stderr)
             return None
-    if not path or (realm is None and need_realm):
+    if not url or url == "redis" or (realm is None and need_realm):
         try:
             config = read_config(args.config)
         except ConfigError as e:
             print(f"webrtcstack: invalid config: {e}", file=sys.stderr)
             return None
-        path = path or config.turn.users_db
+        url = url or config.turn.users_db
+        cluster_url = config.redis.url
         realm = config.turn.realm if realm is None else realm
-        if not path:
-            print(f"webrtcstack: {config.filename} sets no [turn] users_db; set it (sqlite:///path) or pass "
-                  "--db sqlite:///path", file=sys.stderr)
+        if not url:
+            print(f"webrtcstack: {config.filename} sets no [turn] users_db; set it (sqlite:///path or "
+                  "redis://host:port/db) or pass --db", file=sys.stderr)
             return None
-    return UserDb(path), realm or ""
+    try:
+        return open_user_db(url, cluster_url), realm or ""
+    except (UserDbError, ValueError) as e:
+        print(f"webrtcstack: {e}", file=sys.stderr)
+        return None
 
 
 def cmd_turn_user(args: argparse.Namespace) -> int:
     """``turn-user add|delete|list``, like coturn's ``turnadmin -a/-d/-l``."""
-    import sqlite3
+    from webrtcstack.turn.adapters.userdb import UserDbError
 
     found = _user_db(args)
     if found is None:
@@ -339,24 +345,24 @@ def cmd_turn_user(args: argparse.Namespace) -> int:
                 print("webrtcstack: the password is empty", file=sys.stderr)
                 return 2
             db.add_user(realm, args.name, password)
-            print(f"added {args.name} in realm {realm} to {db.path}")
+            print(f"added {args.name} in realm {realm} to {db.where}")
         elif args.action == "delete":
             if not db.delete_user(realm, args.name):
-                print(f"webrtcstack: no user {args.name} in realm {realm} in {db.path}", file=sys.stderr)
+                print(f"webrtcstack: no user {args.name} in realm {realm} in {db.where}", file=sys.stderr)
                 return 1
             print(f"deleted {args.name} from realm {realm}")
         else:
             for row_realm, name in db.users(None if args.all_realms else realm):
                 print(f"{name}\t{row_realm}" if args.all_realms else name)
-    except sqlite3.Error as e:
-        print(f"webrtcstack: {db.path}: {e}", file=sys.stderr)
+    except UserDbError as e:
+        print(f"webrtcstack: {e}", file=sys.stderr)
         return 2
     return 0
 
 
 def cmd_turn_secret(args: argparse.Namespace) -> int:
     """``turn-secret add|delete|list``: REST API secrets (several at once, for rotation)."""
-    import sqlite3
+    from webrtcstack.turn.adapters.userdb import UserDbError
 
     found = _user_db(args)
     if found is None:
@@ -365,24 +371,24 @@ def cmd_turn_secret(args: argparse.Namespace) -> int:
     try:
         if args.action == "add":
             db.add_secret(realm, args.value)
-            print(f"added a secret in realm {realm} to {db.path}")
+            print(f"added a secret in realm {realm} to {db.where}")
         elif args.action == "delete":
             if not db.delete_secret(realm, args.value):
-                print(f"webrtcstack: no such secret in realm {realm} in {db.path}", file=sys.stderr)
+                print(f"webrtcstack: no such secret in realm {realm} in {db.where}", file=sys.stderr)
                 return 1
             print(f"deleted a secret from realm {realm}")
         else:
             for _, value in db.secrets(realm):
                 print(value)
-    except sqlite3.Error as e:
-        print(f"webrtcstack: {db.path}: {e}", file=sys.stderr)
+    except UserDbError as e:
+        print(f"webrtcstack: {e}", file=sys.stderr)
         return 2
     return 0
 
 
 def cmd_turn_db(args: argparse.Namespace) -> int:
     """``turn-db import TURNDB``: copy a coturn SQLite turndb's users and secrets (every realm)."""
-    import sqlite3
+    from webrtcstack.turn.adapters.userdb import UserDbError
 
     found = _user_db(args, need_realm=False)
     if found is None:
@@ -390,16 +396,16 @@ def cmd_turn_db(args: argparse.Namespace) -> int:
     db, _ = found
     try:
         users, secrets = db.import_turndb(args.turndb)
-    except sqlite3.Error as e:
-        print(f"webrtcstack: importing {args.turndb} into {db.path}: {e}", file=sys.stderr)
+    except UserDbError as e:
+        print(f"webrtcstack: importing {args.turndb} into {db.where}: {e}", file=sys.stderr)
         return 2
-    print(f"imported {users} users and {secrets} REST secrets from {args.turndb} into {db.path}")
+    print(f"imported {users} users and {secrets} REST secrets from {args.turndb} into {db.where}")
     return 0
 
 
 def _db_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("-c", "--config", default=None, help="config file (default: etc/stack.ini, then /etc/webrtcstack/stack.ini)")
-    p.add_argument("--db", default=None, metavar="URL", help="sqlite:///path (default: the config's [turn] users_db)")
+    p.add_argument("--db", default=None, metavar="URL", help="sqlite:///path, redis://host:port/db or redis (default: the config's [turn] users_db)")
     p.add_argument("--realm", default=None, help="the realm (default: the config's [turn] realm)")
 
 

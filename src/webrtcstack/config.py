@@ -133,18 +133,23 @@ def _text(max_len: int = 1024) -> Callable[[str], str]:
 
 
 def parse_users_db(value: str) -> str:
-    """``sqlite:///absolute/path`` (empty: no database).  Returns the file's path."""
+    """``sqlite:///absolute/path``, ``redis://…``/``unix://…`` (coturn's Redis keys), ``redis`` (the
+    ``[redis] url``), or empty (no database).  Returns the value."""
     value = value.strip()
-    if not value:
-        return ""
+    if not value or value == "redis":
+        return value
     if value.startswith("sqlite:///"):
-        path = value[len("sqlite://"):]
-        if len(path) < 2:
+        if len(value) <= len("sqlite:///"):
             raise ValueError("sqlite:/// needs a file path after it, e.g. sqlite:///var/lib/webrtcstack/turndb")
-        return path
-    if value.startswith(("redis://", "rediss://")):
-        raise ValueError("a Redis users database is not supported yet; use sqlite:///path (coturn's turndb schema)")
-    raise ValueError(f"{value!r}: expected sqlite:///absolute/path")
+        return value
+    if value.startswith(("redis://", "unix://")):
+        from webrtcstack.cluster.resp import parse_url
+
+        parse_url(value)
+        return value
+    if value.startswith("rediss://"):
+        raise ValueError("rediss:// (TLS) is not supported for users_db yet; use redis:// or unix://")
+    raise ValueError(f"{value!r}: expected sqlite:///absolute/path, redis://host:port/db, unix:///path or redis")
 
 
 def parse_interface_names(value: str) -> tuple[str, ...]:
@@ -449,7 +454,7 @@ class TurnSection:
     max_frame_bytes: int = _key("65540", _int_in(548, 65540), "the largest STUN or ChannelData frame accepted on a stream", restart=True)
     workers: int = _key("1", _int_in(1, 16), "processes serving the [turn] listen sockets (SO_REUSEPORT; 1: this process only); relay_ports and total_quota are split between them, user_quota holds per process", restart=True)
     unauthenticated_replies_per_second: int = _key("20", _int_in(1, 100000), "401 replies per source address per second; more are dropped")
-    users_db: str = _key("", parse_users_db, "TURN users and REST secrets in an SQLite file with coturn's tables (sqlite:///path; a coturn turndb works as it is); read in a thread and re-read every users_db_poll_seconds. Manage it with webrtcstack turn-user / turn-secret / turn-db", restart=True)
+    users_db: str = _key("", parse_users_db, "TURN users and REST secrets in coturn's schemas: sqlite:///path (a coturn turndb works as it is), redis://host:port/db or unix:///path (coturn's Redis keys), or redis (the [redis] url); read in a thread and re-read every users_db_poll_seconds. Manage it with webrtcstack turn-user / turn-secret / turn-db", restart=True)
     users_db_poll_seconds: int = _key("5", _int_in(1, 3600), "how often users_db is read again (a user added or deleted takes effect within this)", restart=True)
     nat_discovery: bool = _key("no", _bool, "RFC 5780 NAT behaviour discovery over UDP: Binding answers carry RESPONSE-ORIGIN and OTHER-ADDRESS and honour CHANGE-REQUEST and RESPONSE-PORT. Needs two listen addresses of one family with the same port; the alternate port (nat_discovery_port) is bound on both, for STUN only", restart=True)
     nat_discovery_port: int = _key("0", _int_in(0, 65535), "the alternate port of nat_discovery (0: the listen port + 1)", restart=True)
@@ -786,6 +791,9 @@ def _check_consistency(config: StackConfig, lines: dict[str, dict[str, int]]) ->
         if turn.workers > 1:
             fail("turn", "nat_discovery", f"needs workers = 1 (it is {turn.workers}): the four RFC 5780 sockets "
                                           "answer for each other")
+    if turn.users_db == "redis" and not config.redis.url:
+        fail("turn", "users_db", "redis names the [redis] url, which is empty: set it, or give users_db a "
+                                 "redis://host:port/db URL of its own")
     if turn.kernel_offload != "off" and turn.enabled:
         if turn.workers > 1:
             fail("turn", "kernel_offload", f"{turn.kernel_offload}: one XDP program serves an interface, so the "

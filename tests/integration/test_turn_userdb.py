@@ -16,7 +16,7 @@ from typing import Any
 from twisted.internet import defer, error, protocol, reactor, utils
 from twisted.trial import unittest
 
-from tests.support import Event, after_each_call, free_port, need_tool
+from tests.support import Event, RedisServer, after_each_call, free_port, need_tool
 from tests.turn.stack import REALM, TurnStack
 from tests.integration.test_turn_uclient import LOST, SENT
 
@@ -49,8 +49,11 @@ class UsersDbTests(unittest.TestCase):
             pass
         return self.peer.ended
 
+    #: the users_db URL (the Redis tests set a redis:// one)
+    url = ""
+
     def start(self) -> TurnStack:
-        stack = TurnStack(extra=f"users_db = sqlite://{self.db}\nusers_db_poll_seconds = 1\n")
+        stack = TurnStack(extra=f"users_db = {self.url or 'sqlite://' + self.db}\nusers_db_poll_seconds = 1\n")
         stack.start()
         self.addCleanup(stack.stop)
         self.store = stack.engine.credentials
@@ -59,7 +62,7 @@ class UsersDbTests(unittest.TestCase):
     @defer.inlineCallbacks
     def cli(self, *args: str) -> Any:
         out, err, code = yield utils.getProcessOutputAndValue(
-            sys.executable, ["-m", "webrtcstack.cli", *args, "--db", f"sqlite://{self.db}", "--realm", REALM],
+            sys.executable, ["-m", "webrtcstack.cli", *args, "--db", self.url or f"sqlite://{self.db}", "--realm", REALM],
             env=dict(os.environ))
         self.assertEqual(code, 0, (out + err).decode(errors="replace"))
         defer.returnValue(out.decode())
@@ -143,3 +146,44 @@ class UsersDbTests(unittest.TestCase):
         self.assertEqual(code, 0, (out + err).decode(errors="replace"))
         stack = self.start()
         self.assertEqual((yield self.relay(stack, "-u", "coturnuser", "-w", "coturn-password")), (20, 20))
+
+
+class RedisUsersDbTests(UsersDbTests):
+    """The same cycle on coturn's Redis keys (``turnadmin -N``), in a redis-server this test starts."""
+
+    def setUp(self) -> Any:
+        self.redis = RedisServer(self)
+        self.url = self.redis.url
+        return super().setUp()
+
+    def test_a_coturn_turndb_works_as_it_is(self) -> Any:
+        """turnadmin writing straight into Redis (coturn's keys): the stack reads its user and secret."""
+        return self._turnadmin_redis()
+
+    @defer.inlineCallbacks
+    def _turnadmin_redis(self) -> Any:
+        turnadmin = need_tool("turnadmin")
+        where = f"host=127.0.0.1 port={self.redis.port} dbname=0"
+        for args in (["-a", "-N", where, "-u", "coturnuser", "-r", REALM, "-p", "coturn-password"],
+                     ["-s", "coturn-secret", "-N", where, "-r", REALM]):
+            out, err, code = yield utils.getProcessOutputAndValue(turnadmin, args, env={})
+            self.assertEqual(code, 0, (out + err).decode(errors="replace"))
+        stack = self.start()
+        self.assertEqual(self.store.database_counts(), (1, 1))
+        self.assertEqual((yield self.relay(stack, "-u", "coturnuser", "-w", "coturn-password")), (20, 20))
+        self.assertEqual((yield self.relay(stack, "-W", "coturn-secret", "-u", "erin")), (20, 20))
+
+
+class UsersDbConfigTests(unittest.TestCase):
+    def test_urls(self) -> None:
+        from webrtcstack.config import ConfigError, parse_config
+
+        for value in ("sqlite:///var/lib/webrtcstack/turndb", "redis://127.0.0.1:6379/2", "unix:///run/redis.sock"):
+            self.assertEqual(parse_config(f"[turn]\nusers_db = {value}\n", "ok.ini").turn.users_db, value)
+        for value, why in (("sqlite://relative", "expected sqlite:///absolute/path"),
+                           ("rediss://h:1/0", "not supported for users_db yet"),
+                           ("redis", "names the [redis] url, which is empty")):
+            with self.assertRaises(ConfigError) as caught:
+                parse_config(f"[turn]\nusers_db = {value}\n", "bad.ini")
+            self.assertIn("users_db", str(caught.exception))
+            self.assertIn(why, str(caught.exception))

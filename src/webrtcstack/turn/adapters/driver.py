@@ -327,10 +327,10 @@ def build_turn_services(config: StackConfig, reactor: Any, auth_secrets: tuple[s
                                     max_frame_bytes=config.turn.max_frame_bytes)
         services.append(ListenerService(reactor, "tcp", ep, factory, what="STUN/TURN", reuse_port=reuse))
     if config.turn.users_db:
-        from webrtcstack.turn.adapters.userdb import UserDb, UserDbService
+        from webrtcstack.turn.adapters.userdb import UserDbService, open_user_db
 
-        services.append(UserDbService(UserDb(config.turn.users_db), driver.engine.credentials, reactor,
-                                      config.turn.users_db_poll_seconds))
+        services.append(UserDbService(open_user_db(config.turn.users_db, config.redis.url), driver.engine.credentials,
+                                      reactor, config.turn.users_db_poll_seconds))
     if config.turn.kernel_offload != "off" and not reuse:
         from webrtcstack.turn.adapters.offload import OffloadService
 
