@@ -303,7 +303,7 @@ def _user_db(args: argparse.Namespace, need_realm: bool = True) -> tuple[Any, st
     if args.db:
         try:
             url = parse_users_db(args.db)
-        except ValueError as e:
+        except Exception as e:  # the config's value parsers raise their own error type
             print(f"webrtcstack: --db: {e}", file=sys.stderr)
             return None
     if not url or url == "redis" or (realm is None and need_realm):

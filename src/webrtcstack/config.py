@@ -140,16 +140,19 @@ def parse_users_db(value: str) -> str:
         return value
     if value.startswith("sqlite:///"):
         if len(value) <= len("sqlite:///"):
-            raise ValueError("sqlite:/// needs a file path after it, e.g. sqlite:///var/lib/webrtcstack/turndb")
+            raise _ValueError("sqlite:/// needs a file path after it, e.g. sqlite:///var/lib/webrtcstack/turndb")
         return value
     if value.startswith(("redis://", "unix://")):
         from webrtcstack.cluster.resp import parse_url
 
-        parse_url(value)
+        try:
+            parse_url(value)
+        except ValueError as e:
+            raise _ValueError(str(e)) from None
         return value
     if value.startswith("rediss://"):
-        raise ValueError("rediss:// (TLS) is not supported for users_db yet; use redis:// or unix://")
-    raise ValueError(f"{value!r}: expected sqlite:///absolute/path, redis://host:port/db, unix:///path or redis")
+        raise _ValueError("rediss:// (TLS) is not supported for users_db yet; use redis:// or unix://")
+    raise _ValueError(f"{value!r}: expected sqlite:///absolute/path, redis://host:port/db, unix:///path or redis")
 
 
 def parse_interface_names(value: str) -> tuple[str, ...]:
@@ -157,7 +160,7 @@ def parse_interface_names(value: str) -> tuple[str, ...]:
     names = tuple(n for n in re.split(r"[\s,]+", value.strip()) if n)
     for name in names:
         if len(name) > 15 or "/" in name or name in (".", ".."):
-            raise ValueError(f"{name!r} is not an interface name (1 to 15 characters, no '/')")
+            raise _ValueError(f"{name!r} is not an interface name (1 to 15 characters, no '/')")
     return names
 
 
