@@ -87,29 +87,43 @@ def unshare_missing() -> str | None:
 
 # -- ports ----------------------------------------------------------------------
 
+#: Where :func:`free_port` looks: below Linux's ephemeral range (32768-60999 by default), which the
+#: kernel hands to every outgoing socket of every process (the other trial worker's clients, uclient,
+#: a stack's own connections), and below the relay ranges the tests configure (40000 and up). A port
+#: taken from the ephemeral range could be taken again by any of those between the check and the
+#: stack's bind ("Address already in use", seen in full runs); in this range only another free_port
+#: call can, and each one starts at a random place.
+FREE_PORT_RANGE = (12000, 31999)
+
+
 def free_port(kind: int | None = None, host: str = "127.0.0.1") -> int:
-    """A free port on ``host``.
+    """A free port on ``host`` (from :data:`FREE_PORT_RANGE`).
 
     :param kind: ``socket.SOCK_DGRAM`` or ``socket.SOCK_STREAM`` for a port
         free for that transport; None (the default) for one free for both UDP
         and TCP (a TURN listener binds both).
     """
+    import random
+
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    if kind is not None:
-        with socket.socket(family, kind) as s:
-            s.bind((host, 0))
-            return int(s.getsockname()[1])
-    for _ in range(100):
-        with socket.socket(family, socket.SOCK_DGRAM) as u:
-            u.bind((host, 0))
-            port = int(u.getsockname()[1])
-            with socket.socket(family, socket.SOCK_STREAM) as t:
-                try:
-                    t.bind((host, port))
-                except OSError:
-                    continue
-                return port
-    raise RuntimeError(f"no port free for both UDP and TCP on {host}")
+    kinds = (kind,) if kind is not None else (socket.SOCK_DGRAM, socket.SOCK_STREAM)
+    low, high = FREE_PORT_RANGE
+    start = random.randrange(low, high + 1)
+    for offset in range(high - low + 1):
+        port = low + (start - low + offset) % (high - low + 1)
+        socks = []
+        try:
+            for k in kinds:
+                sock = socket.socket(family, k)
+                socks.append(sock)
+                sock.bind((host, port))
+            return port
+        except OSError:
+            continue
+        finally:
+            for sock in socks:
+                sock.close()
+    raise RuntimeError(f"no port free for {'both UDP and TCP' if kind is None else 'that transport'} on {host}")
 
 
 # -- waits on events (in the reactor) -----------------------------------------------
