@@ -457,6 +457,8 @@ class TurnSection:
     max_frame_bytes: int = _key("65540", _int_in(548, 65540), "the largest STUN or ChannelData frame accepted on a stream", restart=True)
     workers: int = _key("1", _int_in(1, 16), "processes serving the [turn] listen sockets (SO_REUSEPORT; 1: this process only); relay_ports and total_quota are split between them, user_quota holds per process", restart=True)
     unauthenticated_replies_per_second: int = _key("20", _int_in(1, 100000), "401 replies per source address per second; more are dropped")
+    dtls: bool = _key("no", _bool, "TURN over DTLS 1.2 (RFC 7350): every tls_listen address also takes DTLS on UDP at the same port, with the [tls] certificate (as coturn does); stateless cookies answer a new address", restart=True)
+    dtls_min_version: str = _key("1.2", _choice("1.2", "1.0"), "the oldest DTLS accepted: 1.2; or 1.0 for old clients (coturn's turnutils_uclient picks DTLS 1.0 half of the time), which needs AES-CBC-SHA suites and OpenSSL security level 0", restart=True)
     users_db: str = _key("", parse_users_db, "TURN users and REST secrets in coturn's schemas: sqlite:///path (a coturn turndb works as it is), redis://host:port/db or unix:///path (coturn's Redis keys), or redis (the [redis] url); read in a thread and re-read every users_db_poll_seconds. Manage it with webrtcstack turn-user / turn-secret / turn-db", restart=True)
     users_db_poll_seconds: int = _key("5", _int_in(1, 3600), "how often users_db is read again (a user added or deleted takes effect within this)", restart=True)
     nat_discovery: bool = _key("no", _bool, "RFC 5780 NAT behaviour discovery over UDP: Binding answers carry RESPONSE-ORIGIN and OTHER-ADDRESS and honour CHANGE-REQUEST and RESPONSE-PORT. Needs two listen addresses of one family with the same port; the alternate port (nat_discovery_port) is bound on both, for STUN only", restart=True)
@@ -794,6 +796,8 @@ def _check_consistency(config: StackConfig, lines: dict[str, dict[str, int]]) ->
         if turn.workers > 1:
             fail("turn", "nat_discovery", f"needs workers = 1 (it is {turn.workers}): the four RFC 5780 sockets "
                                           "answer for each other")
+    if turn.dtls and turn.enabled and not turn.tls_listen:
+        fail("turn", "dtls", "serves DTLS on the [turn] tls_listen ports, and none is set")
     if turn.users_db == "redis" and not config.redis.url:
         fail("turn", "users_db", "redis names the [redis] url, which is empty: set it, or give users_db a "
                                  "redis://host:port/db URL of its own")

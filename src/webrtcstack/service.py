@@ -281,6 +281,7 @@ def _wire_turn(runtime: StackRuntime, config: StackConfig, driver: Any, auth_sec
                                  max_connections=config.turn.max_tcp_connections,
                                  max_frame_bytes=config.turn.max_frame_bytes)
 
+    make_tls_factory.driver = driver  # type: ignore[attr-defined]  # [turn] dtls listens beside TLS
     return make_tls_factory
 
 
@@ -706,6 +707,12 @@ def _tls_listeners(config: StackConfig, reactor: Any, store: CertificateStore, r
         if ep not in shared:
             factory = tls_factory(store, (ALPN_TURN,), turn_tls_maker())
             out.append(ListenerService(reactor, "tcp", ep, factory, what="turns"))
+    if turn_eps and config.turn.dtls:
+        from webrtcstack.turn.adapters.dtls import DtlsService
+
+        for ep in turn_eps:  # the same port over UDP (one-port endpoints too: HTTPS is TCP only)
+            out.append(DtlsService(turn_tls_maker.driver, ep, store, config.turn.max_tcp_connections,
+                                   legacy=config.turn.dtls_min_version == "1.0"))
     for ep in http_eps:
         if ep not in shared:
             factory = tls_factory(store, (ALPN_HTTP,), app.site)

@@ -160,6 +160,7 @@ class CertificateStore:
         self.certificate_path = certificate_path
         self.private_key_path = private_key_path
         self._contexts: dict[tuple[bytes, ...], SSL.Context] = {}
+        self._dtls: tuple[tuple[int, bool], SSL.Context] | None = None
         self.info: CertificateInfo | None = None
         self.generation = 0
 
@@ -195,6 +196,31 @@ class CertificateStore:
         except TlsError:
             self.certificate_path, self.private_key_path = old
             raise
+
+    def dtls_context(self, cookie: Any, cookie_ok: Any, legacy: bool = False) -> SSL.Context:
+        """The current DTLS server context (``[turn] dtls``): the same certificate and key, stateless
+        cookies from ``cookie`` / ``cookie_ok``; rebuilt after each load.
+
+        DTLS 1.2 with the TLS listeners' suites; with ``legacy`` (``dtls_min_version = 1.0``) DTLS 1.0
+        too, which needs ECDHE with AES-CBC-SHA and OpenSSL's security level 0 (SHA-1 signatures).
+        """
+        if self._dtls is None or self._dtls[0] != (self.generation, legacy):
+            ctx = SSL.Context(SSL.DTLS_SERVER_METHOD)
+            ctx.set_options(SSL.OP_NO_COMPRESSION | SSL.OP_CIPHER_SERVER_PREFERENCE | SSL.OP_NO_TICKET)
+            if legacy:
+                ctx.set_cipher_list(b"ECDHE+AESGCM:ECDHE+CHACHA20:ECDHE+AES+SHA1:!aNULL:@SECLEVEL=0")
+            else:
+                ctx.set_min_proto_version(0xFEFD)  # DTLS 1.2 (pyOpenSSL names no DTLS versions)
+                ctx.set_cipher_list(CIPHERS_TLS12)
+            try:
+                ctx.use_certificate_chain_file(self.certificate_path.encode())
+                ctx.use_privatekey_file(self.private_key_path.encode())
+            except SSL.Error as e:
+                raise TlsError(f"[tls] certificate {self.certificate_path}: {_reason(e)}") from None
+            ctx.set_cookie_generate_callback(cookie)
+            ctx.set_cookie_verify_callback(cookie_ok)
+            self._dtls = ((self.generation, legacy), ctx)
+        return self._dtls[1]
 
     def context(self, alpn: Sequence[bytes]) -> SSL.Context:
         """The current context offering ``alpn`` (built on first use)."""

@@ -35,6 +35,7 @@ OTHER_VALUES = {
     ("turn", "kernel_offload_max_entries"): "1024",
     ("turn", "nat_discovery"): "yes", ("turn", "nat_discovery_port"): "3500",
     ("turn", "users_db"): "sqlite:///var/lib/webrtcstack/turndb", ("turn", "users_db_poll_seconds"): "30",
+    ("turn", "dtls"): "yes", ("turn", "dtls_min_version"): "1.0",
 }
 
 
@@ -60,7 +61,7 @@ class SchemaRestartTests(unittest.TestCase):
         secret = "static_auth_secret = shared-secret\n"
         old = parse_config(base + "[http]\ntls_listen = 127.0.0.1:8443\n[turn]\n" + secret)
         for (section, key), value in sorted(OTHER_VALUES.items()):
-            if (section, key) in (("tls", "acme"), ("turn", "nat_discovery")):
+            if (section, key) in (("tls", "acme"), ("turn", "nat_discovery"), ("turn", "dtls")):
                 continue  # they change other keys with them: the tests below
             http = {"tls_listen": value} if (section, key) == ("http", "tls_listen") else {"tls_listen": "127.0.0.1:8443"}
             if section == "http" and key != "tls_listen":
@@ -86,6 +87,13 @@ class SchemaRestartTests(unittest.TestCase):
         self.assertEqual(restart_keys(old, new), ["[turn] nat_discovery"])
         self.assertEqual(applied_keys(old, new), [])
         self.assertFalse(effective_config(old, new).turn.nat_discovery)
+
+    def test_turning_dtls_on_needs_a_restart(self) -> None:
+        """dtls binds a UDP socket beside each tls_listen: turning it on is a restart."""
+        base = "[tls]\ncertificate = /c.pem\nprivate_key = /k.pem\n[turn]\ntls_listen = 127.0.0.1:5349\n"
+        old, new = parse_config(base), parse_config(base + "dtls = yes\n")
+        self.assertEqual(restart_keys(old, new), ["[turn] dtls"])
+        self.assertEqual(applied_keys(old, new), [])
 
     def test_turning_acme_on_needs_a_restart(self) -> None:
         """Switching from certificate files to ACME is reported as needing a restart; the running files are kept."""

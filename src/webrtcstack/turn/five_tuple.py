@@ -23,11 +23,13 @@ class Transport(enum.IntEnum):
     UDP = 17
     TCP = 6
     TLS = 56
+    #: TURN over DTLS (RFC 7350): datagrams, so no ChannelData padding
+    DTLS = 57
 
     @property
     def is_stream(self) -> bool:
         """True for byte-stream transports (ChannelData is padded on these)."""
-        return self is not Transport.UDP
+        return self is Transport.TCP or self is Transport.TLS
 
 
 class FiveTuple(NamedTuple):

@@ -157,7 +157,7 @@ def no_room(engine: TurnEngine, kind: str, five_tuple: FiveTuple) -> ProtocolVio
     can (RFC 8489 §10; UDP and TCP clients, same address family), else 508."""
     engine.counters.quota_hit(kind)
     elsewhere = engine.elsewhere
-    if elsewhere is not None and five_tuple.transport is not Transport.TLS:
+    if elsewhere is not None and five_tuple.transport not in (Transport.TLS, Transport.DTLS):
         family = 6 if ":" in five_tuple.client[0] else 4
         alternate = elsewhere.alternate(five_tuple.transport.name.lower(), family)
         if alternate is not None:
