@@ -81,6 +81,21 @@ class ValueTests(unittest.TestCase):
         config = parse_config("[turn]\nenabled = no\n[http]\nenabled = no\n[metrics]\nenabled = no\n")
         self.assertEqual(describe_listeners(config), ["nothing enabled"])
 
+    def test_check_config_lists_the_new_turn_surfaces(self) -> None:
+        """DTLS, the RFC 5780 alternate ports, the kernel offload and users_db (without its password)."""
+        from webrtcstack.service import describe_listeners
+
+        config = parse_config(
+            "[turn]\nlisten = 127.0.0.1:3478 127.0.0.2:3478\ntls_listen = 127.0.0.1:5349\ndtls = yes\n"
+            "nat_discovery = yes\nkernel_offload = auto\nusers_db = redis://:pw-hidden@127.0.0.1:6379/0\n"
+            "[tls]\ncertificate = /c.pem\nprivate_key = /k.pem\n[http]\nenabled = no\n")
+        lines = describe_listeners(config)
+        self.assertIn("TURN/DTLS  udp      127.0.0.1:5349  (DTLS 1.2 and up)", lines)
+        self.assertIn("STUN (RFC 5780 alternate port)  udp  127.0.0.2:3479", lines)
+        self.assertIn("TURN kernel offload (auto): XDP on every interface that is up", lines)
+        self.assertIn("TURN users_db  redis://127.0.0.1:6379/0", lines)
+        self.assertNotIn("pw-hidden", "\n".join(lines))
+
     def test_endpoint_str_brackets_ipv6(self) -> None:
         """An IPv6 endpoint prints with brackets, IPv4 without."""
         self.assertEqual(str(Endpoint("::", 3478)), "[::]:3478")

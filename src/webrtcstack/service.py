@@ -21,7 +21,7 @@ from typing import Any
 from twisted.application import service
 from twisted.logger import Logger
 
-from webrtcstack.config import ConfigError, StackConfig
+from webrtcstack.config import ConfigError, Endpoint, StackConfig
 from webrtcstack.ops.demux import DemuxFactory
 from webrtcstack.ops.health import build_ops_site
 from webrtcstack.ops.lifecycle import StackService
@@ -122,6 +122,25 @@ def describe_listeners(config: StackConfig) -> list[str]:
                 lines.append(f"TURN/TLS + HTTPS/WSS  tcp  {ep}  (one port: ALPN stun.turn / http/1.1, else first bytes)")
             else:
                 lines.append(f"TURN/TLS   tcp      {ep}")
+            if config.turn.dtls:
+                lines.append(f"TURN/DTLS  udp      {ep}  (DTLS {config.turn.dtls_min_version} and up)")
+        if config.turn.nat_discovery:
+            from webrtcstack.turn.adapters.driver import discovery_pair
+
+            pair = discovery_pair(config)
+            if pair is not None:
+                for ip in pair[0]:
+                    lines.append(f"STUN (RFC 5780 alternate port)  udp  {Endpoint(ip, pair[1][1])}")
+        if config.turn.kernel_offload != "off":
+            where = ", ".join(config.turn.kernel_offload_interfaces) or "every interface that is up"
+            lines.append(f"TURN kernel offload ({config.turn.kernel_offload}): XDP on {where}")
+        if config.turn.users_db:
+            where = config.turn.users_db
+            if where.startswith(("redis://", "unix://")):
+                from webrtcstack.cluster.resp import parse_url
+
+                where = parse_url(where).display()  # no password in the listing
+            lines.append(f"TURN users_db  {where}")
         low, high = config.turn.relay_ports
         relay_ips = ", ".join(config.turn.relay_ip) or "0.0.0.0, ::"
         lines.append(f"TURN relay udp      {relay_ips} ports {low}-{high}")
