@@ -175,6 +175,8 @@ class DtlsTests(unittest.TestCase):
             self.listener.datagram(first, ("192.0.2.1", 10000 + _))
         self.assertEqual(self.listener.sessions, {})
         self.assertEqual(self.listener.counts.get("cookie_sent"), 200)
+        # the counts /metrics exports (turn_dtls_events)
+        self.assertIs(self.listener.counts, self.listener.driver.engine.counters.dtls)
 
     @defer.inlineCallbacks
     def test_dtls_1_0_refused_by_default(self) -> Any:

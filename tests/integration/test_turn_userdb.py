@@ -92,6 +92,7 @@ class UsersDbTests(unittest.TestCase):
         yield self.cli("turn-user", "add", "dbuser", "--password", "db-password")
         stack = self.start()
         self.assertEqual(self.store.database_counts(), (1, 0))
+        self.assertEqual((stack.engine.counters.users_db_users, stack.engine.counters.users_db_secrets), (1, 0))
         self.assertEqual((yield self.relay(stack, "-u", "dbuser", "-w", "db-password")), (20, 20))
         self.assertIsNone((yield self.relay(stack, "-u", "dbuser", "-w", "wrong")))
         # a new user, live: it works once the stack has read the change (no reload)

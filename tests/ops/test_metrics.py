@@ -91,6 +91,21 @@ class MetricsTests(unittest.TestCase):
         self.assertEqual(after[("webrtcstack_websocket_connections", ())], 3)
         self.assertEqual(after[("webrtcstack_buffered_message_bytes", ())], 300)
 
+    def test_offload_dtls_and_users_db_are_exported(self) -> None:
+        """The kernel offload's share, DTLS events and the users_db counts (issues 15 and 17)."""
+        self.counters.offload_packets_to_peer, self.counters.offload_bytes_to_client = 7, 900
+        self.counters.offload_channels, self.counters.offload_refused = 3, 1
+        self.counters.dtls["cookie_sent"] = 4
+        self.counters.users_db_users, self.counters.users_db_secrets = 12, 2
+        after = samples(render(self.registry))
+        self.assertEqual(after[("webrtcstack_turn_offload_packets_total", (("direction", "to_peer"),))], 7)
+        self.assertEqual(after[("webrtcstack_turn_offload_bytes_total", (("direction", "to_client"),))], 900)
+        self.assertEqual(after[("webrtcstack_turn_offload_channels", ())], 3)
+        self.assertEqual(after[("webrtcstack_turn_offload_refused_total", ())], 1)
+        self.assertEqual(after[("webrtcstack_turn_dtls_events_total", (("event", "cookie_sent"),))], 4)
+        self.assertEqual(after[("webrtcstack_turn_users_db_users", ())], 12)
+        self.assertEqual(after[("webrtcstack_turn_users_db_secrets", ())], 2)
+
     def test_connection_budgets_are_exported(self) -> None:
         """Each shell connection limit shows its open and refused counts."""
         from webrtcstack.sockets import ConnectionBudget
@@ -122,7 +137,7 @@ class MetricsTests(unittest.TestCase):
         self.counters.allocations_active[("ipv6", "tls")] = 1
         names = {label for (_, labels) in samples(render(self.registry)) for label, _ in labels}
         self.assertLessEqual(names, {"family", "transport", "direction", "method", "result", "reason", "quota",
-                                     "outcome", "protocol", "state", "version", "limit"})
+                                     "outcome", "protocol", "state", "version", "limit", "event"})
 
     def test_process_metrics_included(self) -> None:
         """The default registry also carries the process collector's metrics."""

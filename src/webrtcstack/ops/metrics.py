@@ -130,6 +130,14 @@ class StackCollector(Collector):
         yield CounterMetricFamily(f"{PREFIX}_turn_offload_refused",
                                   "Channel bindings left on the Python path because the kernel maps were full.",
                                   value=sum(getattr(c, "offload_refused", 0) for c in counters))
+        yield _by_label(CounterMetricFamily, "turn_dtls_events",
+                        "TURN over DTLS ([turn] dtls), by event: cookie_sent (a HelloVerifyRequest, no state kept), "
+                        "handshakes, closed, idle, failed, fatal, refused_full, not_a_hello, bad_hello, stopped.",
+                        ["event"], [getattr(c, "dtls", {}) for c in counters])
+        yield GaugeMetricFamily(f"{PREFIX}_turn_users_db_users", "TURN users loaded from [turn] users_db.",
+                                value=sum(getattr(c, "users_db_users", 0) for c in counters))
+        yield GaugeMetricFamily(f"{PREFIX}_turn_users_db_secrets", "REST secrets loaded from [turn] users_db.",
+                                value=sum(getattr(c, "users_db_secrets", 0) for c in counters))
         yield _by_label(CounterMetricFamily, "turn_requests", "STUN/TURN requests by method and result.",
                         ["method", "result"], [c.requests for c in counters])
         yield _by_label(CounterMetricFamily, "turn_auth_failures", "Failed authentications by reason.", ["reason"],

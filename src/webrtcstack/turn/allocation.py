@@ -90,6 +90,11 @@ class TurnCounters:
         #: channels the kernel forwards now; those refused because its maps were full
         self.offload_channels = 0
         self.offload_refused = 0
+        #: TURN over DTLS, by event (cookie_sent, handshakes, closed, idle, fatal, ...)
+        self.dtls: dict[str, int] = {}
+        #: users and REST secrets loaded from [turn] users_db
+        self.users_db_users = 0
+        self.users_db_secrets = 0
         self.allocations_active: dict[tuple[str, str], int] = {}
         self.allocations_total: dict[tuple[str, str], int] = {}
         self.permissions_active = 0

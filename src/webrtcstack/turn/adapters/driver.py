@@ -330,7 +330,7 @@ def build_turn_services(config: StackConfig, reactor: Any, auth_secrets: tuple[s
         from webrtcstack.turn.adapters.userdb import UserDbService, open_user_db
 
         services.append(UserDbService(open_user_db(config.turn.users_db, config.redis.url), driver.engine.credentials,
-                                      reactor, config.turn.users_db_poll_seconds))
+                                      reactor, config.turn.users_db_poll_seconds, driver.engine.counters))
     if config.turn.kernel_offload != "off" and not reuse:
         from webrtcstack.turn.adapters.offload import OffloadService
 

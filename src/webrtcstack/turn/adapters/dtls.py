@@ -98,8 +98,8 @@ class DtlsListener:
         self.server: tuple[str, int] = sock.getsockname()[:2]
         self._fd = sock.fileno()
         self.sessions: dict[tuple[str, int], _Session] = {}
-        #: what happened, for tests and metrics: cookies sent, handshakes done, dropped datagrams, ...
-        self.counts: dict[str, int] = {}
+        #: what happened, for tests and /metrics (turn_dtls_events): the engine's counters' ``dtls`` dict
+        self.counts: dict[str, int] = driver.engine.counters.dtls
 
     def _context(self) -> SSL.Context:
         ctx: SSL.Context = self.store.dtls_context(cookie, cookie_ok, legacy=self.legacy)

@@ -328,8 +328,10 @@ class RedisUserDb:
 class UserDbService(service.Service):
     """Keeps the engine's credential store equal to the database's rows for its realm."""
 
-    def __init__(self, db: Any, credentials: Any, reactor: Any, interval_s: float) -> None:
+    def __init__(self, db: Any, credentials: Any, reactor: Any, interval_s: float, counters: Any = None) -> None:
         self.setName("turn users db")
+        #: the engine's counters (the loaded counts go to /metrics)
+        self.counters = counters
         self.db = db
         self.credentials = credentials
         self.reactor = reactor
@@ -365,6 +367,8 @@ class UserDbService(service.Service):
             self._last = result
             self.credentials.set_database(*result)
             self.loads += 1
+            if self.counters is not None:
+                self.counters.users_db_users, self.counters.users_db_secrets = len(result[0]), len(result[1])
             log.info("TURN users_db: {users} users, {secrets} REST secrets for realm {realm}",
                      users=len(result[0]), secrets=len(result[1]), realm=self.credentials.realm)
 
