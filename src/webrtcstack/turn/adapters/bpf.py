@@ -198,11 +198,19 @@ def build_object(cache_dir: str | None = None) -> Path:
     clang = shutil.which("clang")
     if clang is None:
         raise BpfError(errno.ENOENT, "building the XDP program: clang is not installed (Debian: apt-get install clang)")
-    cache.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=cache, suffix=".o", delete=False) as tmp:
-        pass
-    result = subprocess.run([clang, "-O2", "-target", "bpf", "-c", str(SOURCE), "-o", tmp.name],
-                            capture_output=True, text=True, timeout=120)
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=cache, suffix=".o", delete=False) as tmp:
+            pass
+    except OSError as e:
+        raise BpfError(e.errno or errno.EACCES, f"building the XDP program: cannot write to {cache}: "
+                                                f"{e.strerror or e} (set CACHE_DIRECTORY or XDG_CACHE_HOME)") from None
+    try:
+        result = subprocess.run([clang, "-O2", "-target", "bpf", "-c", str(SOURCE), "-o", tmp.name],
+                                capture_output=True, text=True, timeout=120)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        os.unlink(tmp.name)
+        raise BpfError(errno.EIO, f"building the XDP program: clang did not run: {e}") from None
     if result.returncode != 0:
         os.unlink(tmp.name)
         raise BpfError(errno.EINVAL, f"building the XDP program: clang failed: {result.stderr.strip()[:2000]}")
