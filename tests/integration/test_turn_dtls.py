@@ -110,10 +110,12 @@ class DtlsTests(unittest.TestCase):
             f"allow_loopback_peers = yes\nrelay_ip = 127.0.0.1\nusers = alice:pw-alice\n"
             f"static_auth_secret = s-123456789\n{extra}[tls]\ncertificate = {cert}\nprivate_key = {key}\n"
             f"[http]\nenabled = no\n[metrics]\nenabled = no\n[stack]\nstate_dir = {directory}\n", "dtls.ini")
+        self.cert, self.key = cert, key
         self.top = build_service(config, reactor, install_signals=False)
         self.top.startService()
         self.addCleanup(self.top.stopService)
-        self.listener = find(self.top, DtlsService).listener
+        self.dtls_service = find(self.top, DtlsService)
+        self.listener = self.dtls_service.listener
 
     @defer.inlineCallbacks
     def test_uclient_relays_over_dtls(self) -> Any:
@@ -186,6 +188,25 @@ class DtlsTests(unittest.TestCase):
         with self.assertRaises((SSL.Error, OSError)):
             yield threads.deferToThread(client.handshake)
         self.assertEqual(self.listener.sessions, {})
+
+    @defer.inlineCallbacks
+    def test_a_reloaded_certificate_reaches_new_handshakes(self) -> Any:
+        """The [tls] certificate is reloaded (SIGHUP or an ACME renewal): the next DTLS handshake shows the
+        new one, as the TLS listeners do."""
+        self.start()
+
+        def subject(client: DtlsClient) -> str:
+            client.handshake()
+            return str(client.conn.get_peer_certificate().get_subject().CN)
+
+        first = DtlsClient(self.tls_port)
+        self.addCleanup(first.close)
+        self.assertEqual((yield threads.deferToThread(subject, first)), "localhost")
+        write_self_signed(["reloaded.example"], self.cert, self.key)
+        self.dtls_service.store.reload()
+        second = DtlsClient(self.tls_port)
+        self.addCleanup(second.close)
+        self.assertEqual((yield threads.deferToThread(subject, second)), "reloaded.example")
 
     def test_config_needs_tls_listen(self) -> None:
         with self.assertRaises(ConfigError) as caught:
