@@ -176,6 +176,9 @@ class OffloadBehaviourTests(unittest.TestCase):
         peer = self.udp()
         client, relayed = yield self.bound_channel(stack, peer)
         yield self.assert_both_ways(stack, client, peer, relayed, b"before")
+        c2p = offload_of(stack).program.maps["c2p"]
+        self.assertEqual(set(c2p.items()), set(c2p.keys()))  # the batch read sees what the key walk sees
+        self.assertEqual(len(c2p.keys()), 1)
         reply = yield client.request(Method.REFRESH, [(AttrType.LIFETIME, bytes(4))])
         self.assertEqual(reply.msg_class, MessageClass.SUCCESS)
         self.assertEqual(offload_of(stack).program.maps["c2p"].keys(), [])

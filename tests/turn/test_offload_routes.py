@@ -37,6 +37,10 @@ class DictMap:
     def delete(self, key: bytes) -> bool:
         return self.entries.pop(key, None) is not None
 
+    def items(self) -> dict[bytes, bytes]:
+        self.batch_reads = getattr(self, "batch_reads", 0) + 1
+        return dict(self.entries)
+
     def count(self, key: bytes, packets: int, nbytes: int) -> None:
         """What the XDP program does per forwarded packet, as a total."""
         value = self.entries[key]
@@ -139,6 +143,27 @@ class KernelRoutesTests(unittest.TestCase):
         self.client.refresh(0, now=1)
         self.assertEqual((counters.packets_to_peer, counters.offload_packets_to_peer), (12, 12))
         self.assertEqual(self.allocation.bytes_to_peer, 1200)
+
+    def test_many_routes_are_collected_in_batches(self) -> None:
+        """Past BATCH_ABOVE routes each map is read whole once per collection, with the same credits."""
+        from webrtcstack.turn.offload.routes import BATCH_ABOVE
+
+        engine, _ = make_engine(user_quota=0)
+        c2p, p2c = DictMap(), DictMap()
+        routes = engine.manager.routes = KernelRoutes(c2p, p2c, engine.counters, lambda host: False)
+        clients = []
+        for i in range(BATCH_ABOVE + 1):
+            client = Client(engine, client=(f"198.51.100.{10 + i}", 41000))
+            client.allocate()
+            client.channel_bind(0x4001, *PEER)
+            clients.append(client)
+        for key in c2p.entries:
+            c2p.count(key, 2, 200)
+        routes.collect()
+        self.assertEqual((c2p.batch_reads, p2c.batch_reads), (1, 1))
+        self.assertEqual(engine.counters.offload_packets_to_peer, 2 * (BATCH_ABOVE + 1))
+        allocation = engine.manager.get(clients[0].five_tuple)
+        self.assertEqual(allocation.bytes_to_peer, 200)
 
     def test_mobility_moves_the_entries(self) -> None:
         """RFC 8016: the allocation's new 5-tuple replaces the old one in the kernel's key."""

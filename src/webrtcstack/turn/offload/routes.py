@@ -38,6 +38,8 @@ from webrtcstack.turn.five_tuple import Transport
 
 __all__ = ["KernelRoutes", "RouteMap", "c2p_entry", "p2c_entry", "COUNTS"]
 
+#: above this many routes, :meth:`KernelRoutes.collect` reads each map whole, in batches
+BATCH_ABOVE = 32
 #: flags in an entry: the destination is an address of this host (XDP_PASS up the local stack)
 DEST_LOCAL = 1
 #: the packet and byte counters at the end of every value (native byte order, as the kernel writes them)
@@ -157,14 +159,25 @@ class KernelRoutes:
         self.counters.offload_channels = len(self.routes)
 
     def collect(self) -> None:
-        """Credit what the kernel forwarded since the last look (the shell calls this every second)."""
-        for route in self.routes.values():
-            self._collect(route)
+        """Credit what the kernel forwarded since the last look (the shell calls this every second).
 
-    def _collect(self, route: _Route) -> None:
+        With many routes, each map is read whole in batches (a map with ``items()``) rather than
+        entry by entry; a map without it (or a kernel without batch lookups) is read entry by entry.
+        """
+        c2p_all = p2c_all = None
+        if len(self.routes) > BATCH_ABOVE:
+            try:
+                c2p_all, p2c_all = self.c2p.items(), self.p2c.items()  # type: ignore[attr-defined]
+            except (AttributeError, OSError):
+                c2p_all = p2c_all = None
+        for route in self.routes.values():
+            self._collect(route, c2p_all, p2c_all)
+
+    def _collect(self, route: _Route, c2p_all: dict[bytes, bytes] | None = None,
+                 p2c_all: dict[bytes, bytes] | None = None) -> None:
         counters = self.counters
         allocation = route.allocation
-        value = self.c2p.lookup(route.c2p_key)
+        value = c2p_all.get(route.c2p_key) if c2p_all is not None else self.c2p.lookup(route.c2p_key)
         if value is not None:
             packets, nbytes = COUNTS.unpack_from(value, len(value) - COUNTS.size)
             dp, db = packets - route.to_peer[0], nbytes - route.to_peer[1]
@@ -175,7 +188,7 @@ class KernelRoutes:
                 counters.offload_packets_to_peer += dp
                 counters.offload_bytes_to_peer += db
                 allocation.bytes_to_peer += db
-        value = self.p2c.lookup(route.p2c_key)
+        value = p2c_all.get(route.p2c_key) if p2c_all is not None else self.p2c.lookup(route.p2c_key)
         if value is not None:
             packets, nbytes = COUNTS.unpack_from(value, len(value) - COUNTS.size)
             dp, db = packets - route.to_client[0], nbytes - route.to_client[1]
