@@ -181,16 +181,18 @@ class TurnUdpListener:
                 addr = ipv6_source(addr)
             five_tuple = (_UDP, addr, server)
             first = data[0] if data else 0
-            if 0x40 <= first < 0x80 and not stun_only:  # ChannelData (RFC 8656 §12.4)
+            # The two fast paths first, unchanged. On an RFC 5780 alternate-port socket no allocation can
+            # exist, so ChannelData there is dropped as no_channel and a Send indication falls through.
+            if 0x40 <= first < 0x80:  # ChannelData (RFC 8656 §12.4)
                 channel_data(five_tuple, data, now)
+                continue
+            if first == 0 and data[1:2] == b"\x16" and send_indication(five_tuple, data, now):
                 continue
             if discovery is not None and data[:2] == b"\x00\x01":  # RFC 5780: the answer may leave elsewhere
                 self._discover(data, addr, five_tuple)
                 continue
             if stun_only:
                 self.engine.counters.drop("stun_only")
-                continue
-            if first == 0 and data[1:2] == b"\x16" and send_indication(five_tuple, data, now):
                 continue
             handled = True
             try:
