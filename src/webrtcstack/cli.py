@@ -300,6 +300,7 @@ def _user_db(args: argparse.Namespace, need_realm: bool = True) -> tuple[Any, st
     realm = args.realm
     url = ""
     cluster_url = ""
+    ca_file = args.ca_file or ""
     if args.db:
         try:
             url = parse_users_db(args.db)
@@ -314,13 +315,14 @@ def _user_db(args: argparse.Namespace, need_realm: bool = True) -> tuple[Any, st
             return None
         url = url or config.turn.users_db
         cluster_url = config.redis.url
+        ca_file = ca_file or config.redis.ca_file
         realm = config.turn.realm if realm is None else realm
         if not url:
             print(f"webrtcstack: {config.filename} sets no [turn] users_db; set it (sqlite:///path or "
                   "redis://host:port/db) or pass --db", file=sys.stderr)
             return None
     try:
-        return open_user_db(url, cluster_url), realm or ""
+        return open_user_db(url, cluster_url, ca_file), realm or ""
     except (UserDbError, ValueError) as e:
         print(f"webrtcstack: {e}", file=sys.stderr)
         return None
@@ -407,6 +409,8 @@ def _db_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("-c", "--config", default=None, help="config file (default: etc/stack.ini, then /etc/webrtcstack/stack.ini)")
     p.add_argument("--db", default=None, metavar="URL", help="sqlite:///path, redis://host:port/db or redis (default: the config's [turn] users_db)")
     p.add_argument("--realm", default=None, help="the realm (default: the config's [turn] realm)")
+    p.add_argument("--ca-file", default=None, metavar="PEM",
+                   help="for rediss://: the CA that signs Redis's certificate (default: the config's [redis] ca_file)")
 
 
 def _add_turn_db(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

@@ -142,7 +142,7 @@ def parse_users_db(value: str) -> str:
         if len(value) <= len("sqlite:///"):
             raise _ValueError("sqlite:/// needs a file path after it, e.g. sqlite:///var/lib/webrtcstack/turndb")
         return value
-    if value.startswith(("redis://", "unix://")):
+    if value.startswith(("redis://", "rediss://", "unix://")):
         from webrtcstack.cluster.resp import parse_url
 
         try:
@@ -150,9 +150,8 @@ def parse_users_db(value: str) -> str:
         except ValueError as e:
             raise _ValueError(str(e)) from None
         return value
-    if value.startswith("rediss://"):
-        raise _ValueError("rediss:// (TLS) is not supported for users_db yet; use redis:// or unix://")
-    raise _ValueError(f"{value!r}: expected sqlite:///absolute/path, redis://host:port/db, unix:///path or redis")
+    raise _ValueError(f"{value!r}: expected sqlite:///absolute/path, redis://host:port/db, rediss://…, unix:///path "
+                      "or redis")
 
 
 def parse_interface_names(value: str) -> tuple[str, ...]:
@@ -459,7 +458,7 @@ class TurnSection:
     unauthenticated_replies_per_second: int = _key("20", _int_in(1, 100000), "401 replies per source address per second; more are dropped")
     dtls: bool = _key("no", _bool, "TURN over DTLS 1.2 (RFC 7350): every tls_listen address also takes DTLS on UDP at the same port, with the [tls] certificate (as coturn does); stateless cookies answer a new address", restart=True)
     dtls_min_version: str = _key("1.2", _choice("1.2", "1.0"), "the oldest DTLS accepted: 1.2; or 1.0 for old clients (coturn's turnutils_uclient picks DTLS 1.0 half of the time), which needs AES-CBC-SHA suites and OpenSSL security level 0", restart=True)
-    users_db: str = _key("", parse_users_db, "TURN users and REST secrets in coturn's schemas: sqlite:///path (a coturn turndb works as it is), redis://host:port/db or unix:///path (coturn's Redis keys), or redis (the [redis] url); read in a thread and re-read every users_db_poll_seconds. Manage it with webrtcstack turn-user / turn-secret / turn-db", restart=True)
+    users_db: str = _key("", parse_users_db, "TURN users and REST secrets in coturn's schemas: sqlite:///path (a coturn turndb works as it is), redis://host:port/db, rediss://… (TLS, trusting [redis] ca_file) or unix:///path (coturn's Redis keys), or redis (the [redis] url); read in a thread and re-read every users_db_poll_seconds. Manage it with webrtcstack turn-user / turn-secret / turn-db", restart=True)
     users_db_poll_seconds: int = _key("5", _int_in(1, 3600), "how often users_db is read again (a user added or deleted takes effect within this)", restart=True)
     nat_discovery: bool = _key("no", _bool, "RFC 5780 NAT behaviour discovery over UDP: Binding answers carry RESPONSE-ORIGIN and OTHER-ADDRESS and honour CHANGE-REQUEST and RESPONSE-PORT. Needs two listen addresses of one family with the same port; the alternate port (nat_discovery_port) is bound on both, for STUN only", restart=True)
     nat_discovery_port: int = _key("0", _int_in(0, 65535), "the alternate port of nat_discovery (0: the listen port + 1)", restart=True)

@@ -175,14 +175,59 @@ class RedisUsersDbTests(UsersDbTests):
         self.assertEqual((yield self.relay(stack, "-W", "coturn-secret", "-u", "erin")), (20, 20))
 
 
+class RedisTlsUsersDbTests(RedisUsersDbTests):
+    """rediss:// (TLS): the stack trusts Redis's certificate through [redis] ca_file, the commands through
+    --ca-file; without the CA the command fails with one line, no traceback."""
+
+    def setUp(self) -> Any:
+        import socket as _socket
+
+        from tests.ops.support import make_cert
+
+        cert, key, _ = make_cert(self, ("localhost", "127.0.0.1"))
+        self.ca = cert
+        tls_port = free_port(_socket.SOCK_STREAM)
+        self.redis = RedisServer(self, extra=("--tls-port", str(tls_port), "--tls-cert-file", cert,
+                                              "--tls-key-file", key, "--tls-auth-clients", "no"))
+        self.url = f"rediss://localhost:{tls_port}/0"
+        return UsersDbTests.setUp(self)  # not RedisUsersDbTests's: this class starts its own (TLS) server
+
+    def start(self) -> TurnStack:
+        stack = TurnStack(extra=f"users_db = {self.url}\nusers_db_poll_seconds = 1\n[redis]\nca_file = {self.ca}\n")
+        stack.start()
+        self.addCleanup(stack.stop)
+        self.store = stack.engine.credentials
+        return stack
+
+    @defer.inlineCallbacks
+    def cli(self, *args: str) -> Any:
+        out, err, code = yield utils.getProcessOutputAndValue(
+            sys.executable, ["-m", "webrtcstack.cli", *args, "--db", self.url, "--realm", REALM, "--ca-file", self.ca],
+            env=dict(os.environ))
+        self.assertEqual(code, 0, (out + err).decode(errors="replace"))
+        defer.returnValue(out.decode())
+
+    @defer.inlineCallbacks
+    def test_without_the_ca_the_command_says_why(self) -> Any:
+        out, err, code = yield utils.getProcessOutputAndValue(
+            sys.executable, ["-m", "webrtcstack.cli", "turn-user", "list", "--db", self.url, "--realm", REALM],
+            env=dict(os.environ))
+        self.assertEqual(code, 2)
+        self.assertIn(b"certificate verify failed", err)
+        self.assertNotIn(b"Traceback", out + err)
+
+    # test_a_coturn_turndb_works_as_it_is (inherited): turnadmin writes through the server's plain port,
+    # and the stack reads the same keys over TLS
+
+
 class UsersDbConfigTests(unittest.TestCase):
     def test_urls(self) -> None:
         from webrtcstack.config import ConfigError, parse_config
 
-        for value in ("sqlite:///var/lib/webrtcstack/turndb", "redis://127.0.0.1:6379/2", "unix:///run/redis.sock"):
+        for value in ("sqlite:///var/lib/webrtcstack/turndb", "redis://127.0.0.1:6379/2", "unix:///run/redis.sock",
+                      "rediss://redis.example:6380/0"):
             self.assertEqual(parse_config(f"[turn]\nusers_db = {value}\n", "ok.ini").turn.users_db, value)
         for value, why in (("sqlite://relative", "expected sqlite:///absolute/path"),
-                           ("rediss://h:1/0", "not supported for users_db yet"),
                            ("redis", "names the [redis] url, which is empty")):
             with self.assertRaises(ConfigError) as caught:
                 parse_config(f"[turn]\nusers_db = {value}\n", "bad.ini")

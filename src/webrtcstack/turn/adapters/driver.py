@@ -329,7 +329,8 @@ def build_turn_services(config: StackConfig, reactor: Any, auth_secrets: tuple[s
     if config.turn.users_db:
         from webrtcstack.turn.adapters.userdb import UserDbService, open_user_db
 
-        services.append(UserDbService(open_user_db(config.turn.users_db, config.redis.url), driver.engine.credentials,
+        services.append(UserDbService(open_user_db(config.turn.users_db, config.redis.url, config.redis.ca_file),
+                                      driver.engine.credentials,
                                       reactor, config.turn.users_db_poll_seconds, driver.engine.counters))
     if config.turn.kernel_offload != "off" and not reuse:
         from webrtcstack.turn.adapters.offload import OffloadService

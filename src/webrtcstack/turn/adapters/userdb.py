@@ -55,16 +55,20 @@ class UserDbError(Exception):
     """The users database cannot be read or written; the text says which and why."""
 
 
-def open_user_db(url: str, cluster_url: str = "") -> Any:
-    """The database ``[turn] users_db`` names: ``sqlite:///path``, ``redis://…``/``unix://…``, or ``redis``
-    (the ``[redis] url`` of the cluster, ``cluster_url``)."""
+def open_user_db(url: str, cluster_url: str = "", ca_file: str = "") -> Any:
+    """The database ``[turn] users_db`` names: ``sqlite:///path``, ``redis://…``/``rediss://…``/``unix://…``,
+    or ``redis`` (the ``[redis] url`` of the cluster, ``cluster_url``).
+
+    :param ca_file: for ``rediss://``, the PEM CA file that signs Redis's certificate (``[redis] ca_file``);
+        empty: the system's trusted CAs.
+    """
     if url.startswith("sqlite:///"):
         return UserDb(url[len("sqlite://"):])
     if url == "redis":
         if not cluster_url:
             raise UserDbError("users_db = redis names [redis] url, which is empty")
         url = cluster_url
-    return RedisUserDb(url)
+    return RedisUserDb(url, ca_file)
 
 
 class UserDb:
@@ -177,10 +181,11 @@ _sqlite_errors(UserDb)
 class RedisUserDb:
     """coturn's Redis keys, through a short-lived blocking connection per call (from a thread, or the CLI)."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, ca_file: str = "") -> None:
         from webrtcstack.cluster.resp import parse_url
 
         self.url = parse_url(url)
+        self.ca_file = ca_file
         self.where = self.url.display()
 
     def _call(self, sock: Any, parser: Any, *args: object) -> Any:
@@ -216,11 +221,14 @@ class RedisUserDb:
                     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
                     sock.settimeout(10)
                     sock.connect(db.url.path)
-                elif db.url.scheme == "redis":
-                    sock = socket.create_connection((db.url.host, db.url.port), timeout=10)
                 else:
-                    raise UserDbError(f"{url}: rediss:// is not supported for users_db yet")
-            except OSError as e:
+                    sock = socket.create_connection((db.url.host, db.url.port), timeout=10)
+                    if db.url.scheme == "rediss":
+                        import ssl
+
+                        context = ssl.create_default_context(cafile=db.ca_file or None)
+                        sock = context.wrap_socket(sock, server_hostname=db.url.host)
+            except OSError as e:  # ssl.SSLError (a certificate not trusted, ...) is an OSError too
                 raise UserDbError(f"{url}: {e.strerror or e}") from None
             parser = RespParser()
             try:
