@@ -34,7 +34,7 @@ from tests import support
 from tests.integration import test_turn_aioice, test_turn_uclient
 from tests.integration.test_turn_sockets import SocketClient
 from tests.turn import msgs
-from tests.turn.stack import PASSWORD, USER, TurnStack
+from tests.turn.stack import TurnStack
 from webrtcstack.stun.constants import AttrType, MessageClass, Method
 from webrtcstack.turn.adapters.offload import OffloadService, interfaces_up
 

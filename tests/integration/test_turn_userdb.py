@@ -16,9 +16,9 @@ from typing import Any
 from twisted.internet import defer, error, protocol, reactor, utils
 from twisted.trial import unittest
 
+from tests.integration.test_turn_uclient import LOST, SENT
 from tests.support import Event, RedisServer, after_each_call, free_port, need_tool
 from tests.turn.stack import REALM, TurnStack
-from tests.integration.test_turn_uclient import LOST, SENT
 
 
 class _Ended(protocol.ProcessProtocol):

@@ -42,7 +42,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from webrtcstack.config import Endpoint
-from webrtcstack.sockets import ListenFailed, ListenerService, make_socket
+from webrtcstack.sockets import ListenerService, ListenFailed, make_socket
 from webrtcstack.turn.five_tuple import Transport
 
 __all__ = ["DtlsListener", "DtlsService", "IDLE_TIMEOUT_S"]

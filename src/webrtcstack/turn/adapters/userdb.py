@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import hashlib
 import sqlite3
-from collections.abc import Iterable
 from typing import Any
 
 from twisted.application import service
@@ -399,6 +398,3 @@ class UserDbService(service.Service):
             self._loop.stop()
         self._loop = None
 
-
-def describe(rows: Iterable[tuple[str, str]]) -> str:
-    return "\n".join(f"{realm}\t{name}" for realm, name in rows)
