@@ -99,6 +99,30 @@ class BindingHandler:
         :raises StunDecodeError: malformed bytes or a wrong FINGERPRINT; the
             caller drops them.
         """
+        message = self.request_of(raw)
+        if message is None:
+            return None
+        counters = self.counters
+        if message.method != Method.BINDING:
+            counters.error_responses += 1
+            return error_response(message, ErrorCode.BAD_REQUEST, software=self.software)
+        unknown = self.unknown_required(message)
+        if unknown:
+            counters.error_responses += 1
+            return error_response(
+                message, ErrorCode.UNKNOWN_ATTRIBUTE, software=self.software,
+                extra=((AttrType.UNKNOWN_ATTRIBUTES, unknown),),
+            )
+        counters.responses += 1
+        return self.success_response(message, source)
+
+    def request_of(self, raw: bytes) -> Message | None:
+        """``raw`` decoded if it is a request (counted); None for an indication or a response (counted).
+
+        Shared with RFC 5780's answers (stun/discovery.py).
+
+        :raises StunDecodeError: not STUN, malformed, or a FINGERPRINT that does not match.
+        """
         counters = self.counters
         if not looks_like_stun(raw):
             counters.malformed += 1
@@ -119,18 +143,7 @@ class BindingHandler:
             counters.ignored += 1
             return None
         counters.requests += 1
-        if message.method != Method.BINDING:
-            counters.error_responses += 1
-            return error_response(message, ErrorCode.BAD_REQUEST, software=self.software)
-        unknown = self.unknown_required(message)
-        if unknown:
-            counters.error_responses += 1
-            return error_response(
-                message, ErrorCode.UNKNOWN_ATTRIBUTE, software=self.software,
-                extra=((AttrType.UNKNOWN_ATTRIBUTES, unknown),),
-            )
-        counters.responses += 1
-        return self.success_response(message, source)
+        return message
 
     @staticmethod
     def unknown_required(message: Message) -> tuple[int, ...]:

@@ -25,9 +25,7 @@ import attrs
 from webrtcstack.stun.attributes import Address, normalize_host
 from webrtcstack.stun.binding import BindingHandler, error_response
 from webrtcstack.stun.constants import AttrType, ErrorCode, MessageClass, Method
-from webrtcstack.stun.errors import StunDecodeError
-from webrtcstack.stun.integrity import verify_fingerprint
-from webrtcstack.stun.message import Message, decode, encode, looks_like_stun
+from webrtcstack.stun.message import Message, encode
 
 __all__ = ["Discovery", "DiscoveryAnswer", "CHANGE_IP", "CHANGE_PORT"]
 
@@ -78,24 +76,9 @@ class Discovery:
         """
         binding = self.binding
         counters = binding.counters
-        if not looks_like_stun(raw):
-            counters.malformed += 1
-            raise StunDecodeError("not a STUN message")
-        try:
-            message = decode(raw)
-        except StunDecodeError:
-            counters.malformed += 1
-            raise
-        if AttrType.FINGERPRINT in message and not verify_fingerprint(raw):
-            counters.bad_fingerprint += 1
-            raise StunDecodeError("FINGERPRINT does not match")
-        if message.msg_class == MessageClass.INDICATION:
-            counters.indications += 1
+        message = binding.request_of(raw)  # the Binding handler's own checks and counts
+        if message is None:
             return None
-        if message.msg_class != MessageClass.REQUEST:
-            counters.ignored += 1
-            return None
-        counters.requests += 1
         host = normalize_host(local[0])
         if message.method != Method.BINDING:
             counters.error_responses += 1

@@ -28,6 +28,7 @@ import hashlib
 import os
 import platform
 import shutil
+import socket
 import struct
 import subprocess
 import tempfile
@@ -191,7 +192,7 @@ class XdpProgram:
     def attach(self, interface: str) -> None:
         """Attach to ``interface`` (the driver's XDP if it has one, else generic XDP)."""
         try:
-            ifindex = socket_if_nametoindex(interface)
+            ifindex = socket.if_nametoindex(interface)
         except OSError as e:
             raise BpfError(errno.ENODEV, f"attaching XDP to {interface}: no such interface") from e
         self.links[interface] = _bpf(_LINK_CREATE, _attr("<IIII", self.fd, ifindex, _ATTACH_XDP, 0),
@@ -207,12 +208,6 @@ class XdpProgram:
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
-
-
-def socket_if_nametoindex(name: str) -> int:
-    import socket
-
-    return socket.if_nametoindex(name)
 
 
 def build_object(cache_dir: str | None = None) -> Path:

@@ -83,11 +83,22 @@ def p2c_entry(peer: tuple[bytes, int], relay: tuple[bytes, int], server: tuple[b
     return key, value + COUNTS.pack(0, 0)
 
 
-class _Route:
-    __slots__ = ("allocation", "c2p_key", "p2c_key", "to_peer", "to_client")
+def _moved(value: bytes | None, seen: tuple[int, int]) -> tuple[tuple[int, int], tuple[int, int]] | None:
+    """From an entry's value: its (packets, bytes) now and what moved since ``seen``; None: nothing moved."""
+    if value is None:
+        return None
+    now = COUNTS.unpack_from(value, len(value) - COUNTS.size)
+    if now[0] == seen[0]:
+        return None
+    return (now[0], now[1]), (now[0] - seen[0], now[1] - seen[1])
 
-    def __init__(self, allocation: Allocation, c2p_key: bytes, p2c_key: bytes) -> None:
+
+class _Route:
+    __slots__ = ("allocation", "number", "c2p_key", "p2c_key", "to_peer", "to_client")
+
+    def __init__(self, allocation: Allocation, number: int, c2p_key: bytes, p2c_key: bytes) -> None:
         self.allocation = allocation
+        self.number = number
         self.c2p_key = c2p_key
         self.p2c_key = p2c_key
         #: (packets, bytes) already credited, each direction
@@ -145,18 +156,22 @@ class KernelRoutes:
             self.c2p.delete(c2p_key)
             self.counters.offload_refused += 1
             return
-        self.routes[ident] = _Route(allocation, c2p_key, p2c_key)
+        self.routes[ident] = _Route(allocation, binding.number, c2p_key, p2c_key)
         self.counters.offload_channels = len(self.routes)
 
     def down(self, allocation: Allocation, binding: ChannelBinding) -> None:
         """The binding left the peer fast-path table: stop forwarding it now, and credit its last counts."""
-        route = self.routes.pop((id(allocation), binding.number), None)
-        if route is None:
-            return
+        route = self.routes.get((id(allocation), binding.number))
+        if route is not None:
+            self._take_down(route)
+            self.counters.offload_channels = len(self.routes)
+
+    def _take_down(self, route: _Route) -> None:
+        """Credit a route's last counts and delete its two entries."""
+        del self.routes[(id(route.allocation), route.number)]
         self._collect(route)
         self.c2p.delete(route.c2p_key)
         self.p2c.delete(route.p2c_key)
-        self.counters.offload_channels = len(self.routes)
 
     def collect(self) -> None:
         """Credit what the kernel forwarded since the last look (the shell calls this every second).
@@ -176,37 +191,29 @@ class KernelRoutes:
     def _collect(self, route: _Route, c2p_all: dict[bytes, bytes] | None = None,
                  p2c_all: dict[bytes, bytes] | None = None) -> None:
         counters = self.counters
-        allocation = route.allocation
         value = c2p_all.get(route.c2p_key) if c2p_all is not None else self.c2p.lookup(route.c2p_key)
-        if value is not None:
-            packets, nbytes = COUNTS.unpack_from(value, len(value) - COUNTS.size)
-            dp, db = packets - route.to_peer[0], nbytes - route.to_peer[1]
-            if dp:
-                route.to_peer = (packets, nbytes)
-                counters.packets_to_peer += dp
-                counters.bytes_to_peer += db
-                counters.offload_packets_to_peer += dp
-                counters.offload_bytes_to_peer += db
-                allocation.bytes_to_peer += db
+        moved = _moved(value, route.to_peer)
+        if moved is not None:
+            route.to_peer, (dp, db) = moved
+            counters.packets_to_peer += dp
+            counters.bytes_to_peer += db
+            counters.offload_packets_to_peer += dp
+            counters.offload_bytes_to_peer += db
+            route.allocation.bytes_to_peer += db
         value = p2c_all.get(route.p2c_key) if p2c_all is not None else self.p2c.lookup(route.p2c_key)
-        if value is not None:
-            packets, nbytes = COUNTS.unpack_from(value, len(value) - COUNTS.size)
-            dp, db = packets - route.to_client[0], nbytes - route.to_client[1]
-            if dp:
-                route.to_client = (packets, nbytes)
-                counters.packets_to_client += dp
-                counters.bytes_to_client += db
-                counters.offload_packets_to_client += dp
-                counters.offload_bytes_to_client += db
-                allocation.bytes_to_client += db
+        moved = _moved(value, route.to_client)
+        if moved is not None:
+            route.to_client, (dp, db) = moved
+            counters.packets_to_client += dp
+            counters.bytes_to_client += db
+            counters.offload_packets_to_client += dp
+            counters.offload_bytes_to_client += db
+            route.allocation.bytes_to_client += db
 
     def close(self) -> None:
         """Take every route down (at stop), crediting the last counts."""
         for route in list(self.routes.values()):
-            self._collect(route)
-            self.c2p.delete(route.c2p_key)
-            self.p2c.delete(route.p2c_key)
-        self.routes.clear()
+            self._take_down(route)
         self.counters.offload_channels = 0
 
 
