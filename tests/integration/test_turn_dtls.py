@@ -163,6 +163,31 @@ class DtlsTests(unittest.TestCase):
         self.assertEqual(reply.get(AttrType.XOR_MAPPED_ADDRESS), client.sock.getsockname())
         self.assertEqual(len(self.listener.sessions), 1)
 
+    @defer.inlineCallbacks
+    def test_a_handler_error_does_not_stop_the_listener(self) -> Any:
+        """An unexpected error while handling one record is counted and logged (rate-limited); the
+        connection and the listener go on."""
+        self.start()
+        client = DtlsClient(self.tls_port)
+        self.addCleanup(client.close)
+        yield threads.deferToThread(client.handshake)
+        driver = self.listener.driver
+        real = driver.handle_client
+
+        def broken_once(*args: Any) -> Any:
+            driver.handle_client = real
+            raise RuntimeError("a bug")
+
+        driver.handle_client = broken_once
+        self.addCleanup(setattr, driver, "handle_client", real)
+        binding = encode(Message(Method.BINDING, MessageClass.REQUEST, os.urandom(12), ()))
+        client.conn.send(binding)
+        client.flush()
+        reply = yield threads.deferToThread(client.request, binding)
+        self.assertEqual(reply.msg_class, MessageClass.SUCCESS)
+        self.assertEqual(self.listener.counts.get("handler_error"), 1)
+        self.flushLoggedErrors()
+
     def test_hello_flood_keeps_no_state(self) -> None:
         """ClientHellos from 200 addresses that never answer the cookie: 200 HelloVerifyRequests, no sessions."""
         self.start()

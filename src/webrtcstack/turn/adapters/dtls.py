@@ -43,6 +43,7 @@ from zope.interface import implementer
 
 from webrtcstack.config import Endpoint
 from webrtcstack.sockets import ListenerService, ListenFailed, make_socket
+from webrtcstack.turn.adapters._ratelimit import RateLimitedLog
 from webrtcstack.turn.five_tuple import Transport
 
 __all__ = ["DtlsListener", "DtlsService", "IDLE_TIMEOUT_S"]
@@ -98,6 +99,7 @@ class DtlsListener:
         self.server: tuple[str, int] = sock.getsockname()[:2]
         self._fd = sock.fileno()
         self.sessions: dict[tuple[str, int], _Session] = {}
+        self._failure_log = RateLimitedLog(log, self.reactor, 10.0)
         #: what happened, for tests and /metrics (turn_dtls_events): the engine's counters' ``dtls`` dict
         self.counts: dict[str, int] = driver.engine.counters.dtls
 
@@ -225,7 +227,12 @@ class DtlsListener:
             except SSL.WantReadError:
                 return
             if record:
-                driver.handle_client(session.five_tuple, record, session.to_client, now)
+                try:
+                    driver.handle_client(session.five_tuple, record, session.to_client, now)
+                except Exception as e:  # a bug must not stop the listener (as on the UDP listener), nor log per packet
+                    self._count("handler_error")
+                    self._failure_log.warn("TURN over DTLS: error handling a record from {source}: {error!r}",
+                                           source=session.addr, error=e)
 
     def _sender(self, session: _Session) -> Any:
         def send(data: bytes) -> None:
