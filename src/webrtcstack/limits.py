@@ -39,6 +39,15 @@ class TokenBucket:
             return True
         return False
 
+    def charge(self, amount: float, now: float) -> float:
+        """Remove ``amount`` tokens even if that leaves a debt; the seconds until the debt is paid (0: none).
+
+        For what cannot be dropped (bytes on a TCP pipe): the sender is paused that long instead.
+        """
+        self.take(0.0, now)
+        self.tokens -= amount
+        return -self.tokens / self.rate if self.tokens < 0 else 0.0
+
 
 class ReplyRateLimiter:
     """Limits replies per source host (e.g. 401 challenges) with bounded memory.

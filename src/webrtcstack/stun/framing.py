@@ -55,7 +55,7 @@ class StreamFramer:
     """
 
     def __init__(self, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES, *,
-                 accept_unpadded_channel_data: bool = True) -> None:
+                 accept_unpadded_channel_data: bool = True, hold_after_connection_bind: bool = False) -> None:
         if max_frame_bytes < HEADER_LENGTH:
             raise ValueError("max_frame_bytes must allow a STUN header")
         self.max_frame_bytes = max_frame_bytes
@@ -64,6 +64,9 @@ class StreamFramer:
         #: Tolerant mode: how many bytes of padding may follow the last ChannelData frame.
         self._padding = 0
         self._failed: StunDecodeError | None = None
+        #: RFC 6062: stop after a ConnectionBind request (what follows may be a raw byte stream)
+        self.hold_after_connection_bind = hold_after_connection_bind
+        self._held = False
 
     @property
     def buffered(self) -> int:
@@ -81,6 +84,8 @@ class StreamFramer:
             raise self._failed
         buf = self._buffer
         buf += data
+        if self._held:
+            return []
         frames: list[bytes] = []
         pos = 0
         available = len(buf)
@@ -127,10 +132,31 @@ class StreamFramer:
             pos += wire_size
             if tolerant:
                 padding = pad
+            if first == 0 and buf[pos - wire_size + 1] == 0x0B and self.hold_after_connection_bind:
+                # A ConnectionBind request: the rest waits for resume() or detach().
+                self._held = True
+                break
         self._padding = padding
         if pos:
             del buf[:pos]
         return frames
+
+    @property
+    def held(self) -> bool:
+        """Whether framing stopped after a ConnectionBind request (see :meth:`resume`, :meth:`detach`)."""
+        return self._held
+
+    def resume(self) -> list[bytes]:
+        """Frame again after a ConnectionBind that failed: the frames complete now."""
+        self._held = False
+        return self.feed(b"")
+
+    def detach(self) -> bytes:
+        """After a ConnectionBind that succeeded: the bytes that followed it, raw; the framer is done."""
+        rest = bytes(self._buffer)
+        self._buffer = bytearray()
+        self._failed = StunDecodeError("the stream is a relayed TCP connection now")
+        return rest
 
     def _fail(self, why: str) -> StunDecodeError:
         """Record the error the framer now stays in, drop the buffer, and return the error to raise."""

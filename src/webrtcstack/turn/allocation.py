@@ -82,6 +82,9 @@ class TurnCounters:
         self.bytes_to_peer = 0
         self.packets_to_client = 0
         self.bytes_to_client = 0
+        #: RFC 6062 peer TCP connections alive now, and their events (connected, accepted, bound, ...)
+        self.tcp_connections_active = 0
+        self.tcp_connections: dict[str, int] = {}
         #: the part of the four above that the kernel offload forwarded (turn/offload/routes.py)
         self.offload_packets_to_peer = 0
         self.offload_bytes_to_peer = 0
@@ -108,6 +111,10 @@ class TurnCounters:
     def drop(self, reason: str) -> None:
         """Count one dropped packet."""
         self.dropped[reason] = self.dropped.get(reason, 0) + 1
+
+    def tcp_event(self, event: str) -> None:
+        """Count one RFC 6062 connection event (the ``event`` label of ``turn_tcp_relay_events``)."""
+        self.tcp_connections[event] = self.tcp_connections.get(event, 0) + 1
 
     def quota_hit(self, kind: str) -> None:
         """Count one refusal by the ``kind`` quota (the ``quota`` label of ``turn_quota_hits``)."""
@@ -167,6 +174,9 @@ class Allocation:
         self.bytes_to_client = 0
         #: ("ipv4" | "ipv6" | "dual", transport name), for the counters.
         self.label: tuple[str, str] = ("", "")
+        #: RFC 6062: a TCP allocation (its relay listens for TCP), and its peer connections by peer address
+        self.tcp = False
+        self.tcp_connections: dict[Address, Any] = {}
         #: RFC 8016: whether the client asked for mobility, and the generation of the newest ticket issued
         self.mobile = False
         self.ticket_generation = 0

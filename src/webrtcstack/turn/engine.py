@@ -31,6 +31,7 @@ The shell re-arms one timer at :meth:`TurnEngine.next_deadline`.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
@@ -39,10 +40,10 @@ import attr
 from webrtcstack.limits import ReplyRateLimiter
 from webrtcstack.stun.attributes import encode_value
 from webrtcstack.stun.binding import BindingHandler
-from webrtcstack.stun.constants import AttrType, ErrorCode, Method, MessageClass
+from webrtcstack.stun.constants import MAGIC_COOKIE_BYTES, AttrType, ErrorCode, Method, MessageClass
 from webrtcstack.stun.errors import ProtocolViolation, StunDecodeError
 from webrtcstack.stun.integrity import verify_fingerprint
-from webrtcstack.stun.message import Message, decode, encode_response
+from webrtcstack.stun.message import Message, decode, encode_response, packed_xor_address
 from webrtcstack.turn.allocation import TurnCounters
 from webrtcstack.turn.auth import (
     FEATURE_PASSWORD_ALGORITHMS,
@@ -55,9 +56,10 @@ from webrtcstack.turn.auth import (
 from webrtcstack.turn.fastpath import FastPath
 from webrtcstack.turn.five_tuple import FiveTuple
 from webrtcstack.turn.manager import AllocationManager, RelayOpener
-from webrtcstack.turn.methods import REQUEST_HANDLERS, Request, handle_send
+from webrtcstack.turn.methods import REQUEST_HANDLERS, Request, ResponseLater, handle_send
 from webrtcstack.turn.mobility import TicketSealer
 from webrtcstack.turn.policy import PeerPolicy
+from webrtcstack.turn.tcp_relay import CONNECTING, WAITING, PeerLink, TcpConnection
 from webrtcstack.turn.transactions import TransactionCache
 
 __all__ = ["TurnEngine", "TurnSettings", "RelayOpener", "ProtocolViolation", "Elsewhere"]
@@ -69,7 +71,7 @@ KNOWN_REQUIRED = frozenset({
     AttrType.DATA, AttrType.REALM, AttrType.NONCE, AttrType.XOR_RELAYED_ADDRESS, AttrType.REQUESTED_ADDRESS_FAMILY,
     AttrType.EVEN_PORT, AttrType.REQUESTED_TRANSPORT, AttrType.DONT_FRAGMENT, AttrType.MESSAGE_INTEGRITY_SHA256,
     AttrType.PASSWORD_ALGORITHM, AttrType.USERHASH, AttrType.XOR_MAPPED_ADDRESS, AttrType.RESERVATION_TOKEN,
-    AttrType.PRIORITY, AttrType.USE_CANDIDATE,
+    AttrType.PRIORITY, AttrType.USE_CANDIDATE, AttrType.CONNECTION_ID,
     AttrType.CHANGE_REQUEST,  # RFC 5780: harmless, ignored
     0x0010,  # BANDWIDTH (RFC 5766 draft era, sent by coturn's uclient -a): ignored
     AttrType.PADDING,  # RFC 5780: ignored
@@ -130,6 +132,10 @@ class TurnSettings:
     legacy_channel_numbers: bool = True
     #: RFC 8016: MOBILITY-TICKET on Allocate and Refresh (405 Mobility Forbidden when off)
     mobility: bool = False
+    #: RFC 6062: TCP allocations, Connect and ConnectionBind; connections per allocation; bytes held before a bind
+    tcp_relay: bool = False
+    tcp_relay_max_connections: int = 64
+    tcp_relay_buffer_bytes: int = 65536
     rest_api_separator: str = ":"
 
     @property
@@ -149,7 +155,9 @@ class TurnSettings:
             max_channels=turn.max_channels, max_bps=turn.max_bps,
             unauthenticated_replies_per_second=turn.unauthenticated_replies_per_second,
             legacy_channel_numbers=turn.legacy_channel_numbers, rest_api_separator=turn.rest_api_separator,
-            mobility=turn.mobility,
+            mobility=turn.mobility, tcp_relay=turn.tcp_relay,
+            tcp_relay_max_connections=turn.tcp_relay_max_connections,
+            tcp_relay_buffer_bytes=turn.tcp_relay_buffer_bytes,
         )
 
 
@@ -267,10 +275,102 @@ class TurnEngine:
             return None
 
     def handle_connection_lost(self, five_tuple: Any, *, now: float) -> None:
-        """A stream client went away: its allocation ends (RFC 8656 §3.1 / §7)."""
-        allocation = self.manager.get(five_tuple)
+        """A stream client went away: its allocation ends (RFC 8656 §3.1 / §7); a client data
+        connection's peer connection ends (RFC 6062 §5.5)."""
+        manager = self.manager
+        allocation = manager.get(five_tuple)
         if allocation is not None:
-            self.manager.delete(allocation)
+            manager.delete(allocation)
+        elif manager.tcp_data:
+            connection = manager.tcp_data.get(five_tuple)
+            if connection is not None:
+                manager.tcp_close(connection)
+
+    # -- RFC 6062 TCP relay (the shell's peer and data connections report here) --
+
+    def tcp_connect_result(self, connection: TcpConnection, ok: bool, *, now: float) -> None:
+        """A Connect's connection to its peer is up (``ok``) or failed: the Connect is answered now."""
+        if connection.state != CONNECTING:
+            return  # timed out or ended meanwhile (its answer went then, or its allocation is gone)
+        answer, connection.answer = connection.answer, None
+        if ok:
+            self.counters.tcp_event("connected")
+            self.manager.tcp_connected(connection, now)
+        else:
+            self.counters.tcp_event("connect_failed")
+            self.manager.tcp_close(connection)
+        if answer is not None:
+            answer(ok)
+
+    def tcp_peer_arrived(self, allocation: Any, peer: Any, link: PeerLink, *, now: float) -> TcpConnection | None:
+        """A peer connected to a TCP allocation's relayed address (RFC 6062 §5.3).
+
+        :returns: the new connection, announced to the client with a
+            ConnectionAttempt indication; None when it must be closed at once
+            (no permission for the peer's IP, the allocation's connection
+            limit, a connection with that peer already, or the allocation gone).
+        """
+        counters = self.counters
+        if allocation.closed:
+            return None
+        if peer[0] not in allocation.permissions:
+            counters.tcp_event("refused_no_permission")
+            return None
+        if peer in allocation.tcp_connections or \
+                len(allocation.tcp_connections) >= self.settings.tcp_relay_max_connections:
+            counters.quota_hit("tcp_relay_connections")
+            return None
+        connection = self.manager.tcp_open(allocation, peer, False, now)
+        connection.link = link
+        counters.tcp_event("accepted")
+        transaction_id = os.urandom(12)
+        allocation.to_client(encode_response(
+            Method.CONNECTION_ATTEMPT, MessageClass.INDICATION, transaction_id,
+            ((AttrType.XOR_PEER_ADDRESS, packed_xor_address(peer, MAGIC_COOKIE_BYTES + transaction_id)),
+             (AttrType.CONNECTION_ID, connection.id.to_bytes(4, "big"))), None, False, False))
+        return connection
+
+    def tcp_peer_data(self, connection: TcpConnection, data: bytes) -> bool:
+        """Bytes from a peer before its ConnectionBind, held for the client; True: stop reading for now."""
+        if connection.state not in (CONNECTING, WAITING):
+            return False
+        return connection.hold(data, self.settings.tcp_relay_buffer_bytes)
+
+    def take_tcp_data_connection(self, five_tuple: Any, client: PeerLink) -> TcpConnection | None:
+        """After a ConnectionBind on ``five_tuple`` succeeded: its connection, now holding ``client``.
+
+        The shell writes :meth:`TcpConnection.release_held` to ``client`` and
+        then pipes bytes both ways; None if this connection bound nothing.
+        """
+        connection = self.manager.tcp_data.get(five_tuple)
+        if connection is None or connection.client is not None:
+            return None
+        connection.client = client
+        return connection
+
+    def tcp_link_lost(self, connection: TcpConnection, *, now: float) -> None:
+        """One side of a relayed TCP connection closed: the other side is closed too."""
+        if connection.state == CONNECTING:
+            self.tcp_connect_result(connection, False, now=now)
+        else:
+            self.manager.tcp_close(connection)
+
+    def answer_later(self, request: Request, connection: TcpConnection) -> Callable[[bool], None]:
+        """The answer to a Connect, for when the peer has answered: ``answer(ok)`` sends it."""
+        message, auth, first, to_client = request.message, request.auth, request.first, request.to_client
+
+        def answer(ok: bool) -> None:
+            if ok:
+                attrs: list[tuple[int, Any]] = [(AttrType.CONNECTION_ID, connection.id.to_bytes(4, "big"))]
+                attrs.extend(self._software)
+                self._count(message.method, "ok")
+                response = encode_response(message.method, MessageClass.SUCCESS, message.transaction_id, attrs,
+                                           auth.key, auth.sha256, AttrType.FINGERPRINT in first)
+            else:
+                response = self._error(message, ErrorCode.CONNECTION_TIMEOUT_OR_FAILURE, (), auth, first)
+            to_client(response)
+
+        return answer
 
     def handle_end(self, allocation_id: str, *, now: float) -> dict[str, Any] | None:
         """End one allocation at an operator's word (coturn's ``cs``): relays closed, quotas freed.
@@ -345,8 +445,10 @@ class TurnEngine:
             if method == Method.ALLOCATE and AttrType.REQUESTED_TRANSPORT not in first:
                 return self._error(message, ErrorCode.BAD_REQUEST, (), None, first)
             if method != Method.ALLOCATE and self.manager.get(five_tuple) is None \
-                    and not (method == Method.REFRESH and AttrType.MOBILITY_TICKET in first and self.settings.mobility):
-                # (A Refresh carrying a mobility ticket comes from a new 5-tuple by design: it is challenged.)
+                    and not (method == Method.REFRESH and AttrType.MOBILITY_TICKET in first and self.settings.mobility) \
+                    and not (method == Method.CONNECTION_BIND and self.manager.tcp):
+                # (A Refresh carrying a mobility ticket, and RFC 6062's ConnectionBind while a peer
+                # connection waits for one, come from a new 5-tuple by design: they are challenged.)
                 return self._error(message, ErrorCode.ALLOCATION_MISMATCH, (), None, first)
         client_host = five_tuple.client[0]
         verdict = self.authenticator.authenticate(first, data, client_host, now)
@@ -363,6 +465,8 @@ class TurnEngine:
             return self._error(message, verdict.code, self.authenticator.challenge(client_host, now), None, first)
         try:
             attrs = handler(self, Request(five_tuple, message, first, verdict, to_client), now)
+        except ResponseLater:
+            return None  # answered when the outcome is known (RFC 6062 Connect; a stream: no retransmissions)
         except ProtocolViolation as e:
             response = self._error(message, e.error_code, e.extra, verdict, first)
         else:

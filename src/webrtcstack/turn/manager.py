@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import heapq
 import os
+import secrets
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -36,6 +37,9 @@ from webrtcstack.turn.allocation import Allocation, ChannelBinding, Relay, TurnC
 from webrtcstack.turn.fastpath import FastPath
 from webrtcstack.turn.five_tuple import Address, FiveTuple, Transport
 from webrtcstack.turn.ports import PortPool
+from webrtcstack.turn.tcp_relay import (
+    BOUND, CLOSED, CONNECT_TIMEOUT_S, CONNECTING, CONNECTION_BIND_TIMEOUT_S, WAITING, PeerLink, TcpConnection,
+)
 
 __all__ = ["AllocationManager", "RelayOpener", "Reservation", "RESERVATION_LIFETIME_S"]
 
@@ -46,11 +50,18 @@ _TRANSPORT_NAME = {t: t.name.lower() for t in Transport}
 
 
 class RelayOpener(Protocol):
-    """Opens relay sockets (the shell implements this with real UDP sockets)."""
+    """Opens relay sockets (the shell implements this with real sockets)."""
 
     def open_relay(self, host: str, port: int, allocation: Any, dont_fragment: bool) -> Relay | None:
         """Bind ``host:port`` for ``allocation`` (an :class:`Allocation` or a :class:`Reservation`);
         None if the port is in use."""
+
+    def open_tcp_relay(self, host: str, port: int, allocation: Any) -> Relay | None:
+        """RFC 6062: listen for TCP on ``host:port`` for ``allocation``; None if the port is in use."""
+
+    def connect_tcp(self, relay: Relay, peer: Address, connection: TcpConnection) -> PeerLink | None:
+        """RFC 6062: connect from ``relay``'s address to ``peer`` for ``connection``; the shell then
+        calls the engine's ``tcp_connect_result`` once.  None: refused at once (no call follows)."""
 
 
 class Reservation:
@@ -100,6 +111,9 @@ class AllocationManager:
         self.allocations: dict[FiveTuple, Allocation] = {}
         self.by_user: dict[str, int] = {}
         self.reservations: dict[bytes, Reservation] = {}
+        #: RFC 6062: every peer TCP connection by CONNECTION-ID, and the bound ones by client data 5-tuple
+        self.tcp: dict[int, TcpConnection] = {}
+        self.tcp_data: dict[FiveTuple, TcpConnection] = {}
         self.fast = FastPath(self.allocations, counters)
         self._heap: list[tuple[float, int, _Expire, Any, Any]] = []
         self._seq = 0
@@ -200,6 +214,8 @@ class AllocationManager:
         if allocation.closed:
             return
         allocation.closed = True
+        for connection in list(allocation.tcp_connections.values()):
+            self.tcp_close(connection)
         for binding in list(allocation.channels.values()):
             self._remove_channel(allocation, binding)
         self.counters.permissions_active -= len(allocation.permissions)
@@ -226,16 +242,21 @@ class AllocationManager:
     # -- relay ports --------------------------------------------------------
 
     def open_any(self, allocation: Allocation, family: int, dont_fragment: bool,
-                 tries: int = 8) -> tuple[int, Relay] | None:
-        """A random free port that binds; ports that fail to bind go back to the pool."""
+                 tries: int = 8, tcp: bool = False) -> tuple[int, Relay] | None:
+        """A random free port that binds (a TCP listener with ``tcp``, RFC 6062); ports that fail
+        to bind go back to the pool."""
         pool = self.pools[family]
         failed = []
+        opener = self.relay_opener
         try:
             for _ in range(tries):
                 port = pool.take()
                 if port is None:
                     return None
-                relay = self.relay_opener.open_relay(self.relay_hosts[family], port, allocation, dont_fragment)
+                if tcp:
+                    relay = opener.open_tcp_relay(self.relay_hosts[family], port, allocation)
+                else:
+                    relay = opener.open_relay(self.relay_hosts[family], port, allocation, dont_fragment)
                 if relay is not None:
                     return port, relay
                 failed.append(port)
@@ -356,6 +377,69 @@ class AllocationManager:
         allocation.channel_by_peer.pop(binding.peer, None)
         self.fast.channels.pop((allocation.five_tuple, binding.number), None)
         self.counters.channels_active -= 1
+
+    # -- RFC 6062 TCP connections -------------------------------------------
+
+    def tcp_open(self, allocation: Allocation, peer: Address, outgoing: bool, now: float) -> TcpConnection:
+        """A new peer connection of ``allocation`` under a fresh CONNECTION-ID, with its timer.
+
+        Outgoing (Connect) ones start ``connecting`` (:data:`CONNECT_TIMEOUT_S`), accepted ones
+        ``waiting`` for their ConnectionBind (:data:`CONNECTION_BIND_TIMEOUT_S`).
+        """
+        tables = self.tcp
+        while True:
+            connection_id = secrets.randbits(32)
+            if connection_id and connection_id not in tables:
+                break
+        state = CONNECTING if outgoing else WAITING
+        connection = TcpConnection(connection_id, allocation, peer, state, outgoing)
+        tables[connection_id] = connection
+        allocation.tcp_connections[peer] = connection
+        self.counters.tcp_connections_active += 1
+        self._schedule(now + (CONNECT_TIMEOUT_S if outgoing else CONNECTION_BIND_TIMEOUT_S),
+                       AllocationManager._expire_tcp, connection, state)
+        return connection
+
+    def tcp_connected(self, connection: TcpConnection, now: float) -> None:
+        """A Connect's connection is up: it now waits for its ConnectionBind (§5.2)."""
+        connection.state = WAITING
+        self._schedule(now + CONNECTION_BIND_TIMEOUT_S, AllocationManager._expire_tcp, connection, WAITING)
+
+    def tcp_bind(self, connection: TcpConnection, data_tuple: FiveTuple) -> None:
+        """ConnectionBind succeeded on the connection ``data_tuple`` (§5.4)."""
+        connection.state = BOUND
+        connection.data_tuple = data_tuple
+        self.tcp_data[data_tuple] = connection
+
+    def tcp_close(self, connection: TcpConnection) -> None:
+        """End a peer connection: out of every table, both sides closed (idempotent)."""
+        if connection.state == CLOSED:
+            return
+        connection.state = CLOSED
+        self.tcp.pop(connection.id, None)
+        allocation = connection.allocation
+        if allocation.tcp_connections.get(connection.peer) is connection:
+            del allocation.tcp_connections[connection.peer]
+        if connection.data_tuple is not None:
+            self.tcp_data.pop(connection.data_tuple, None)
+        connection.held = []
+        self.counters.tcp_connections_active -= 1
+        self.counters.tcp_event("closed")
+        for link in (connection.link, connection.client):
+            if link is not None:
+                link.close()
+
+    def _expire_tcp(self, connection: TcpConnection, state: str, now: float) -> None:
+        if connection.state != state:
+            return  # it moved on (connected, bound or closed) since this timer was set
+        if state == CONNECTING:
+            self.counters.tcp_event("connect_timeout")
+            answer, connection.answer = connection.answer, None
+            if answer is not None:
+                answer(False)
+        else:
+            self.counters.tcp_event("bind_timeout")
+        self.tcp_close(connection)
 
     # -- time ---------------------------------------------------------------
 

@@ -61,6 +61,9 @@ class TurnStreamProtocol(Protocol):
         self._last_activity = 0.0
         #: Set once the connection has had an allocation (ChannelData is then legitimate).
         self._allocated = False
+        #: RFC 6062: once this is a client data connection, its peer connection (a byte pipe)
+        self.pipe: Any = None
+        self._pacer: Any = None
 
     def _no_allocation_yet(self) -> bool:
         if not self._allocated and self.factory.engine.has_allocation(self.five_tuple):
@@ -81,12 +84,17 @@ class TurnStreamProtocol(Protocol):
         self.five_tuple = FiveTuple(factory.transport_kind, (normalize_host(peer.host), peer.port),
                                     (normalize_host(host.host), host.port))
         self.framer = StreamFramer(factory.max_frame_bytes,
-                                   accept_unpadded_channel_data=factory.accept_unpadded_channel_data)
+                                   accept_unpadded_channel_data=factory.accept_unpadded_channel_data,
+                                   hold_after_connection_bind=True)
         if factory.idle_timeout_s > 0:
             self._last_activity = driver.reactor.seconds()
             self._idle_call = driver.reactor.callLater(factory.idle_timeout_s, self._check_idle)
 
     def dataReceived(self, data: bytes) -> None:
+        pipe = self.pipe
+        if pipe is not None:
+            self._to_peer(pipe, data)
+            return
         framer, five_tuple = self.framer, self.five_tuple
         if framer is None or five_tuple is None or not data:
             return
@@ -104,13 +112,68 @@ class TurnStreamProtocol(Protocol):
             self._refuse(str(e), abort=True)
             return
         write = self.transport.write
-        for frame in frames:
-            if 0x40 <= frame[0] < 0x80 and self._no_allocation_yet():
-                self._refuse("ChannelData before any allocation")
-                return
-            if not driver.handle_client(five_tuple, frame, write, now):
-                self._refuse("malformed STUN message")
-                return
+        while frames:
+            for frame in frames:
+                if 0x40 <= frame[0] < 0x80 and self._no_allocation_yet():
+                    self._refuse("ChannelData before any allocation")
+                    return
+                if not driver.handle_client(five_tuple, frame, write, now):
+                    self._refuse("malformed STUN message")
+                    return
+            frames = []
+            if framer.held:  # the last frame was a ConnectionBind (RFC 6062 §5.4)
+                connection = factory.engine.take_tcp_data_connection(five_tuple, self)
+                if connection is not None:
+                    self._become_pipe(connection, framer.detach())
+                    return
+                frames = framer.resume()
+
+    # -- RFC 6062 client data connection ---------------------------------------
+
+    def _become_pipe(self, connection: Any, rest: bytes) -> None:
+        """ConnectionBind succeeded: from now on this connection is the peer's bytes, both ways."""
+        self.framer = None
+        if self._idle_call is not None and self._idle_call.active():
+            self._idle_call.cancel()
+        self._idle_call = None
+        self.pipe = connection
+        now = self.factory.driver.reactor.seconds()
+        held = connection.release_held()
+        if held:
+            self.transport.write(held)
+            connection.relayed(len(held), False, now)
+        peer = connection.link
+        peer.bind(self.transport)
+        if rest:
+            self._to_peer(connection, rest)
+
+    def _to_peer(self, connection: Any, data: bytes) -> None:
+        link = connection.link
+        if link is None:
+            return
+        link.write(data)
+        reactor = self.factory.driver.reactor
+        delay = connection.relayed(len(data), True, reactor.seconds())
+        if delay:
+            if self._pacer is None:
+                from webrtcstack.turn.adapters.tcp_relay import Pacer
+
+                self._pacer = Pacer(reactor, self.transport)
+            self._pacer.pause_for(delay)
+
+    def write(self, data: bytes) -> None:
+        """PeerLink: bytes for the client."""
+        self.transport.write(data)
+
+    def close(self) -> None:
+        """PeerLink: the peer side ended."""
+        self.transport.loseConnection()
+
+    def pause(self) -> None:
+        self.transport.pauseProducing()
+
+    def resume(self) -> None:
+        self.transport.resumeProducing()
 
     def _refuse(self, why: str, abort: bool = False) -> None:
         """Close a connection that sent something not ours; count it, log it rate limited."""
@@ -146,6 +209,9 @@ class TurnStreamProtocol(Protocol):
         if self._idle_call is not None and self._idle_call.active():
             self._idle_call.cancel()
         self._idle_call = None
+        if self._pacer is not None:
+            self._pacer.cancel()
+        self.pipe = None
         if self._counted:
             self.factory.driver.stream_connections -= 1
             self._counted = False

@@ -164,7 +164,9 @@ class TurnDriver:
         self.reactor = reactor
         if binding is not None:
             engine.binding = binding
+        #: TCP/TLS connections open now (clients' and RFC 6062 peers'), and the most allowed
         self.stream_connections = 0
+        self.max_stream_connections = 10000
         self.stopped = False
         #: This process's part of ``[turn] workers`` (None: the only process).
         self.shard: Shard | None = None
@@ -281,7 +283,10 @@ def build_engine(config: StackConfig, reactor: Any, auth_secrets: tuple[str, ...
                         allowed=turn.allowed_peers)
     opener = SocketRelayOpener(reactor)
     engine = TurnEngine(settings, credentials, policy, opener, nonce_key=nonce_key)
-    return TurnDriver(engine, reactor)
+    driver = TurnDriver(engine, reactor)
+    opener.driver = driver
+    driver.max_stream_connections = turn.max_tcp_connections
+    return driver
 
 
 def discovery_pair(config: StackConfig) -> tuple[tuple[str, str], tuple[int, int]] | None:

@@ -93,10 +93,27 @@ class RelayReader:
 
 
 class SocketRelayOpener:
-    """Binds relay sockets for the engine (the engine's ``RelayOpener``)."""
+    """Binds relay sockets for the engine (the engine's ``RelayOpener``).
+
+    ``driver`` (set once the driver exists) is what RFC 6062's TCP sockets
+    report to (:mod:`webrtcstack.turn.adapters.tcp_relay`).
+    """
 
     def __init__(self, reactor: Any) -> None:
         self.reactor = reactor
+        self.driver: Any = None
+
+    def open_tcp_relay(self, host: str, port: int, allocation: Allocation) -> Any:
+        """RFC 6062: a TCP allocation's relayed address, listening; None if the port is taken."""
+        from webrtcstack.turn.adapters.tcp_relay import open_tcp_relay
+
+        return open_tcp_relay(self.driver, host, port, allocation)
+
+    def connect_tcp(self, relay: Any, peer: tuple[str, int], connection: Any) -> Any:
+        """RFC 6062: connect from ``relay``'s address to ``peer``; None if refused at once."""
+        from webrtcstack.turn.adapters.tcp_relay import connect_tcp
+
+        return connect_tcp(self.driver, relay, peer, connection)
 
     def open_relay(self, host: str, port: int, allocation: Allocation, dont_fragment: bool) -> RelayReader | None:
         """Bind ``host:port``; None if the port is taken by someone else."""

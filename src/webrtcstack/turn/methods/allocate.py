@@ -9,13 +9,14 @@ from webrtcstack.stun.errors import ProtocolViolation
 from webrtcstack.stun.message import packed_xor_address
 from webrtcstack.turn.five_tuple import FiveTuple, Transport
 from webrtcstack.turn.methods.common import FAMILY_CODE, Request, granted_lifetime
+from webrtcstack.turn.tcp_relay import TCP
 
 if TYPE_CHECKING:
     from webrtcstack.turn.engine import TurnEngine
 
 __all__ = ["handle_allocate", "issue_ticket", "no_room"]
 
-#: REQUESTED-TRANSPORT protocol numbers we relay (RFC 8656 §18.7): UDP only; TCP is RFC 6062.
+#: REQUESTED-TRANSPORT protocol numbers we relay (RFC 8656 §18.7): UDP, and TCP (RFC 6062) when it is on.
 _UDP = 17
 
 
@@ -33,7 +34,17 @@ def handle_allocate(engine: TurnEngine, request: Request, now: float) -> list[tu
     transport = first.get(AttrType.REQUESTED_TRANSPORT)
     if transport is None or len(transport) != 4:
         raise ProtocolViolation(ErrorCode.BAD_REQUEST)
-    if transport[0] != _UDP:
+    tcp = transport[0] == TCP
+    if tcp:
+        # RFC 6062 §5.1: TCP only when it is on (442 otherwise, as for any other protocol), only
+        # from a TCP or TLS client (400), and without DONT-FRAGMENT, EVEN-PORT or RESERVATION-TOKEN (400).
+        if not settings.tcp_relay:
+            raise ProtocolViolation(ErrorCode.UNSUPPORTED_TRANSPORT_PROTOCOL)
+        if five_tuple.transport not in (Transport.TCP, Transport.TLS) or (
+                AttrType.DONT_FRAGMENT in first or AttrType.EVEN_PORT in first
+                or AttrType.RESERVATION_TOKEN in first):
+            raise ProtocolViolation(ErrorCode.BAD_REQUEST)
+    elif transport[0] != _UDP:
         raise ProtocolViolation(ErrorCode.UNSUPPORTED_TRANSPORT_PROTOCOL)
     # Step 4: DONT-FRAGMENT is supported (the relay socket sets DF).
     dont_fragment = AttrType.DONT_FRAGMENT in first
@@ -115,7 +126,7 @@ def handle_allocate(engine: TurnEngine, request: Request, now: float) -> list[tu
                 if token_out is not None:
                     extra.append((AttrType.RESERVATION_TOKEN, token_out))
         else:
-            opened = manager.open_any(allocation, family, dont_fragment)
+            opened = manager.open_any(allocation, family, dont_fragment, tcp=tcp)
         if opened is None:
             if index == 0:
                 manager.release_relays(allocation)
@@ -124,6 +135,7 @@ def handle_allocate(engine: TurnEngine, request: Request, now: float) -> list[tu
             continue
         port, relay = opened
         manager.attach(allocation, family, port, relay, settings.advertised_hosts.get(family, relay.address[0]))
+    allocation.tcp = tcp
     manager.add(allocation, settings.max_bps, now)
     if mobile:
         allocation.mobile = True

@@ -18,6 +18,8 @@ def handle_channel_bind(engine: TurnEngine, request: Request, now: float) -> lis
     """RFC 8656 §12.2: bind a channel number to a peer, or refresh the binding."""
     settings, manager = engine.settings, engine.manager
     allocation = allocation_for(engine, request)
+    if allocation.tcp:
+        raise ProtocolViolation(ErrorCode.BAD_REQUEST)  # RFC 6062 §5.1: a TCP allocation has no channels
     number_value = request.first.get(AttrType.CHANNEL_NUMBER)
     peer_value = request.first.get(AttrType.XOR_PEER_ADDRESS)
     # Step 1: CHANNEL-NUMBER and XOR-PEER-ADDRESS present, the number in 0x4000-0x4FFF

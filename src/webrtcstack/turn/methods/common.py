@@ -16,7 +16,7 @@ from webrtcstack.turn.five_tuple import Address, FiveTuple
 if TYPE_CHECKING:
     from webrtcstack.turn.engine import TurnEngine, TurnSettings
 
-__all__ = ["Request", "Handler", "allocation_for", "peer_address", "xor_address", "granted_lifetime", "FAMILY_CODE"]
+__all__ = ["Request", "Handler", "ResponseLater", "allocation_for", "peer_address", "xor_address", "granted_lifetime", "FAMILY_CODE"]
 
 #: REQUESTED-ADDRESS-FAMILY / ADDITIONAL-ADDRESS-FAMILY codes → IP version (RFC 8656 §18.8).
 FAMILY_CODE = {1: 4, 2: 6}
@@ -41,7 +41,11 @@ class Request:
         self.to_client = to_client
 
 
-#: A request handler: the success response's attributes, or ProtocolViolation.
+class ResponseLater(Exception):
+    """Raised by a handler whose answer comes later (RFC 6062 Connect): nothing is sent or cached now."""
+
+
+#: A request handler: the success response's attributes, or ProtocolViolation (or ResponseLater).
 Handler = Callable[["TurnEngine", Request, float], list[tuple[int, Any]]]
 
 

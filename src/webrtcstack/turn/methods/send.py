@@ -27,6 +27,9 @@ def handle_send(engine: TurnEngine, five_tuple: FiveTuple, message: Message, now
     if allocation is None:
         counters.drop("no_allocation")
         return
+    if allocation.tcp:
+        counters.drop("tcp_allocation")  # RFC 6062 §5.1: data to a TCP allocation's peers goes over Connect
+        return
     # XOR-PEER-ADDRESS and DATA, well formed (else: drop).
     peer_value = message.get(AttrType.XOR_PEER_ADDRESS)
     data = message.get(AttrType.DATA)
