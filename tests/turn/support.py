@@ -37,6 +37,28 @@ class FakeRelay:
         self.opener.open_ports.discard(self.address)
 
 
+class FakeLink:
+    """One side of a relayed TCP connection (RFC 6062), recording what happens to it."""
+
+    def __init__(self, peer: tuple[str, int] | None = None) -> None:
+        self.peer = peer
+        self.written: list[bytes] = []
+        self.closed = False
+        self.paused = False
+
+    def write(self, data: bytes) -> None:
+        self.written.append(data)
+
+    def close(self) -> None:
+        self.closed = True
+
+    def pause(self) -> None:
+        self.paused = True
+
+    def resume(self) -> None:
+        self.paused = False
+
+
 class FakeOpener:
     """Opens FakeRelays; ports listed in ``busy`` fail to bind."""
 
@@ -45,6 +67,9 @@ class FakeOpener:
         self.relays: list[FakeRelay] = []
         self.open_ports: set[tuple[str, int]] = set()
         self.dont_fragment: list[bool] = []
+        #: RFC 6062 connects asked for: (relay address, peer, connection, link)
+        self.connects: list[tuple[Any, Any, Any, Any]] = []
+        self.refuse_connects = False
 
     def open_relay(self, host: str, port: int, allocation: Any, dont_fragment: bool) -> FakeRelay | None:
         if port in self.busy:
@@ -56,6 +81,16 @@ class FakeOpener:
         self.open_ports.add((host, port))
         self.dont_fragment.append(dont_fragment)
         return relay
+
+    def open_tcp_relay(self, host: str, port: int, allocation: Any) -> FakeRelay | None:
+        return self.open_relay(host, port, allocation, False)
+
+    def connect_tcp(self, relay: FakeRelay, peer: tuple[str, int], connection: Any) -> "FakeLink | None":
+        if self.refuse_connects:
+            return None
+        link = FakeLink(peer)
+        self.connects.append((relay.address, peer, connection, link))
+        return link
 
 
 def make_engine(users: tuple[tuple[str, str], ...] = (("alice", "secret-a"), ("bob", "secret-b")),

@@ -128,6 +128,11 @@ class TurnCounters:
         }
 
 
+def _not_by_datagram(data: bytes, now: float) -> bool:
+    """A TCP allocation's Send indication: not for the fast path (see :meth:`Allocation.make_tcp`)."""
+    return False
+
+
 class ChannelBinding:
     """A channel number bound to one peer transport address (RFC 8656 §12)."""
 
@@ -189,6 +194,17 @@ class Allocation:
         # XOR-PEER-ADDRESS values of Send indications already decoded (IPv4 only:
         # their XOR key is the magic cookie alone, so the bytes name the peer).
         self._send_peers: dict[bytes, Address] = {}
+
+    def make_tcp(self) -> None:
+        """Mark an RFC 6062 TCP allocation: it relays over TCP connections, never datagrams.
+
+        Its Send indications leave the fast path (which calls this
+        instance's ``handle_send_indication``, now always False) for the full
+        path, which drops them as ``tcp_allocation``: UDP allocations pay
+        nothing for the check.
+        """
+        self.tcp = True
+        self.handle_send_indication = _not_by_datagram  # type: ignore[method-assign]
 
     def describe(self, now: float) -> dict[str, Any]:
         """What the sessions admin shows (coturn's ``ps``): who, from where, to whom, how much, how long."""

@@ -135,7 +135,8 @@ def handle_allocate(engine: TurnEngine, request: Request, now: float) -> list[tu
             continue
         port, relay = opened
         manager.attach(allocation, family, port, relay, settings.advertised_hosts.get(family, relay.address[0]))
-    allocation.tcp = tcp
+    if tcp:
+        allocation.make_tcp()
     manager.add(allocation, settings.max_bps, now)
     if mobile:
         allocation.mobile = True
