@@ -51,11 +51,11 @@ class TurnutilsTlsTests(StackCase):
 
         self.addCleanup(stop_peer)
 
-    def start_turn(self, one_port: bool) -> None:
+    def start_turn(self, one_port: bool, turn_extra: str = "") -> None:
         http = "[http]\nlisten =\ntls_listen = 127.0.0.1:0\n" if one_port else "[http]\nenabled = no\n"
         self.top = self.start(
             "[turn]\nlisten = 127.0.0.1:0\ntls_listen = 127.0.0.1:0\nallow_loopback_peers = yes\nrelay_ip = 127.0.0.1\n"
-            "users = alice:wonderland\n" + http +
+            "users = alice:wonderland\n" + turn_extra + http +
             f"[tls]\ncertificate = {self.cert}\nprivate_key = {self.key}\n[metrics]\nlisten = 127.0.0.1:0\n")
 
     async def run_uclient(self, port: int, *extra: str) -> str:
@@ -144,3 +144,24 @@ class TurnutilsTlsTests(StackCase):
         self.assertEqual(metrics[("webrtcstack_room_clients", ())], 1)
         self.assertEqual(metrics[("webrtcstack_oneport_connections_total", (("protocol", "http"),))], 1)
         self.assertGreaterEqual(metrics[("webrtcstack_oneport_connections_total", (("protocol", "turn"),))], 4)
+
+    @async_test
+    async def test_uclient_tcp_relay_over_tls_on_one_port(self) -> None:
+        """RFC 6062 over TLS (turnutils_uclient -T -S) on the port shared with HTTPS: control and data
+        connections both TLS, client to client over TCP allocations, every message back; /metrics counts it."""
+        self.start_turn(one_port=True, turn_extra="tcp_relay = yes\n")
+        port = bound(self.top, "https+turns")
+        args = ["-T", "-S", "-p", str(port), "-u", "alice", "-w", "wonderland", "-e", "127.0.0.1",
+                "-n", "10", "-m", "2", "-l", "120", "-z", "5", "127.0.0.1"]
+        out, err, code = await utils.getProcessOutputAndValue(self.uclient, args, env=dict(os.environ)).addTimeout(
+            UCLIENT_TIMEOUT_S, reactor)
+        text = (out + err).decode(errors="replace")
+        self.assertEqual(code, 0, text)
+        self.assertEqual(self.counts(text), (20, 20), text)
+        self.assertIn("Total lost packets 0 ", text)
+        metrics = await self.scrape()
+        self.assertGreaterEqual(metrics[("webrtcstack_turn_requests_total", (("method", "connection_bind"),
+                                                                             ("result", "ok")))], 2)
+        self.assertGreaterEqual(metrics[("webrtcstack_turn_tcp_relay_events_total", (("event", "bound"),))], 2)
+        self.assertGreaterEqual(metrics[("webrtcstack_turn_relayed_bytes_total", (("direction", "to_peer"),))],
+                                20 * 120)

@@ -134,6 +134,14 @@ class StackCollector(Collector):
                         "TURN over DTLS ([turn] dtls), by event: cookie_sent (a HelloVerifyRequest, no state kept), "
                         "handshakes, closed, idle, failed, fatal, refused_full, not_a_hello, bad_hello, stopped.",
                         ["event"], [getattr(c, "dtls", {}) for c in counters])
+        yield GaugeMetricFamily(f"{PREFIX}_turn_tcp_relay_connections",
+                                "RFC 6062 peer TCP connections alive now ([turn] tcp_relay), connecting, waiting "
+                                "for their ConnectionBind or bound.",
+                                value=sum(getattr(c, "tcp_connections_active", 0) for c in counters))
+        yield _by_label(CounterMetricFamily, "turn_tcp_relay_events",
+                        "RFC 6062 peer TCP connection events: connected, connect_failed, connect_timeout, accepted, "
+                        "refused_no_permission, bound, bind_timeout, closed.",
+                        ["event"], [getattr(c, "tcp_connections", {}) for c in counters])
         yield GaugeMetricFamily(f"{PREFIX}_turn_users_db_users", "TURN users loaded from [turn] users_db.",
                                 value=sum(getattr(c, "users_db_users", 0) for c in counters))
         yield GaugeMetricFamily(f"{PREFIX}_turn_users_db_secrets", "REST secrets loaded from [turn] users_db.",
