@@ -53,7 +53,7 @@ class BindingTests(SynchronousTestCase):
     def test_unknown_method(self) -> None:
         """A request for a method we do not know gets 400."""
         engine, _ = make_engine()
-        reply = Client(engine).send_raw(msgs.encode(0x00A, MessageClass.REQUEST, b"t" * 12, []))
+        reply = Client(engine).send_raw(msgs.encode(0x0FF, MessageClass.REQUEST, b"t" * 12, []))
         self.assertEqual(error_code(reply), 400)
 
 
