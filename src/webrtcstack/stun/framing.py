@@ -66,7 +66,9 @@ class StreamFramer:
         self._failed: StunDecodeError | None = None
         #: RFC 6062: stop after a ConnectionBind request (what follows may be a raw byte stream)
         self.hold_after_connection_bind = hold_after_connection_bind
-        self._held = False
+        #: Whether framing stopped after a ConnectionBind request (see :meth:`resume`, :meth:`detach`);
+        #: a plain attribute, read once per received chunk by the stream shell.
+        self.held = False
 
     @property
     def buffered(self) -> int:
@@ -84,7 +86,7 @@ class StreamFramer:
             raise self._failed
         buf = self._buffer
         buf += data
-        if self._held:
+        if self.held:
             return []
         frames: list[bytes] = []
         pos = 0
@@ -134,21 +136,16 @@ class StreamFramer:
                 padding = pad
             if first == 0 and buf[pos - wire_size + 1] == 0x0B and self.hold_after_connection_bind:
                 # A ConnectionBind request: the rest waits for resume() or detach().
-                self._held = True
+                self.held = True
                 break
         self._padding = padding
         if pos:
             del buf[:pos]
         return frames
 
-    @property
-    def held(self) -> bool:
-        """Whether framing stopped after a ConnectionBind request (see :meth:`resume`, :meth:`detach`)."""
-        return self._held
-
     def resume(self) -> list[bytes]:
         """Frame again after a ConnectionBind that failed: the frames complete now."""
-        self._held = False
+        self.held = False
         return self.feed(b"")
 
     def detach(self) -> bytes:
