@@ -184,6 +184,71 @@ class TcpRelayTests(unittest.TestCase):
         self.assertIsNone(error(bound))
         self.assertEqual(echoed, b"hello through a TCP relay")
 
+    def signed(self, client: StreamClient, method: int, attrs: list[tuple[int, bytes]]) -> tuple[bytes, bytes]:
+        """A request signed with ``client``'s nonce, not sent: (transaction ID, bytes)."""
+        tid = os.urandom(12)
+        signed = [(AttrType.USERNAME, USER.encode()), (AttrType.REALM, REALM.encode()), (AttrType.NONCE, client.nonce)]
+        return tid, msgs.encode(method, MessageClass.REQUEST, tid, list(attrs) + signed, key=client.key)
+
+    @defer.inlineCallbacks
+    def test_bytes_in_the_same_write_as_the_bind_reach_the_peer(self) -> Any:
+        """ConnectionBind and the first application bytes in one segment: the bytes are the peer's, not STUN."""
+        echo_port = reactor.listenTCP(0, protocol.Factory.forProtocol(_Echo), interface="127.0.0.1")
+        self.addCleanup(echo_port.stopListening)
+        echo = ("127.0.0.1", echo_port.getHost().port)
+        raw = b"\x00\x01 looks like a STUN header but is the peer's"
+
+        def run() -> tuple[Any, bytes]:
+            control = _client(self.server)
+            try:
+                control.request(Method.ALLOCATE, [TCP_TRANSPORT])
+                connected = control.request(Method.CONNECT, [peer_attr(*echo)])
+                data = _client(self.server, control.nonce)
+                try:
+                    _, bind = self.signed(data, Method.CONNECTION_BIND,
+                                          [(AttrType.CONNECTION_ID, connected.get(AttrType.CONNECTION_ID))])
+                    data.sock.sendall(bind + raw)
+                    return data.read_message(), data.read_exact(len(raw))
+                finally:
+                    data.close()
+            finally:
+                control.close()
+
+        bound, echoed = yield self.in_thread(run)
+        self.assertIsNone(error(bound))
+        self.assertEqual(echoed, raw)
+
+    @defer.inlineCallbacks
+    def test_failed_binds_in_one_write_are_each_answered_and_framing_goes_on(self) -> Any:
+        """Two ConnectionBinds for unknown IDs and a Binding in one segment: 400, 400, a Binding answer,
+        in order, on a connection that stays open."""
+
+        def run() -> list[Any]:
+            control = _client(self.server)
+            try:
+                control.request(Method.ALLOCATE, [TCP_TRANSPORT])
+                data = _client(self.server, control.nonce)
+                try:
+                    first, one = self.signed(data, Method.CONNECTION_BIND, [(AttrType.CONNECTION_ID, b"\0\0\0\x63")])
+                    second, two = self.signed(data, Method.CONNECTION_BIND, [(AttrType.CONNECTION_ID, b"\0\0\0\x64")])
+                    third = os.urandom(12)
+                    binding = msgs.encode(Method.BINDING, MessageClass.REQUEST, third, [])
+                    data.sock.sendall(one + two + binding)
+                    replies = [data.read_message() for _ in range(3)]
+                    assert [r.transaction_id for r in replies] == [first, second, third], replies
+                    again = data.request(Method.BINDING, [])
+                    return replies + [again]
+                finally:
+                    data.close()
+            finally:
+                control.close()
+
+        one, two, binding, again = yield self.in_thread(run)
+        self.assertEqual((error(one), error(two)), (400, 400))
+        self.assertEqual((binding.msg_class, error(binding)), (MessageClass.SUCCESS, None))
+        self.assertEqual((again.msg_class, error(again)), (MessageClass.SUCCESS, None))
+        self.assertEqual(self.requests("connection_bind").get("ok", 0), 0)
+
     @defer.inlineCallbacks
     def test_connect_to_a_closed_port_is_447(self) -> Any:
         closed = free_port()

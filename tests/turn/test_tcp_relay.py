@@ -364,8 +364,11 @@ class FramerHoldTests(unittest.TestCase):
         framer = StreamFramer(hold_after_connection_bind=True)
         request = self.bind_request()
         again = self.bind_request()
-        self.assertEqual(framer.feed(request + again), [request])
-        self.assertEqual(framer.resume(), [again])
+        self.assertEqual(framer.feed(request + again + again[:7]), [request])
+        rest = framer.resume()
+        self.assertEqual(rest, again + again[:7])
+        self.assertFalse(framer.held)
+        self.assertEqual(framer.feed(rest), [again])
         self.assertTrue(framer.held)
 
     def test_without_the_flag_nothing_is_held(self) -> None:

@@ -143,10 +143,12 @@ class StreamFramer:
             del buf[:pos]
         return frames
 
-    def resume(self) -> list[bytes]:
-        """Frame again after a ConnectionBind that failed: the frames complete now."""
+    def resume(self) -> bytes:
+        """After a ConnectionBind that failed: framing goes on; the bytes that followed it, to feed again."""
         self.held = False
-        return self.feed(b"")
+        rest = bytes(self._buffer)
+        self._buffer = bytearray()
+        return rest
 
     def detach(self) -> bytes:
         """After a ConnectionBind that succeeded: the bytes that followed it, raw; the framer is done."""

@@ -63,6 +63,7 @@ class TurnStreamProtocol(Protocol):
         self._allocated = False
         #: RFC 6062: once this is a client data connection, its peer connection (a byte pipe)
         self.pipe: Any = None
+        self._binding = False
         self._pacer: Any = None
 
     def _no_allocation_yet(self) -> bool:
@@ -91,10 +92,6 @@ class TurnStreamProtocol(Protocol):
             self._idle_call = driver.reactor.callLater(factory.idle_timeout_s, self._check_idle)
 
     def dataReceived(self, data: bytes) -> None:
-        pipe = self.pipe
-        if pipe is not None:
-            self._to_peer(pipe, data)
-            return
         framer, five_tuple = self.framer, self.five_tuple
         if framer is None or five_tuple is None or not data:
             return
@@ -112,21 +109,40 @@ class TurnStreamProtocol(Protocol):
             self._refuse(str(e), abort=True)
             return
         write = self.transport.write
-        while frames:
-            for frame in frames:
-                if 0x40 <= frame[0] < 0x80 and self._no_allocation_yet():
-                    self._refuse("ChannelData before any allocation")
-                    return
-                if not driver.handle_client(five_tuple, frame, write, now):
-                    self._refuse("malformed STUN message")
-                    return
-            frames = []
-            if framer.held:  # the last frame was a ConnectionBind (RFC 6062 §5.4)
-                connection = factory.engine.take_tcp_data_connection(five_tuple, self)
+        for frame in frames:
+            if 0x40 <= frame[0] < 0x80 and self._no_allocation_yet():
+                self._refuse("ChannelData before any allocation")
+                return
+            if not driver.handle_client(five_tuple, frame, write, now):
+                self._refuse("malformed STUN message")
+                return
+        if framer.held:  # the last frame was a ConnectionBind (RFC 6062 §5.4)
+            self._connection_bind_answered(five_tuple)
+
+    # -- RFC 6062 client data connection ---------------------------------------
+
+    def _connection_bind_answered(self, five_tuple: FiveTuple) -> None:
+        """The framer stopped after a ConnectionBind: a pipe now if it succeeded, else framing goes on.
+
+        What followed a failed bind is fed again through :meth:`dataReceived`
+        (which may stop at another ConnectionBind: this loop, not recursion,
+        takes each in turn; the hot path above pays one attribute test).
+        """
+        if self._binding:
+            return  # fed again from the loop below, which goes on
+        framer = self.framer
+        self._binding = True
+        try:
+            while framer is not None and framer is self.framer and framer.held:  # (None: refused meanwhile)
+                connection = self.factory.engine.take_tcp_data_connection(five_tuple, self)
                 if connection is not None:
                     self._become_pipe(connection, framer.detach())
                     return
-                frames = framer.resume()
+                rest = framer.resume()
+                if rest:
+                    self.dataReceived(rest)
+        finally:
+            self._binding = False
 
     # -- RFC 6062 client data connection ---------------------------------------
 
@@ -137,6 +153,7 @@ class TurnStreamProtocol(Protocol):
             self._idle_call.cancel()
         self._idle_call = None
         self.pipe = connection
+        self.dataReceived = self._pipe_received  # type: ignore[method-assign]
         now = self.factory.driver.reactor.seconds()
         held = connection.release_held()
         if held:
@@ -146,6 +163,12 @@ class TurnStreamProtocol(Protocol):
         peer.bind(self.transport)
         if rest:
             self._to_peer(connection, rest)
+
+    def _pipe_received(self, data: bytes) -> None:
+        """``dataReceived`` once this is a client data connection: the bytes go to the peer as they are."""
+        connection = self.pipe
+        if connection is not None:
+            self._to_peer(connection, data)
 
     def _to_peer(self, connection: Any, data: bytes) -> None:
         link = connection.link
