@@ -83,6 +83,14 @@ class UdpFastPathTests(SynchronousTestCase):
         self.assertEqual(allocation.bytes_to_peer, 5)
         self.assertEqual(self.sock.sent, [])
 
+    def test_the_allocation_keeps_few_instance_attributes(self) -> None:
+        """A bound allocation on the fast path has at most 29 instance attributes: past that CPython stops
+        sharing the attribute table between instances and every attribute read per packet gets slower
+        (allocation.py says which features keep class-level defaults instead; bench/turn_micro.py under callgrind measures it)."""
+        self.datagram(struct.pack("!HH", 0x4001, 5) + b"hello" + b"\0\0\0")
+        (allocation,) = self.engine.manager.allocations.values()
+        self.assertLessEqual(len(vars(allocation)), 29, sorted(vars(allocation)))
+
     def test_unbound_channel_and_short_length_are_dropped(self) -> None:
         """An unbound channel number, or a length past the datagram, sends nothing and is counted."""
         self.datagram(struct.pack("!HH", 0x4002, 2) + b"hi")
