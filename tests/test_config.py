@@ -178,6 +178,9 @@ class ErrorTests(unittest.TestCase):
         self.assertConfigError("[http]\ntls_listen = 0.0.0.0:8443\n", "tls", "certificate", None, "required because http tls_listen")
         self.assertConfigError("[turn]\nlisten = 127.0.0.1:8080\n", "http", "listen", None, "also used by [turn] listen")
         self.assertConfigError("[turn]\nlisten = 127.0.0.1:0\nworkers = 2\n", "turn", "listen", 2, "port 0 (any free port) is not allowed")
+        self.assertConfigError("[turn]\nlisten = 127.0.0.1:3478\nworkers = 2\ntcp_relay = yes\n", "turn", "tcp_relay", 4,
+                               "needs workers = 1")
+        parse_config("[turn]\nlisten = 127.0.0.1:3478\nworkers = 2\ntcp_relay = no\n")
         redis = "[redis]\nurl = redis://127.0.0.1:6379/0\n"
         self.assertConfigError(redis, "turn", "static_auth_secret", None, "required with [redis] url")
         self.assertConfigError(redis + "[turn]\nstatic_auth_secret = long-enough\nlisten = 127.0.0.1:3478\nworkers = 2\n",

@@ -452,7 +452,7 @@ class TurnSection:
     legacy_channel_numbers: bool = _key("yes", _bool, "also accept channel numbers 0x5000-0x7FFE (RFC 5766; coturn's clients pick from them); no: RFC 8656's 0x4000-0x4FFF only")
     max_bps: int = _key("0", _int_in(0, 10_000_000_000), "relayed bits per second per allocation, each direction (0: no limit)")
     mobility: bool = _key("no", _bool, "RFC 8016 mobility: a UDP client that asks gets a MOBILITY-TICKET and may move its allocation to a new address with a Refresh carrying it; no: such requests get 405 Mobility Forbidden")
-    tcp_relay: bool = _key("no", _bool, "RFC 6062 TCP relay: a client on a TCP or TLS connection may Allocate with REQUESTED-TRANSPORT TCP, then Connect to peers and take their incoming connections (ConnectionAttempt), each on its own data connection (ConnectionBind); no: such an Allocate gets 442 Unsupported Transport Protocol")
+    tcp_relay: bool = _key("no", _bool, "RFC 6062 TCP relay: a client on a TCP or TLS connection may Allocate with REQUESTED-TRANSPORT TCP, then Connect to peers and take their incoming connections (ConnectionAttempt), each on its own data connection (ConnectionBind); no: such an Allocate gets 442 Unsupported Transport Protocol. Needs workers = 1")
     tcp_relay_max_connections: int = _key("64", _int_in(1, 10000), "peer TCP connections (made with Connect or accepted) one TCP allocation may hold at once; past it Connect gets 486 and new incoming ones are closed")
     tcp_relay_buffer_bytes: int = _key("65536", _int_in(1024, 16 * 1024 * 1024), "bytes held from a peer TCP connection until its client sends ConnectionBind; past it the server stops reading (TCP flow control holds the peer back, nothing is lost)")
     max_tcp_connections: int = _key("10000", _int_in(1, 1_000_000), "TCP/TLS connections at once: clients' (control and RFC 6062 data connections) and relayed peer TCP connections together", restart=True)
@@ -798,6 +798,10 @@ def _check_consistency(config: StackConfig, lines: dict[str, dict[str, int]]) ->
         if turn.workers > 1:
             fail("turn", "nat_discovery", f"needs workers = 1 (it is {turn.workers}): the four RFC 5780 sockets "
                                           "answer for each other")
+    if turn.tcp_relay and turn.enabled and turn.workers > 1:
+        fail("turn", "tcp_relay", f"needs workers = 1 (it is {turn.workers}): a ConnectionBind comes on a new TCP "
+                                  "connection, which the kernel may hand to another process than the one holding "
+                                  "its peer connection")
     if turn.dtls and turn.enabled and not turn.tls_listen:
         fail("turn", "dtls", "serves DTLS on the [turn] tls_listen ports, and none is set")
     if turn.users_db == "redis" and not config.redis.url:
