@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import socket
 import struct
 import time
 from typing import Any
@@ -209,14 +210,53 @@ def main() -> None:
         for _ in range(k):
             handle(five_tuple, binding, None, now=1.0)
 
+    def wakeups(direct: bool) -> Any:
+        """One datagram sent and one epoll wake-up served per call, on a reactor of its own."""
+        from twisted.internet.epollreactor import EPollReactor
+
+        from webrtcstack.turn.adapters import dispatch
+
+        class Reader:
+            def __init__(self) -> None:
+                self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                self.sock.bind(("127.0.0.1", 0))
+                self.sock.setblocking(False)
+
+            def fileno(self) -> int:
+                return self.sock.fileno()
+
+            def doRead(self) -> None:
+                self.sock.recv(2048)
+
+            def logPrefix(self) -> str:
+                return "Reader"
+
+        reactor = EPollReactor()
+        if direct:
+            dispatch.register(reactor, Reader)
+        reader = Reader()
+        reactor.addReader(reader)
+        sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        target = reader.sock.getsockname()
+
+        def run(k: int) -> None:
+            send, iterate = sender.sendto, reactor.doIteration
+            for _ in range(k):
+                send(PAYLOAD, target)
+                iterate(0)
+
+        return run
+
     rows = [("UDP ChannelData, client to peer", udp_channel), ("UDP Send indication, client to peer", udp_send),
             ("UDP peer datagram to client (ChannelData)", peer_to_client),
-            ("TCP ChannelData through the stream protocol", tcp_channel), ("STUN Binding request", stun_binding)]
-    print(f"{'path':46} µs/packet")
+            ("TCP ChannelData through the stream protocol", tcp_channel), ("STUN Binding request", stun_binding),
+            ("epoll wake-up for a datagram, Twisted's dispatch", wakeups(False)),
+            ("epoll wake-up for a datagram, direct dispatch", wakeups(True))]
+    print(f"{'path':52} µs/packet")
     for name, fn in rows:
         if args.only.lower() not in name.lower():
             continue
-        print(f"{name:46} {_time(fn, n):8.3f}")
+        print(f"{name:52} {_time(fn, n):8.3f}")
         if fn is tcp_channel:
             assert tcp_engine.counters.packets_to_peer > 0, "the TCP row relayed nothing"
 
