@@ -94,6 +94,9 @@ def unshare_missing() -> str | None:
 #: stack's bind ("Address already in use", seen in full runs); in this range only another free_port
 #: call can, and each one starts at a random place.
 FREE_PORT_RANGE = (12000, 31999)
+#: ports free_port has returned in this process: never returned twice (two calls in a row, say a
+#: server's port and its TLS port, could otherwise get the same one before either is bound)
+_HANDED_OUT: set[int] = set()
 
 
 def free_port(kind: int | None = None, host: str = "127.0.0.1") -> int:
@@ -111,12 +114,15 @@ def free_port(kind: int | None = None, host: str = "127.0.0.1") -> int:
     start = random.randrange(low, high + 1)
     for offset in range(high - low + 1):
         port = low + (start - low + offset) % (high - low + 1)
+        if port in _HANDED_OUT:  # given to an earlier caller, who may not have bound it yet
+            continue
         socks = []
         try:
             for k in kinds:
                 sock = socket.socket(family, k)
                 socks.append(sock)
                 sock.bind((host, port))
+            _HANDED_OUT.add(port)
             return port
         except OSError:
             continue
