@@ -71,13 +71,19 @@ def listen_udp(reactor: Any, host: str, port: int, protocol: DatagramProtocol,
 
 
 def listen_tcp(reactor: Any, host: str, port: int, factory: Factory, backlog: int = 1024, *,
-               reuse_port: bool = False) -> IListeningPort:
-    """Bind a listening TCP socket (v6-only for IPv6 hosts) serving ``factory``."""
+               reuse_port: bool = False, transport: type | None = None) -> IListeningPort:
+    """Bind a listening TCP socket (v6-only for IPv6 hosts) serving ``factory``.
+
+    :param transport: a subclass of Twisted's ``tcp.Server`` for the accepted
+        connections (the port's ``transport`` class), or None for Twisted's own.
+    """
     sock = make_socket(socket.SOCK_STREAM, host, port, backlog=backlog, reuse_port=reuse_port)
     try:
         listening = reactor.adoptStreamPort(sock.fileno(), sock.family, factory)
     finally:
         sock.close()
+    if transport is not None:
+        listening.transport = transport  # type: ignore[attr-defined]
     return listening
 
 
@@ -121,9 +127,11 @@ class ListenerService(service.Service):
     """
 
     def __init__(self, reactor: Any, kind: str, endpoint: Endpoint, target: Any, *, what: str = "",
-                 optional: bool = False, reuse_port: bool = False) -> None:
+                 optional: bool = False, reuse_port: bool = False, transport: type | None = None) -> None:
         self.reactor = reactor
         self.reuse_port = reuse_port
+        #: TCP: the accepted connections' transport class (see :func:`listen_tcp`)
+        self.transport = transport
         self.kind = kind
         self.endpoint = endpoint
         self.target = target
@@ -153,7 +161,7 @@ class ListenerService(service.Service):
                 self.port = listen_udp(self.reactor, self.endpoint.host, self.endpoint.port, self.target)
             else:
                 self.port = listen_tcp(self.reactor, self.endpoint.host, self.endpoint.port, self.target,
-                                       reuse_port=self.reuse_port)
+                                       reuse_port=self.reuse_port, transport=self.transport)
         except OSError as e:
             if not self.optional:
                 raise ListenFailed(self.what, self.kind, self.endpoint, e) from None

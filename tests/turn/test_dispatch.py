@@ -15,6 +15,7 @@ from twisted.internet.epollreactor import EPollReactor
 from twisted.internet.selectreactor import SelectReactor
 from twisted.python import context, log
 from twisted.internet import defer
+from twisted.internet.task import deferLater
 from twisted.trial import unittest
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -148,6 +149,7 @@ class StackRegistersTests(unittest.TestCase):
 
         from tests.turn.stack import TurnStack
         from webrtcstack.turn.adapters.client_udp import TurnUdpService
+        from webrtcstack.turn.adapters.client_stream import TurnTcpServer
         from webrtcstack.turn.adapters.relay import RelayReader
 
         self.assertIsInstance(reactor, EPollReactor)
@@ -157,5 +159,16 @@ class StackRegistersTests(unittest.TestCase):
             (udp,) = [s for s in stack.top if isinstance(s, TurnUdpService)]
             self.assertTrue(dispatch.is_direct(reactor, udp.listener))
             self.assertTrue(dispatch.is_direct(reactor, object.__new__(RelayReader)))
+            # A TCP client's connection: Twisted's transport under the TURN class, served directly.
+            client = socket.create_connection(("127.0.0.1", stack.port))
+            self.addCleanup(client.close)
+            for _ in range(100):  # bounded: until the accept is served
+                transports = [t for t in reactor.getReaders() if isinstance(t, TurnTcpServer)]
+                if transports:
+                    break
+                yield deferLater(reactor, 0.01, lambda: None)
+            self.assertEqual(len(transports), 1)
+            self.assertIs(type(transports[0]), TurnTcpServer)
+            self.assertTrue(dispatch.is_direct(reactor, transports[0]))
         finally:
             yield stack.stop()

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from twisted.internet import tcp
 from twisted.internet.interfaces import IDelayedCall
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
@@ -43,9 +44,19 @@ from webrtcstack.stun.framing import StreamFramer
 from webrtcstack.turn.adapters._ratelimit import RateLimitedLog
 from webrtcstack.turn.five_tuple import FiveTuple, Transport
 
-__all__ = ["TurnStreamProtocol", "TurnStreamFactory"]
+__all__ = ["TurnStreamProtocol", "TurnStreamFactory", "TurnTcpServer"]
 
 log = Logger()
+
+
+class TurnTcpServer(tcp.Server):
+    """A TURN client's TCP connection: Twisted's own transport, under a class of its own.
+
+    The ``[turn] listen`` TCP ports make their connections with it, so the
+    epoll reactor can serve them without the legacy log context
+    (:mod:`webrtcstack.turn.adapters.dispatch`), as it serves the UDP
+    listeners, while HTTP and WebSocket connections keep Twisted's ``Server``.
+    """
 
 
 class TurnStreamProtocol(Protocol):

@@ -32,7 +32,8 @@ from webrtcstack.config import Endpoint, StackConfig
 from webrtcstack.stun.binding import BindingHandler
 from webrtcstack.stun.discovery import Discovery
 from webrtcstack.stun.errors import StunDecodeError
-from webrtcstack.turn.adapters.client_stream import TurnStreamFactory
+from webrtcstack.turn.adapters import dispatch
+from webrtcstack.turn.adapters.client_stream import TurnStreamFactory, TurnTcpServer
 from webrtcstack.turn.adapters._ratelimit import RateLimitedLog
 from webrtcstack.turn.adapters.client_udp import TurnUdpService
 from webrtcstack.turn.adapters.relay import SocketRelayOpener
@@ -330,7 +331,9 @@ def build_turn_services(config: StackConfig, reactor: Any, auth_secrets: tuple[s
         factory = TurnStreamFactory(driver, transport_kind=Transport.TCP,
                                     max_connections=config.turn.max_tcp_connections,
                                     max_frame_bytes=config.turn.max_frame_bytes)
-        services.append(ListenerService(reactor, "tcp", ep, factory, what="STUN/TURN", reuse_port=reuse))
+        services.append(ListenerService(reactor, "tcp", ep, factory, what="STUN/TURN", reuse_port=reuse,
+                                        transport=TurnTcpServer))
+    dispatch.register(reactor, TurnTcpServer)
     if config.turn.users_db:
         from webrtcstack.turn.adapters.userdb import UserDbService, open_user_db
 
