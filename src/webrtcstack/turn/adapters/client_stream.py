@@ -155,8 +155,6 @@ class TurnStreamProtocol(Protocol):
         finally:
             self._binding = False
 
-    # -- RFC 6062 client data connection ---------------------------------------
-
     def _become_pipe(self, connection: Any, rest: bytes) -> None:
         """ConnectionBind succeeded: from now on this connection is the peer's bytes, both ways."""
         self.framer = None

@@ -38,7 +38,6 @@ from webrtcstack.config import Endpoint
 from webrtcstack.sockets import ListenFailed, ListenerService, make_socket
 from webrtcstack.stun.attributes import normalize_host
 from webrtcstack.stun.errors import StunDecodeError
-from webrtcstack.turn.adapters import dispatch
 from webrtcstack.turn.adapters._ratelimit import RateLimitedLog
 from webrtcstack.turn.five_tuple import Transport
 
@@ -280,7 +279,6 @@ class TurnUdpService(ListenerService):
             raise ListenFailed(self.what, self.kind, self.endpoint, e) from None
         set_buffers(sock, LISTENER_BUFFER_BYTES)
         self.listener = TurnUdpListener(self.driver, sock, stun_only=self.stun_only)
-        dispatch.register(self.driver.reactor, TurnUdpListener)
         self.driver.reactor.addReader(self.listener)
         self.port = _BoundUdp(self.listener)  # type: ignore[assignment]
         service.Service.startService(self)

@@ -10,13 +10,14 @@ the read itself. A relayed datagram takes one wake-up at paced loads, so the
 relay pays this once per packet, on the client side and again on the peer
 side.
 
-The TURN UDP listeners and relay sockets log nothing through that context:
-they use ``twisted.logger`` with their own namespaces, and their ``doRead``
-counts and logs its own failures. :func:`register` puts their classes on
+The TURN UDP listeners, relay sockets and TCP client connections log
+nothing through that context: they use ``twisted.logger`` with their own
+namespaces, and the listener's ``doRead`` counts and logs its own failures. :func:`register` puts their classes on
 a list that the reactor serves through ``_doReadOrWrite`` directly, with the
 same disconnect handling, errors logged the same way, and no context.
-Every other descriptor (HTTP, WebSocket, TLS, TCP) is served exactly as
-before, log prefix included.
+Every other descriptor (HTTP, WebSocket, TLS, RFC 6062 peer connections)
+is served exactly as before, log prefix included. ``build_turn_services``
+registers the three classes.
 
 Only Twisted's own ``EPollReactor`` (the default on Linux) is changed, and
 only on the instance. The loop below is the one in its ``doPoll`` (Twisted

@@ -35,8 +35,8 @@ from webrtcstack.stun.errors import StunDecodeError
 from webrtcstack.turn.adapters import dispatch
 from webrtcstack.turn.adapters.client_stream import TurnStreamFactory, TurnTcpServer
 from webrtcstack.turn.adapters._ratelimit import RateLimitedLog
-from webrtcstack.turn.adapters.client_udp import TurnUdpService
-from webrtcstack.turn.adapters.relay import SocketRelayOpener
+from webrtcstack.turn.adapters.client_udp import TurnUdpListener, TurnUdpService
+from webrtcstack.turn.adapters.relay import RelayReader, SocketRelayOpener
 from webrtcstack.turn.auth import CredentialStore
 from webrtcstack.turn.engine import TurnEngine, TurnSettings
 from webrtcstack.turn.five_tuple import Transport
@@ -333,7 +333,9 @@ def build_turn_services(config: StackConfig, reactor: Any, auth_secrets: tuple[s
                                     max_frame_bytes=config.turn.max_frame_bytes)
         services.append(ListenerService(reactor, "tcp", ep, factory, what="STUN/TURN", reuse_port=reuse,
                                         transport=TurnTcpServer))
-    dispatch.register(reactor, TurnTcpServer)
+    # The per-packet sockets, served by the epoll reactor without the legacy log context.
+    for kind in (TurnUdpListener, RelayReader, TurnTcpServer):
+        dispatch.register(reactor, kind)
     if config.turn.users_db:
         from webrtcstack.turn.adapters.userdb import UserDbService, open_user_db
 

@@ -24,7 +24,6 @@ from typing import Any
 from zope.interface import implementer
 from twisted.internet.interfaces import IReadDescriptor
 
-from webrtcstack.turn.adapters import dispatch
 from webrtcstack.turn.allocation import Allocation
 
 __all__ = ["RelayReader", "SocketRelayOpener"]
@@ -103,7 +102,6 @@ class SocketRelayOpener:
     def __init__(self, reactor: Any) -> None:
         self.reactor = reactor
         self.driver: Any = None
-        dispatch.register(reactor, RelayReader)
 
     def open_tcp_relay(self, host: str, port: int, allocation: Allocation) -> Any:
         """RFC 6062: a TCP allocation's relayed address, listening; None if the port is taken."""
