@@ -158,3 +158,49 @@ class FastPathTests(unittest.SynchronousTestCase):
                     attributes += ((AttrType.SOFTWARE, software),)
                 expected = encode(Message(Method.BINDING, MessageClass.SUCCESS, tid, attributes))
                 self.assertEqual(handler.handle(request(tid=tid), source, "udp"), expected)
+
+
+class HeaderOnlyTests(unittest.SynchronousTestCase):
+    """A Binding request with no attributes (or FINGERPRINT alone) is answered from its header, undecoded."""
+
+    def setUp(self) -> None:
+        self.handler = BindingHandler("webrtcstack test")
+        self.decoded: list[bytes] = []
+        from webrtcstack.stun import binding
+
+        real = binding.decode
+
+        def counting_decode(raw: bytes, *args: object, **kw: object) -> Message:
+            self.decoded.append(raw)
+            return real(raw, *args, **kw)  # type: ignore[arg-type]
+
+        self.patch(binding, "decode", counting_decode)
+
+    def test_not_decoded(self) -> None:
+        """Both shapes get the general path's bytes, and neither is decoded; both are counted."""
+        for fingerprint in (False, True):
+            raw = request(fingerprint=fingerprint)
+            self.assertEqual(len(raw), 28 if fingerprint else 20)
+            out = self.handler.handle(raw, ("::ffff:192.0.2.9", 6), "udp")
+            self.assertEqual(out, self.handler.success_response(decode(raw), ("192.0.2.9", 6)))
+        self.assertEqual(self.decoded, [])
+        self.assertEqual((self.handler.counters.requests, self.handler.counters.responses), (2, 2))
+
+    def test_bad_fingerprint(self) -> None:
+        """FINGERPRINT is still checked: a wrong one raises and is counted, with no answer."""
+        raw = bytearray(request())
+        raw[-1] ^= 1
+        self.assertRaises(StunDecodeError, self.handler.handle, bytes(raw), ("192.0.2.9", 6), "udp")
+        self.assertEqual((self.handler.counters.bad_fingerprint, self.handler.counters.responses), (1, 0))
+
+    def test_other_shapes_decoded(self) -> None:
+        """Anything else of those lengths takes the general path: one other 4-byte attribute (420 for an
+        unknown comprehension-required one), another method, an indication, no magic cookie."""
+        unknown = request((0x0030, b"\0\0\0\0"), fingerprint=False)
+        self.assertEqual(len(unknown), 28)
+        answer = decode(self.handler.handle(unknown, ("192.0.2.9", 6), "udp") or b"")
+        self.assertEqual(answer.get(AttrType.ERROR_CODE)[0], ErrorCode.UNKNOWN_ATTRIBUTE)
+        self.assertIsNone(self.handler.handle(request(msg_class=MessageClass.INDICATION, fingerprint=False),
+                                              ("192.0.2.9", 6), "udp"))
+        self.handler.handle(request(tid=CLASSIC_TID, fingerprint=False), ("192.0.2.9", 6), "udp")
+        self.assertEqual(len(self.decoded), 3)

@@ -121,6 +121,22 @@ class UdpFastPathTests(SynchronousTestCase):
         (reply, to), = self.sock.sent
         self.assertEqual(to, self.client.five_tuple.client)
         self.assertEqual(msgs.decode(reply).msg_class, MessageClass.SUCCESS)
+        self.assertEqual(self.engine.binding.counters.responses, 1)
+
+    def test_binding_skips_the_request_path(self) -> None:
+        """A Binding request goes straight to the Binding handler: no per-client sender is made, the
+        request path is not entered, the timer is not re-armed; a malformed one is dropped and counted."""
+        from tests.turn import msgs
+        from webrtcstack.stun.constants import Method
+
+        rearmed: list[None] = []
+        self.driver.rearm = lambda: rearmed.append(None)  # type: ignore[method-assign]
+        senders = dict(self.listener._senders)
+        self.sock.inbox.append((msgs.encode(Method.BINDING, MessageClass.REQUEST, b"c" * 12, []), ("198.51.100.9", 7)))
+        self.datagram(b"\x00\x01\x00\x04" + bytes(16))  # no magic cookie, and a length past the end
+        self.assertEqual([to for _, to in self.sock.sent], [("198.51.100.9", 7)])
+        self.assertEqual((self.slow_path, rearmed, self.listener._senders), ([], [], senders))
+        self.assertEqual(self.engine.counters.dropped.get("malformed"), 1)
 
     def test_send_error_is_counted_not_raised(self) -> None:
         """A relay socket that refuses the datagram (full buffer, ICMP error) costs a send_error, nothing else."""

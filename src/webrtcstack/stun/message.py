@@ -59,6 +59,7 @@ __all__ = [
     "packed_xor_address",
     "attribute_tlv",
     "binding_success",
+    "binding_success_for",
     "data_indication",
     "xor_peer_address_tlv",
     "scan_send_indication",
@@ -380,12 +381,28 @@ def binding_success(request: Message, mapped: Address, software_tlv: bytes = b""
     """
     xor_key = request.xor_key()
     if request.has_cookie:
-        value = pack_address(mapped, xor_key)
-        address_tlv = _TLV.pack(AttrType.XOR_MAPPED_ADDRESS, len(value)) + value
-    else:
-        value = pack_address(mapped, None)
-        address_tlv = _TLV.pack(AttrType.MAPPED_ADDRESS, len(value)) + value
-    body = address_tlv + software_tlv
+        return binding_success_for(xor_key, mapped, software_tlv)
+    value = pack_address(mapped, None)
+    return _binding_success_body(xor_key, _TLV.pack(AttrType.MAPPED_ADDRESS, len(value)) + value + software_tlv)
+
+
+_XOR_MAPPED_ADDRESS = int(AttrType.XOR_MAPPED_ADDRESS)
+
+
+def binding_success_for(xor_key: bytes, mapped: Address, software_tlv: bytes = b"") -> bytes:
+    """:func:`binding_success` for a request with the magic cookie, from its header's last 16 bytes.
+
+    The same bytes, without a decoded :class:`Message`: a Binding request with
+    no attributes (what browsers and most clients send a STUN server) is
+    answered from its header alone (stun/binding.py).
+
+    :param xor_key: the request's bytes 4-19 (the magic cookie and the transaction id).
+    """
+    value = packed_xor_address(mapped, xor_key)
+    return _binding_success_body(xor_key, _TLV.pack(_XOR_MAPPED_ADDRESS, len(value)) + value + software_tlv)
+
+
+def _binding_success_body(xor_key: bytes, body: bytes) -> bytes:
     head = _TLV.pack(_BINDING_SUCCESS, len(body) + 8) + xor_key
     crc = binascii.crc32(body, binascii.crc32(head)) ^ FINGERPRINT_XOR
     return head + body + _FINGERPRINT_TLV + crc.to_bytes(4, "big")
