@@ -56,7 +56,32 @@ class TurnTcpServer(tcp.Server):
     epoll reactor can serve them without the legacy log context
     (:mod:`webrtcstack.turn.adapters.dispatch`), as it serves the UDP
     listeners, while HTTP and WebSocket connections keep Twisted's ``Server``.
+
+    :meth:`write` sends at once when nothing is waiting to be sent. Twisted's
+    own write always buffers and asks the reactor to watch for writability,
+    which costs two ``epoll_ctl`` calls and a pass through ``doWrite`` per
+    wake-up of every connection a peer's datagram goes out on; a relayed
+    packet is one ``send``. What the socket does not take, and everything
+    while something waits, goes through Twisted's buffer as before, so the
+    order of the bytes, flow control (producers) and the closing rules are
+    Twisted's.
     """
+
+    def write(self, data: bytes) -> None:
+        if self.dataBuffer or self._tempDataBuffer or self.TLS or self.disconnecting or not self.connected \
+                or self._writeDisconnected or not isinstance(data, bytes) or not data:
+            tcp.Server.write(self, data)
+            return
+        try:
+            sent = self.socket.send(data)
+        except (BlockingIOError, InterruptedError):
+            sent = 0
+        except OSError:
+            # The connection failed: Twisted's buffered write meets the same error in doWrite and
+            # closes the connection its own way.
+            sent = 0
+        if sent < len(data):
+            tcp.Server.write(self, data[sent:])
 
 
 class TurnStreamProtocol(Protocol):
