@@ -246,3 +246,83 @@ class StreamFramerPropertyTests(unittest.SynchronousTestCase):
         for i in range(0, len(stream), chunk):
             frames += framer.feed(stream[i:i + chunk])
         self.assertEqual(frames, expected)
+
+
+def _state(framer: StreamFramer) -> tuple[object, ...]:
+    return bytes(framer._buffer), framer._padding, framer.held, framer._failed is not None
+
+
+def _fast_then_feed(framer: StreamFramer, chunk: bytes) -> list[bytes]:
+    """What the stream protocol does: the lone-frame shortcut, else feed()."""
+    frame = framer.lone_channel_data(chunk)
+    return [frame] if frame is not None else framer.feed(chunk)
+
+
+class LoneChannelDataTests(unittest.SynchronousTestCase):
+    """``lone_channel_data``: a chunk that is one ChannelData frame, without the buffer, same result as feed()."""
+
+    def test_the_usual_chunks(self) -> None:
+        """A frame per chunk, padded, unpadded or of a length needing none: taken without feed()."""
+        frame3, frame4 = channel_data(0x4000, b"abc"), channel_data(0x4001, b"abcd")
+        for framer in both():
+            self.assertEqual(framer.lone_channel_data(frame4), frame4)
+            self.assertEqual(framer.lone_channel_data(padded(frame3)), frame3)
+            self.assertEqual(framer.lone_channel_data(padded(frame3)), frame3)  # after the last one's padding
+        tolerant = StreamFramer()
+        self.assertEqual(tolerant.lone_channel_data(frame3), frame3)  # unpadded: padding may follow
+        self.assertEqual(tolerant.lone_channel_data(frame4), frame4)  # ... and did not
+        self.assertIsNone(strict().lone_channel_data(frame3))  # strict waits for the padding: feed() it
+
+    def test_declines_and_changes_nothing(self) -> None:
+        """STUN, two frames, a part frame, non-zero padding (tolerant), a frame over the limit, a held framer:
+        None, and the framer is as it was."""
+        frame = channel_data(0x4000, b"abc")
+        part_fed = both(64)
+        for framer in part_fed:
+            framer.feed(frame[:2])
+        for framer in both(64) + part_fed:
+            chunks = [STUN, padded(frame) * 2, frame[:5], channel_data(0x4000, bytes(61)), b""]
+            if framer.accept_unpadded_channel_data:
+                chunks.append(frame + b"\x01")  # not zeros: the next frame's start (strict skips it unread)
+            for chunk in chunks:
+                before = _state(framer)
+                self.assertIsNone(framer.lone_channel_data(chunk))
+                self.assertEqual(_state(framer), before)
+        held = StreamFramer(hold_after_connection_bind=True)
+        held.feed(encode(Message(Method.CONNECTION_BIND, MessageClass.REQUEST, b"z" * 12)))
+        self.assertIsNone(held.lone_channel_data(padded(frame)))
+
+    @settings(derandomize=True, max_examples=300, deadline=None)
+    @given(st.lists(st.tuples(st.sampled_from(["stun", "cd", "cd-unpadded", "garbage"]), st.binary(max_size=12)),
+                    max_size=8),
+           st.lists(st.integers(0, 200), max_size=8), st.booleans(), st.booleans())
+    def test_same_as_feed(self, items: list[tuple[str, bytes]], cuts: list[int], tolerant: bool,
+                          at_frames: bool) -> None:
+        """However a stream of frames (and garbage) is cut, at frame ends or not, trying the shortcut first
+        gives feed()'s frames, feed()'s errors and feed()'s state after every chunk."""
+        stream = b""
+        ends = []
+        for kind, payload in items:
+            if kind == "stun":
+                stream += encode(Message(Method.BINDING, MessageClass.REQUEST, b"y" * 12, ((AttrType.DATA, payload),)))
+            elif kind == "garbage":
+                stream += b"\x80" + payload
+            else:
+                frame = channel_data(0x4000 + len(payload), payload)
+                stream += frame if kind == "cd-unpadded" else padded(frame)
+            ends.append(len(stream))
+        points = sorted({c % (len(stream) + 1) for c in cuts} | {0, len(stream)} | (set(ends) if at_frames else set()))
+        plain = StreamFramer(40, accept_unpadded_channel_data=tolerant)
+        fast = StreamFramer(40, accept_unpadded_channel_data=tolerant)
+        for start, end in zip(points, points[1:]):
+            chunk = stream[start:end]
+            try:
+                expected: object = plain.feed(chunk)
+            except StunDecodeError as e:
+                expected = str(e)
+            try:
+                got: object = _fast_then_feed(fast, chunk)
+            except StunDecodeError as e:
+                got = str(e)
+            self.assertEqual(got, expected)
+            self.assertEqual(_state(fast), _state(plain))

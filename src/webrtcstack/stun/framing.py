@@ -143,6 +143,48 @@ class StreamFramer:
             del buf[:pos]
         return frames
 
+    def lone_channel_data(self, data: bytes) -> bytes | None:
+        """The one frame of a chunk that is one whole ChannelData frame; None: :meth:`feed` it instead.
+
+        A TURN client's media arrives as one ChannelData frame per received
+        chunk. This answers that case without the buffer: when the framer is
+        between frames (or holds only the zero padding of the last
+        ChannelData frame, which a ChannelData first byte settles as padding)
+        and ``data`` is one ChannelData frame, with nothing after it but its
+        padding, the frame is returned and the framer is left exactly as
+        :meth:`feed` would leave it (tolerant mode: waiting to see whether
+        zeros are padding). Anything else returns None and changes nothing.
+        """
+        if self._failed is not None or self.held or not data or not 0x40 <= data[0] < 0x80:
+            return None
+        buf = self._buffer
+        if buf and len(buf) != self._padding:  # (held bytes as many as the padding are always its zeros)
+            return None
+        n = len(data)
+        if n < CHANNEL_DATA_HEADER_LENGTH:
+            return None
+        size = CHANNEL_DATA_HEADER_LENGTH + ((data[2] << 8) | data[3])
+        if size > self.max_frame_bytes:
+            return None
+        pad = -size & 3
+        if not self.accept_unpadded_channel_data:
+            # (a strict framer holds no padding, so its buffer is empty here)
+            if n != size + pad:
+                return None
+            return data[:size] if pad else data
+        if n == size:
+            frame = data
+        elif n == size + pad and data.count(0, size) == pad:
+            frame = data[:size]
+        else:
+            return None
+        if buf:
+            buf.clear()
+        if n > size:
+            buf += data[size:]
+        self._padding = pad
+        return frame
+
     def resume(self) -> bytes:
         """After a ConnectionBind that failed: framing goes on; the bytes that followed it, to feed again."""
         self.held = False

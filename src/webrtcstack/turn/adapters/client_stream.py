@@ -135,6 +135,13 @@ class TurnStreamProtocol(Protocol):
         driver = factory.driver
         now = driver.reactor.seconds()
         self._last_activity = now
+        if self._allocated:
+            # The media case, one ChannelData frame per chunk: straight to the fast path the engine would
+            # send it to, without the framer's buffer or the request path.
+            frame = framer.lone_channel_data(data)
+            if frame is not None:
+                factory.engine.fast_path.channel_data(five_tuple, frame, now)
+                return
         if not framer.buffered and 0x40 <= data[0] < 0x80 and self._no_allocation_yet():
             self._refuse("ChannelData before any allocation")
             return
