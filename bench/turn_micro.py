@@ -203,12 +203,22 @@ def main() -> None:
         for _ in range(k):
             received(padded)
 
-    binding = encode(Message(Method.BINDING, MessageClass.REQUEST, os.urandom(12), ()))
+    def stun_binding_of(request: bytes) -> Any:
+        def run(k: int) -> None:
+            handle = engine.handle_client_message
+            for _ in range(k):
+                handle(five_tuple, request, None, now=1.0)
 
-    def stun_binding(k: int) -> None:
-        handle = engine.handle_client_message
-        for _ in range(k):
-            handle(five_tuple, binding, None, now=1.0)
+        return run
+
+    tid = os.urandom(12)
+    # what browsers and most clients send a STUN server (20 bytes), answered from the header
+    stun_binding = stun_binding_of(encode(Message(Method.BINDING, MessageClass.REQUEST, tid, ()), fingerprint=False))
+    # with FINGERPRINT (28 bytes): the same, after the CRC check
+    stun_binding_fp = stun_binding_of(encode(Message(Method.BINDING, MessageClass.REQUEST, tid, ())))
+    # with another attribute: decoded, the general path
+    stun_binding_sw = stun_binding_of(encode(Message(Method.BINDING, MessageClass.REQUEST, tid,
+                                                     ((AttrType.SOFTWARE, "bench"),))))
 
     def wakeups(direct: bool) -> Any:
         """One datagram sent and one epoll wake-up served per call, on a reactor of its own."""
@@ -250,6 +260,8 @@ def main() -> None:
     rows = [("UDP ChannelData, client to peer", udp_channel), ("UDP Send indication, client to peer", udp_send),
             ("UDP peer datagram to client (ChannelData)", peer_to_client),
             ("TCP ChannelData through the stream protocol", tcp_channel), ("STUN Binding request", stun_binding),
+            ("STUN Binding request with FINGERPRINT", stun_binding_fp),
+            ("STUN Binding request with SOFTWARE (decoded)", stun_binding_sw),
             ("epoll wake-up for a datagram, Twisted's dispatch", wakeups(False)),
             ("epoll wake-up for a datagram, direct dispatch", wakeups(True))]
     print(f"{'path':52} µs/packet")
