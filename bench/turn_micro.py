@@ -259,7 +259,7 @@ def main() -> None:
 
     rows = [("UDP ChannelData, client to peer", udp_channel), ("UDP Send indication, client to peer", udp_send),
             ("UDP peer datagram to client (ChannelData)", peer_to_client),
-            ("TCP ChannelData through the stream protocol", tcp_channel), ("STUN Binding request", stun_binding),
+            ("TCP ChannelData through the stream protocol", tcp_channel), ("STUN Binding request, no attributes", stun_binding),
             ("STUN Binding request with FINGERPRINT", stun_binding_fp),
             ("STUN Binding request with SOFTWARE (decoded)", stun_binding_sw),
             ("epoll wake-up for a datagram, Twisted's dispatch", wakeups(False)),

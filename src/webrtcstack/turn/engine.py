@@ -54,7 +54,7 @@ from webrtcstack.turn.auth import (
     NonceManager,
 )
 from webrtcstack.turn.fastpath import FastPath
-from webrtcstack.turn.five_tuple import FiveTuple
+from webrtcstack.turn.five_tuple import FiveTuple, Transport
 from webrtcstack.turn.manager import AllocationManager, RelayOpener
 from webrtcstack.turn.methods import REQUEST_HANDLERS, Request, ResponseLater, handle_send
 from webrtcstack.turn.mobility import TicketSealer
@@ -77,6 +77,8 @@ KNOWN_REQUIRED = frozenset({
     AttrType.PADDING,  # RFC 5780: ignored
 })
 _METHOD_NAMES = {m.value: m.name.lower() for m in Method}
+#: ``Transport.UDP`` → ``"udp"``: an enum's ``name`` is a Python-level property, read per Binding request otherwise
+_TRANSPORT_NAMES = {t: t.name.lower() for t in Transport}
 #: ERROR-CODE values (no reason phrase) by code, encoded once.
 _ERROR_CODE_VALUES: dict[int, bytes] = {}
 
@@ -246,7 +248,7 @@ class TurnEngine:
             return None
         if data[:2] == b"\x00\x01":
             # Binding requests (RFC 3489 ones too) go to the STUN Binding handler, the one implementation.
-            return self.binding.handle(data, five_tuple[1], five_tuple[0].name.lower())
+            return self.binding.handle(data, five_tuple[1], _TRANSPORT_NAMES[five_tuple[0]])
         if data[:2] == b"\x00\x16" and self.fast_path.send_indication(five_tuple, data, now):
             return None
         # Values stay raw bytes: a malformed one gets 400 from its handler, not a silent drop.
