@@ -111,5 +111,11 @@ class CachedRecordTests(unittest.TestCase):
         changes = counter(metrics["a"], "webrtcstack_cluster_room_changes_total")
         on_a.send({"cmd": "send", "msg": "hello b"})
         self.assertEqual((await on_b.next(10))["msg"], "hello b")
+        # a counts its send when Redis answers the send script, which can be after b has delivered the
+        # message (the script wrote b's inbox first): wait for the count (bounded), not for the delivery.
+        for _ in range(500):  # bounded: 10 s
+            if counter(metrics["a"], "webrtcstack_cluster_fast_sends_total") > fast:
+                break
+            await deferLater(reactor, 0.02, lambda: None)
         self.assertEqual(counter(metrics["a"], "webrtcstack_cluster_fast_sends_total"), fast + 1)
         self.assertEqual(counter(metrics["a"], "webrtcstack_cluster_room_changes_total"), changes)
