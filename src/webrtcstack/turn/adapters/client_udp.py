@@ -195,41 +195,27 @@ class TurnUdpListener:
             if stun_only:
                 self.engine.counters.drop("stun_only")
                 continue
-            if first == 0 and data[1:2] == b"\x01":
-                # A Binding request: the engine's one handler (the engine would send it there too), called
-                # without a sender for the client or a timer re-arm, as it changes no allocation.
-                try:
-                    reply = binding(data, addr, "udp")
-                except StunDecodeError as e:
-                    self.driver.malformed(five_tuple, e)
-                    continue
-                except Exception as e:  # as below: a bug must not stop the listener
-                    self._failed(addr, e)
-                    continue
-                if reply is not None:
-                    replies.append((reply, full))
-                    if len(replies) >= REPLIES_PER_FLUSH:
-                        self._flush(replies)
-                continue
-            handled = True
             try:
-                reply = handle(five_tuple, data, self.sender_for(addr, full), now)
+                if first == 0 and data[1:2] == b"\x01":
+                    # A Binding request: the engine's one handler (the engine would send it there too),
+                    # called without a sender for the client or a timer re-arm, as it changes no allocation.
+                    reply = binding(data, addr, "udp")
+                else:
+                    handled = True
+                    reply = handle(five_tuple, data, self.sender_for(addr, full), now)
             except StunDecodeError as e:
                 self.driver.malformed(five_tuple, e)
                 continue
             except Exception as e:  # a bug must not stop the listener, nor log per packet
-                self._failed(addr, e)
+                self.failures += 1
+                self._failure_log.warn("STUN/TURN udp: error handling a datagram from {source}: {error!r}",
+                                       source=addr, error=e)
                 continue
             if reply is not None:
                 replies.append((reply, full))
                 if len(replies) >= REPLIES_PER_FLUSH:
                     self._flush(replies)
         return handled
-
-    def _failed(self, source: Any, error: Exception) -> None:
-        self.failures += 1
-        self._failure_log.warn("STUN/TURN udp: error handling a datagram from {source}: {error!r}",
-                               source=source, error=error)
 
     def _discover(self, data: bytes, addr: tuple[str, int], five_tuple: Any) -> None:
         """An RFC 5780 Binding: answered from the address CHANGE-REQUEST picks, to the port RESPONSE-PORT names."""
